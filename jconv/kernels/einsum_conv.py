@@ -1,0 +1,206 @@
+"""Convolution kernels written with ``jnp.einsum`` over shifted windows and patches.
+
+Two algorithms, both channels-last at their core:
+
+* **shift** — for every kernel tap ``t`` take the strided window of the padded input
+  that the tap sees, ``x[:, t*d : t*d + (H'-1)*s + 1 : s]`` of shape ``(N, H', W', C)``,
+  contract it with ``w[t]`` of shape ``(C/G, K)`` and sum over taps. A depthwise tap
+  (one input map per group) is a broadcast multiply, not a matmul.
+* **patches** — stack the same windows into ``(N, H', W', T, C)`` (``T = kh*kw``) and
+  contract taps and channels in one einsum (im2col).
+
+``shift_conv_general_dilated`` and ``patch_conv_general_dilated`` expose exactly the
+``lax.conv_general_dilated`` signature, so ``flax.nnx.Conv(...,
+conv_general_dilated=shift_conv_general_dilated)`` runs on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def channels_last_dnums(nd: int) -> lax.ConvDimensionNumbers:
+    """Dimension numbers for ``(N, *spatial, C)`` inputs and ``(*spatial, I, O)`` kernels."""
+    spatial = tuple(range(1, nd + 1))
+    return lax.ConvDimensionNumbers(
+        lhs_spec=(0, nd + 1, *spatial),
+        rhs_spec=(nd + 1, nd, *range(nd)),
+        out_spec=(0, nd + 1, *spatial),
+    )
+
+
+def pad_and_dilate(x, pads, lhs_dilation=None, value=0.0):
+    """Pads the spatial axes of ``(N, *S, C)`` ``x``; negative pads crop.
+
+    ``lhs_dilation`` inserts ``d - 1`` copies of ``value`` between input positions
+    (the fractional stride of a transposed convolution).
+    """
+    nd = x.ndim - 2
+    lhs_dilation = lhs_dilation or (1,) * nd
+    config = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)]
+    return lax.pad(x, jnp.asarray(value, x.dtype), config + [(0, 0, 0)])
+
+
+def shifted_windows(xp, kernel: Sequence[int], stride: Sequence[int],
+                    dilation: Sequence[int], out_sizes: Sequence[int],
+                    axes: Sequence[int] | None = None) -> Iterator[tuple[tuple[int, ...], jax.Array]]:
+    """Yields ``(tap, window)`` for each kernel tap over the already padded ``xp``.
+
+    ``window[:, i] = xp[:, i*stride + tap*dilation]`` along each of ``axes`` (default: the
+    spatial axes ``1 .. ndim-2`` of a channels-last array), so each window has the output's
+    spatial shape.
+    """
+    axes = tuple(range(1, xp.ndim - 1)) if axes is None else tuple(axes)
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        start = [0] * xp.ndim
+        limit = list(xp.shape)
+        strides = [1] * xp.ndim
+        for a, t, s, d, o in zip(axes, tap, stride, dilation, out_sizes):
+            start[a] = t * d
+            limit[a] = t * d + (o - 1) * s + 1
+            strides[a] = s
+        yield tap, lax.slice(xp, start, limit, strides)
+
+
+def contract(xs, w_tap, groups: int, precision=None, preferred_element_type=None):
+    """Grouped channel contraction ``(..., C) x (C/G, K) -> (..., K)``.
+
+    With one input map per group (depthwise) it is a broadcast multiply.
+    """
+    cg, k = w_tap.shape
+    if preferred_element_type is not None:
+        xs, w_tap = xs.astype(preferred_element_type), w_tap.astype(preferred_element_type)
+    if cg == 1:
+        # (..., G, 1) * (G, K/G) -> (..., G, K/G)
+        y = xs[..., :, None] * w_tap.reshape(groups, k // groups)
+        return y.reshape(*xs.shape[:-1], k)  # (..., K)
+    if groups == 1:
+        return jnp.einsum("...c,ck->...k", xs, w_tap, precision=precision,
+                          preferred_element_type=preferred_element_type)
+    xg = xs.reshape(*xs.shape[:-1], groups, cg)  # (..., G, C/G)
+    wg = w_tap.reshape(cg, groups, k // groups)  # (C/G, G, K/G)
+    y = jnp.einsum("...gc,cgk->...gk", xg, wg, precision=precision,
+                   preferred_element_type=preferred_element_type)
+    return y.reshape(*xs.shape[:-1], k)  # (..., K)
+
+
+def _out_sizes(xp_shape, extent, stride):
+    return tuple((size - e) // s + 1 for size, e, s in zip(xp_shape[1:-1], extent, stride))
+
+
+def shift_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
+               preferred_element_type=None):
+    """Channels-last grouped conv by shifted windows: ``x (N, *S, C)``, ``w (*k, C/G, K)``."""
+    kernel = w.shape[:-2]
+    xp = pad_and_dilate(x, pads, lhs_dilation)
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    out_sizes = _out_sizes(xp.shape, extent, stride)
+    out = None
+    for tap, xs in shifted_windows(xp, kernel, stride, dilation, out_sizes):
+        y = contract(xs, w[tap], groups, precision, preferred_element_type)
+        out = y if out is None else out + y
+    return out
+
+
+def patch_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
+               preferred_element_type=None):
+    """Channels-last grouped conv by patches (im2col) and one einsum."""
+    kernel = w.shape[:-2]
+    cg, k = w.shape[-2:]
+    xp = pad_and_dilate(x, pads, lhs_dilation)
+    extent = [(kk - 1) * d + 1 for kk, d in zip(kernel, dilation)]
+    out_sizes = _out_sizes(xp.shape, extent, stride)
+    windows = [xs for _, xs in shifted_windows(xp, kernel, stride, dilation, out_sizes)]
+    patches = jnp.stack(windows, axis=-2)  # (N, *S', T, C)
+    patches = patches.reshape(*patches.shape[:-1], groups, cg)  # (N, *S', T, G, C/G)
+    wg = w.reshape(len(windows), cg, groups, k // groups)  # (T, C/G, G, K/G)
+    y = jnp.einsum("...tgc,tcgk->...gk", patches, wg, precision=precision,
+                   preferred_element_type=preferred_element_type)
+    return y.reshape(*y.shape[:-2], k)  # (N, *S', K)
+
+
+def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None):
+    """Channels-last transposed conv as a sum of strided placements, one per tap.
+
+    ``x (N, *S, C)``, ``w (*k, C/G, K)``: tap ``t`` adds ``x[i] @ w[t]`` at output
+    position ``i*stride + t*dilation``; then ``crops (low, high)`` are removed (negative
+    values append zeros). No multiply by an inserted zero is done.
+    """
+    kernel = w.shape[:-2]
+    in_sizes = x.shape[1:-1]
+    full = [(i - 1) * s + (k - 1) * d + 1
+            for i, s, k, d in zip(in_sizes, stride, kernel, dilation)]
+    out = None
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        y = contract(x, w[tap], groups, precision)  # (N, *S, K)
+        placement = [(t * d, f - t * d - ((i - 1) * s + 1), s - 1)
+                     for t, d, f, i, s in zip(tap, dilation, full, in_sizes, stride)]
+        y = lax.pad(y, jnp.zeros((), y.dtype), [(0, 0, 0), *placement, (0, 0, 0)])  # (N, *full, K)
+        out = y if out is None else out + y
+    return pad_and_dilate(out, [(-lo, -hi) for lo, hi in crops])
+
+
+def _to_channels_last(lhs, rhs, dimension_numbers):
+    dnums = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    lhs_spec, rhs_spec, out_spec = dnums
+    x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # (N, *S, C)
+    w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # (*k, I, O)
+    # Output axis j of the channels-last result lands at position order[j].
+    order = (out_spec[0], *out_spec[2:], out_spec[1])
+    inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
+    return x, w, inverse
+
+
+def _lax_signature(core):
+    def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                             rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                             batch_group_count=1, precision=None, preferred_element_type=None,
+                             out_sharding=None):
+        if batch_group_count != 1:
+            raise NotImplementedError(
+                f"{core.__name__}: batch_group_count={batch_group_count}; only 1 is supported")
+        if out_sharding is not None:
+            raise NotImplementedError(
+                f"{core.__name__}: out_sharding={out_sharding!r}; only None is supported")
+        x, w, inverse = _to_channels_last(lhs, rhs, dimension_numbers)
+        nd = x.ndim - 2
+        lhs_dilation = tuple(lhs_dilation or (1,) * nd)
+        rhs_dilation = tuple(rhs_dilation or (1,) * nd)
+        if isinstance(padding, str):
+            if any(d != 1 for d in lhs_dilation):
+                raise ValueError(f"{core.__name__}: string padding={padding!r} with "
+                                 f"lhs_dilation={lhs_dilation}; give explicit (low, high) pairs")
+            extent = [(k - 1) * d + 1 for k, d in zip(w.shape[:-2], rhs_dilation)]
+            padding = lax.padtype_to_pads(x.shape[1:-1], extent, window_strides, padding)
+        y = core(x, w, tuple(window_strides), tuple(map(tuple, padding)), rhs_dilation,
+                 feature_group_count, lhs_dilation, precision, preferred_element_type)
+        return jnp.transpose(y, inverse)
+
+    conv_general_dilated.__name__ = f"{core.__name__}_general_dilated"
+    conv_general_dilated.__doc__ = (
+        f"``lax.conv_general_dilated`` computed by :func:`{core.__name__}`.\n\n"
+        "Same arguments and result as ``jax.lax.conv_general_dilated``;\n"
+        "``batch_group_count`` must be 1 and ``out_sharding`` None.\n\n"
+        ">>> import jax.numpy as jnp\n"
+        ">>> from jax import lax\n"
+        ">>> x, w = jnp.ones((1, 2, 5, 5)), jnp.ones((3, 2, 3, 3))  # NCHW, OIHW\n"
+        f">>> y = {core.__name__}_general_dilated(x, w, (1, 1), 'SAME')\n"
+        ">>> bool(jnp.allclose(y, lax.conv_general_dilated(x, w, (1, 1), 'SAME')))\n"
+        "True\n")
+    return conv_general_dilated
+
+
+shift_conv_general_dilated = _lax_signature(shift_conv)
+patch_conv_general_dilated = _lax_signature(patch_conv)
+
+
+def einsum_letters(n: int) -> str:
+    """``n`` distinct lowercase letters for building einsum subscripts."""
+    return string.ascii_lowercase[:n]
+

@@ -1,0 +1,61 @@
+"""A 3-D filter that slides across the stack of feature maps as well as over H and W."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jconv.ops import _args, dispatch, shapes
+from jconv.ops.conv import run_conv
+
+
+def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zeros",
+                       impl="auto", precision=None):
+    r"""Slides a ``(kd, kh, kw)`` filter over the ``C`` maps as a depth axis, and over H, W.
+
+    The ``C`` maps are read as one single-channel volume ``(N, D=C, H, W)``; each of the
+    ``K`` filters is a ``kd×kh×kw`` block that moves along the map axis too:
+
+    .. math:: y[n, q, p, k] = \sum_{u, t} v_{pad}[n, q s_d + u d_d, p s + t d]\, w[u, t, k]
+
+    where ``v[n, c, p] = x[n, p, c]``. Unlike Type 2.2 (:func:`jconv.conv`), where a
+    filter spans all ``C`` maps at once, here ``kd`` may be smaller than ``C``: the
+    output keeps a depth axis ``D' = (C + pad - (kd - 1) d_d - 1) // s_d + 1``. With
+    ``kd == C`` and no depth padding it is Type 2.2 with ``D' = 1``. Every output is a
+    sum over its own window, so the order in which the filter visits positions does not
+    change the result. A 3×4×5 filter over 1337 maps of 42×314 gives 1335×39×310
+    positions (VALID).
+
+    Args:
+      x: ``(N, H, W, C)``: ``C`` maps (1 or 3 spatial axes also work).
+      w: ``(kd, kh, kw, K)``.
+      stride, dilation: an int, or one per window axis ``(depth, H, W)``.
+      padding: as in :func:`jconv.conv`, for the axes ``(depth, H, W)``; default
+        ``"VALID"``.
+      padding_mode: as in :func:`jconv.conv`.
+      impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume) or ``"einsum"``
+        (shift-and-multiply).
+      precision: as in :func:`jconv.conv`.
+
+    Returns:
+      ``(N, D', H', W', K)``.
+
+    >>> import jax, jax.numpy as jnp, jconv
+    >>> x = jax.ShapeDtypeStruct((1, 42, 314, 1337), jnp.float32)   # 1337 maps of 42x314
+    >>> w = jax.ShapeDtypeStruct((3, 4, 5, 1), jnp.float32)
+    >>> jax.eval_shape(jconv.depth_sliding_conv, x, w).shape
+    (1, 1335, 39, 310, 1)
+    >>> jconv.depth_sliding_conv(jnp.ones((1, 6, 6, 10)), jnp.ones((3, 3, 3, 2)),
+    ...                          stride=(2, 1, 1), padding="SAME").shape
+    (1, 5, 6, 6, 2)
+    """
+    op = "depth_sliding_conv"
+    x = _args.floating(op, "x", x)
+    w = _args.floating(op, "w", w)
+    x, w = _args.common_dtype(x, w)
+    plan = shapes.depth_sliding_conv(x.shape, w.shape, stride=stride, padding=padding,
+                                     dilation=dilation, padding_mode=padding_mode)
+    impl = dispatch.resolve(op, impl, channels_per_group=1)
+    volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
+    return run_conv(volume, w[..., None, :],  # (kd, kh, kw, 1, K)
+                    window=plan.window, groups=1, mode=plan.padding_mode, impl=impl,
+                    precision=precision)

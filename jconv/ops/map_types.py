@@ -1,0 +1,124 @@
+"""Type 1 and Type 2.1: the two readings of a conv layer that no framework implements.
+
+After a first layer has produced ``C`` maps, a second layer of ``K`` filters of size
+``kh×kw`` could
+
+* **Type 1** (:func:`per_map_conv`): apply each 2-D filter to each map separately,
+  giving ``C*K`` maps from ``K*kh*kw`` weights;
+* **Type 2.1** (:func:`shared_filter_conv`): apply one 2-D filter to the same region of
+  every map and sum, giving ``K`` maps from ``K*kh*kw`` weights;
+* **Type 2.2** (:func:`jconv.conv`): use a full ``kh×kw×C`` kernel per filter, giving
+  ``K`` maps from ``K*kh*kw*C`` weights. This is what every framework computes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
+from jconv.ops import _args, dispatch, padding, shapes
+from jconv.ops.conv import run_conv
+
+
+def _inputs(op, x, w):
+    x = _args.floating(op, "x", x)
+    w = _args.floating(op, "w", w)
+    return _args.common_dtype(x, w)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
+def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+    n, c, k = x.shape[0], x.shape[-1], w.shape[-1]
+    win = plan.window
+    if impl == "lax":
+        maps = jnp.moveaxis(x, -1, 1)  # (N, C, *S)
+        maps = maps.reshape(n * c, *x.shape[1:-1], 1)  # (N*C, *S, 1)
+        y = run_conv(maps, w[..., None, :], window=win, groups=1, mode=plan.padding_mode,
+                     impl="lax", precision=precision)  # (N*C, *S', K)
+        y = y.reshape(n, c, *y.shape[1:])  # (N, C, *S', K)
+        y = jnp.moveaxis(y, 1, -2)  # (N, *S', C, K)
+    else:
+        xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+        xp = pad_and_dilate(xp, pads)
+        y = sum(xs[..., :, None] * w[tap]  # (N, *S', C, 1) * (K,) -> (N, *S', C, K)
+                for tap, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
+                                               win.out_sizes))
+    return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
+
+
+def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
+                 impl="auto", precision=None):
+    r"""Type 1: every 2-D filter applied to every input map separately.
+
+    .. math:: y[n, p, c K + k] = \sum_t x_{pad}[n, p s + t d, c]\, w[t, k]
+
+    ``C`` maps and ``K`` filters give ``C*K`` output maps, ordered map-major: output
+    ``c*K + k`` is input map ``c`` convolved with filter ``k``. The filters have
+    ``K*kh*kw`` weights in all. Equals :func:`jconv.depthwise_conv` with channel
+    multiplier ``K`` and the kernel tiled over the maps (tied weights); ``lax`` runs it
+    by folding the maps into the batch, ``(N*C, H, W, 1)``.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      w: ``(kh, kw, K)``: ``K`` single-channel filters (no input-channel axis).
+      stride, padding, dilation, padding_mode, impl, precision: as in :func:`jconv.conv`.
+
+    Returns:
+      ``(N, H', W', C*K)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.stack([jnp.ones((4, 4)), 2 * jnp.ones((4, 4))], -1)[None]  # maps of 1s, 2s
+    >>> y = jconv.per_map_conv(x, jnp.stack([jnp.ones((3, 3)), -jnp.ones((3, 3))], -1))
+    >>> y.shape, y[0, 1, 1].tolist()   # [map0*f0, map0*f1, map1*f0, map1*f1]
+    ((1, 4, 4, 4), [9.0, -9.0, 18.0, -18.0])
+    """
+    op = "per_map_conv"
+    x, w = _inputs(op, x, w)
+    plan = shapes.per_map_conv(x.shape, w.shape, stride=stride, padding=padding,
+                               dilation=dilation, padding_mode=padding_mode)
+    impl = dispatch.resolve(op, impl, channels_per_group=1)
+    return _per_map(x, w, plan=plan, impl=impl, precision=precision)
+
+
+def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
+                       impl="auto", precision=None):
+    r"""Type 2.1: one 2-D filter applied to the same region of all maps, summed.
+
+    .. math:: y[n, p, k] = \sum_c \sum_t x_{pad}[n, p s + t d, c]\, w[t, k]
+                         = \sum_t \Big(\sum_c x_{pad}[n, p s + t d, c]\Big) w[t, k]
+
+    ``K`` filters give ``K`` maps from ``K*kh*kw`` weights. It is a Type 2.2 conv whose
+    3-D kernel repeats the 2-D filter along the depth, so by linearity it equals a
+    single-channel conv of the sum of the maps: ``impl="lax"`` runs the repeated 3-D
+    kernel, ``impl="einsum"`` sums the maps first (``C`` times fewer multiplies).
+
+    Args:
+      x: ``(N, H, W, C)``.
+      w: ``(kh, kw, K)``.
+      stride, padding, dilation, padding_mode, impl, precision: as in :func:`jconv.conv`.
+
+    Returns:
+      ``(N, H', W', K)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.ones((1, 5, 5, 3))
+    >>> y = jconv.shared_filter_conv(x, jnp.ones((3, 3, 2)), padding="VALID")
+    >>> y.shape, float(y[0, 0, 0, 0])    # 3 maps x 9 taps
+    ((1, 3, 3, 2), 27.0)
+    """
+    op = "shared_filter_conv"
+    x, w = _inputs(op, x, w)
+    plan = shapes.shared_filter_conv(x.shape, w.shape, stride=stride, padding=padding,
+                                     dilation=dilation, padding_mode=padding_mode)
+    impl = dispatch.resolve(op, impl, channels_per_group=x.shape[-1])
+    c = x.shape[-1]
+    if impl == "lax":
+        w3 = jnp.broadcast_to(w[..., None, :], (*w.shape[:-1], c, w.shape[-1]))  # (kh, kw, C, K)
+        return run_conv(x, w3, window=plan.window, groups=1, mode=plan.padding_mode,
+                        impl="lax", precision=precision)
+    total = jnp.sum(x, axis=-1, keepdims=True)  # (N, H, W, 1)
+    return run_conv(total, w[..., None, :], window=plan.window, groups=1,
+                    mode=plan.padding_mode, impl="einsum", precision=precision)

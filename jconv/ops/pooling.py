@@ -1,0 +1,249 @@
+"""Pooling per map (max, average, global average), across maps (maxout) and LRN.
+
+Per-map pooling never mixes maps: ``C`` maps in, ``C`` maps out, and each output map
+depends on its own input map only (every framework's ``max_pool`` has window 1 on the
+channel axis). Across-map operations slide along the channel axis instead:
+:func:`channel_max_pool` (maxout) shrinks the map count, :func:`local_response_norm`
+(AlexNet) keeps it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
+from jconv.ops import _args, dispatch, shapes
+
+
+def _window_reduce(x, win, init, reducer, impl):
+    """Reduces every pooling window of ``(N, *S, C)`` ``x`` with ``reducer``."""
+    if impl == "lax":
+        ones = (1,) * (x.ndim - 2)
+        return lax.reduce_window(x, jnp.asarray(init, x.dtype), reducer, (1, *win.kernel, 1),
+                                 (1, *win.stride, 1), ((0, 0), *win.pads, (0, 0)),
+                                 window_dilation=(1, *ones, 1))
+    xp = pad_and_dilate(x, win.pads, value=init)
+    windows = (xs for _, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
+                                               win.out_sizes))
+    return functools.reduce(reducer, windows)
+
+
+def _in_bounds_counts(win) -> np.ndarray:
+    """Number of window taps on the unpadded input, per output position ``(*S')``."""
+    per_axis = []
+    for size, k, s, (lo, _), out in zip(win.in_sizes, win.kernel, win.stride, win.pads,
+                                        win.out_sizes):
+        starts = np.arange(out) * s - lo
+        per_axis.append(np.minimum(starts + k, size) - np.maximum(starts, 0))
+    return functools.reduce(np.multiply.outer, per_axis)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl"))
+def _max_pool(x, *, plan, impl):
+    return _window_reduce(x, plan.window, -jnp.inf, lax.max, impl)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "count_include_pad"))
+def _avg_pool(x, *, plan, impl, count_include_pad):
+    total = _window_reduce(x, plan.window, 0.0, lax.add, impl)
+    if count_include_pad:
+        return total / plan.window.taps
+    counts = _in_bounds_counts(plan.window)[..., None]  # (*S', 1)
+    return total / counts.astype(x.dtype)
+
+
+def _pool_input(op, x):
+    return _args.floating(op, "x", x)
+
+
+def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
+    r"""Max pooling per map: ``y[n, p, c] = max_t x_pad[n, p s + t, c]`` (pad = -inf).
+
+    Windows may overlap (``stride < window``), as in AlexNet's 3×3 stride-2 pooling.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      window: window size, an int or one per spatial axis.
+      stride: default ``window`` (non-overlapping).
+      padding: as in :func:`jconv.conv`; padded positions never win.
+      impl: ``"auto"``, ``"lax"`` (``reduce_window``) or ``"einsum"`` (max over shifted
+        windows).
+
+    Returns:
+      ``(N, H', W', C)``: the same number of maps.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    >>> jconv.max_pool(x, 3, stride=1)[..., 0]
+    Array([[[10., 11.],
+            [14., 15.]]], dtype=float32)
+    >>> jconv.max_pool(jnp.ones((1, 55, 55, 96)), 3, stride=2).shape   # AlexNet pool1
+    (1, 27, 27, 96)
+    """
+    x = _pool_input("max_pool", x)
+    plan = shapes.max_pool(x.shape, window, stride=stride, padding=padding)
+    return _max_pool(x, plan=plan, impl=dispatch.resolve("max_pool", impl))
+
+
+def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
+             impl="auto"):
+    r"""Average pooling per map: ``y[n, p, c] = (1/|t|) sum_t x_pad[n, p s + t, c]``.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      window, stride, padding: as in :func:`max_pool`; zeros are padded.
+      count_include_pad: divide by the full window size (PyTorch's and Flax's default)
+        or, if False, by the number of taps on the unpadded input.
+      impl: ``"auto"``, ``"lax"`` or ``"einsum"``.
+
+    Returns:
+      ``(N, H', W', C)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.ones((1, 3, 3, 1))
+    >>> jconv.avg_pool(x, 2, stride=1, padding=((0, 1), (0, 1)))[0, :, :, 0].tolist()
+    [[1.0, 1.0, 0.5], [1.0, 1.0, 0.5], [0.5, 0.5, 0.25]]
+    >>> jconv.avg_pool(x, 2, stride=1, padding=((0, 1), (0, 1)),
+    ...                count_include_pad=False)[0, :, :, 0].tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+    x = _pool_input("avg_pool", x)
+    plan = shapes.avg_pool(x.shape, window, stride=stride, padding=padding,
+                           count_include_pad=count_include_pad)
+    return _avg_pool(x, plan=plan, impl=dispatch.resolve("avg_pool", impl),
+                     count_include_pad=count_include_pad)
+
+
+@functools.partial(jax.jit, static_argnames=("impl",))
+def _global_avg_pool(x, *, impl):
+    count = np.prod(x.shape[1:-1])
+    if impl == "lax":
+        total = lax.reduce(x, jnp.asarray(0, x.dtype), lax.add, tuple(range(1, x.ndim - 1)))
+    else:
+        total = jnp.einsum("n...c->nc", x)
+    return total / count
+
+
+def global_avg_pool(x, *, impl="auto"):
+    r"""Mean of each map over all positions: ``y[n, c] = mean_p x[n, p, c]``.
+
+    GoogLeNet's final 7×7 average pool on a 7×7 grid; NIN's replacement for FC layers.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      impl: ``"auto"``, ``"lax"`` (``lax.reduce``) or ``"einsum"``.
+
+    Returns:
+      ``(N, C)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> jconv.global_avg_pool(jnp.arange(8.0).reshape(1, 2, 2, 2)).tolist()
+    [[3.0, 4.0]]
+    """
+    x = _pool_input("global_avg_pool", x)
+    shapes.global_avg_pool(x.shape)
+    return _global_avg_pool(x, impl=dispatch.resolve("global_avg_pool", impl))
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl"))
+def _channel_max_pool(x, *, plan, impl):
+    win = plan.window
+    if impl == "lax":
+        ones = (1,) * (x.ndim - 1)
+        return lax.reduce_window(x, jnp.asarray(-jnp.inf, x.dtype), lax.max,
+                                 (*ones, *win.kernel), (*ones, *win.stride), "VALID")
+    windows = (xs for _, xs in shifted_windows(x, win.kernel, win.stride, win.dilation,
+                                               win.out_sizes, axes=(x.ndim - 1,)))
+    return functools.reduce(lax.max, windows)
+
+
+def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
+    r"""Max across maps (maxout): ``y[n, p, j] = max_{i < g} x[n, p, j s + i]``.
+
+    Pools over groups of ``g = group_size`` adjacent maps at every pixel, so the map
+    count drops to ``(C - g) // stride + 1`` (``C / g`` for the default stride ``g``),
+    while the spatial size is unchanged. No framework has it as an op; ``lax`` runs it
+    as a ``reduce_window`` along the channel axis.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      group_size: maps per window.
+      stride: step between windows along the maps, default ``group_size``.
+      impl: ``"auto"``, ``"lax"`` or ``"einsum"``.
+
+    Returns:
+      ``(N, H, W, C')``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.array([1.0, 5.0, 2.0, 0.0, 3.0, 4.0]).reshape(1, 1, 1, 6)
+    >>> jconv.channel_max_pool(x, 2).ravel().tolist()
+    [5.0, 2.0, 4.0]
+    """
+    x = _pool_input("channel_max_pool", x)
+    plan = shapes.channel_max_pool(x.shape, group_size, stride=stride)
+    return _channel_max_pool(x, plan=plan, impl=dispatch.resolve("channel_max_pool", impl))
+
+
+@functools.partial(jax.jit, static_argnames=("size", "k", "alpha", "beta", "impl",
+                                             "precision"))
+def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
+    lo, hi = size // 2, (size - 1) // 2
+    squares = x * x
+    if impl == "lax":
+        ones = (1,) * (x.ndim - 1)
+        pads = ((0, 0),) * (x.ndim - 1) + ((lo, hi),)
+        total = lax.reduce_window(squares, jnp.asarray(0, x.dtype), lax.add,
+                                  (*ones, size), (*ones, 1), pads)
+    else:
+        c = np.arange(x.shape[-1])
+        band = (c[:, None] >= c[None, :] - lo) & (c[:, None] <= c[None, :] + hi)  # (C, C)
+        total = jnp.einsum("...c,cd->...d", squares, band.astype(x.dtype),
+                           precision=precision)
+    return x / (k + alpha * total) ** beta
+
+
+def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
+                        precision=None):
+    r"""Local response normalisation across adjacent maps (AlexNet, section 3.3).
+
+    .. math:: b_c = a_c \Big/ \Big(k + \alpha \sum_{c'=\max(0, c - \lfloor n/2 \rfloor)}
+              ^{\min(C-1,\, c + \lfloor (n-1)/2 \rfloor)} a_{c'}^2\Big)^{\beta}
+
+    with the paper's ``k=2, n=5, alpha=1e-4, beta=0.75`` as defaults. A per-pixel
+    operation across maps: the map count is unchanged.
+
+    **alpha conventions.** This is the paper's form: ``alpha`` multiplies the *sum*.
+    PyTorch's ``nn.LocalResponseNorm(size, alpha, beta, k)`` multiplies the *mean*
+    (``alpha/n``), so PyTorch's ``alpha`` is ``n`` times this one (``5e-4`` for the
+    paper). TensorFlow's ``tf.nn.local_response_normalization`` and Caffe's
+    ``WITHIN_CHANNEL``-free ``LRN`` differ too: TensorFlow takes ``depth_radius = n//2``
+    and the sum form (its ``alpha`` equals this one); Caffe divides by ``n`` like PyTorch.
+
+    Args:
+      x: ``(N, H, W, C)``.
+      size: ``n``, maps in each window (centred; for even ``n`` one more before).
+      k, alpha, beta: constants of the formula.
+      impl: ``"auto"``, ``"lax"`` (``reduce_window`` along maps) or ``"einsum"`` (a banded
+        ``(C, C)`` matrix).
+      precision: for the einsum's matmul.
+
+    Returns:
+      ``(N, H, W, C)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.full((1, 1, 1, 3), 10.0)
+    >>> y = jconv.local_response_norm(x, size=3, k=1.0, alpha=0.01, beta=1.0)
+    >>> y.ravel().tolist()    # 10 / (1 + 0.01 * (2 or 3) * 100)
+    [3.3333332538604736, 2.5, 3.3333332538604736]
+    """
+    op = "local_response_norm"
+    x = _args.floating(op, "x", x)
+    shapes.local_response_norm(x.shape, size, k, alpha, beta)
+    return _local_response_norm(x, size=size, k=float(k), alpha=float(alpha),
+                                beta=float(beta), impl=dispatch.resolve(op, impl),
+                                precision=precision)

@@ -1,0 +1,90 @@
+"""Transposed (fractionally strided) convolution, with PyTorch's arguments."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jconv.kernels.einsum_conv import channels_last_dnums, scatter_transpose_conv
+from jconv.ops import _args, dispatch, shapes
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
+def _conv_transpose(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+    win = plan.window  # the forward conv whose input-VJP this is
+    if impl == "einsum":
+        return scatter_transpose_conv(x, w, win.stride, win.pads, win.dilation, plan.groups,
+                                      precision=precision)
+    nd = x.ndim - 2
+    flipped = jnp.flip(w, axis=tuple(range(nd)))  # (*k, C/G, K), taps reversed
+    pads = [(e - 1 - lo, e - 1 - hi) for e, (lo, hi) in zip(win.extent, win.pads)]
+    return lax.conv_general_dilated(
+        x, flipped, (1,) * nd, pads, lhs_dilation=win.stride, rhs_dilation=win.dilation,
+        dimension_numbers=channels_last_dnums(nd), feature_group_count=plan.groups,
+        precision=precision)
+
+
+def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, groups=1, *,
+                   impl="auto", precision=None):
+    r"""Transposed convolution: the gradient of :func:`jconv.conv` with respect to its input.
+
+    Every input pixel scatters its filter response onto a ``stride``-times finer grid:
+
+    .. math::
+
+        \tilde y[n, i s + t d, k] \mathrel{+}= \sum_{c \in g(k)} x[n, i, c]\,
+        w[t, c - g_0(c), k], \qquad y = \tilde y[lo : F - hi + \mathrm{output\_padding}]
+
+    with full size ``F = (H - 1) s + (k - 1) d + 1``, so
+
+    ``H' = (H - 1)*stride - lo - hi + dilation*(k - 1) + output_padding + 1``.
+
+    **From PyTorch.** ``torch.nn.ConvTranspose2d(C, K, k, stride=s, padding=p,
+    output_padding=op, groups=g, dilation=d)`` equals
+    ``conv_transpose(x, w, s, p, op, d, g)`` with ``x`` moved to NHWC and its weight
+    ``(C, K/g, kh, kw)`` rearranged as
+    ``weight.reshape(g, C/g, K/g, kh, kw).permute(3, 4, 1, 0, 2).reshape(kh, kw, C/g, K)``.
+    No kernel flip is needed: like PyTorch, this op is the input-gradient of a
+    cross-correlation. (``lax.conv_transpose`` instead flips only with
+    ``transpose_kernel=True``, and Flax's ``ConvTranspose`` needs
+    ``padding = dilation*(k - 1) - p`` to match PyTorch's ``p``.)
+
+    Args:
+      x: ``(N, H, W, C)``.
+      w: ``(kh, kw, C/groups, K)``; group ``g`` maps input maps ``g*C/G ...`` to filters
+        ``g*K/G ...``.
+      stride: the upsampling factor, an int or one per axis.
+      padding: what is cropped from the full output: an int ``p`` (PyTorch's, from both
+        sides), one int per axis, ``(low, high)`` pairs, ``"VALID"`` (no crop) or
+        ``"SAME"`` (output ``H*stride``: the gradient of a SAME conv).
+      output_padding: extra positions added at the end of each axis, each smaller than
+        ``max(stride, dilation)`` (PyTorch's rule); it resolves the output size a
+        strided forward conv leaves ambiguous.
+      dilation, groups: as in :func:`jconv.conv`.
+      impl: ``"auto"``, ``"lax"`` (a conv over the zero-dilated input) or ``"einsum"``
+        (strided placement of each tap's product; no multiply by an inserted zero).
+      precision: as in :func:`jconv.conv`.
+
+    Returns:
+      ``(N, H', W', K)``.
+
+    >>> import jax.numpy as jnp, jconv
+    >>> x = jnp.ones((1, 4, 4, 8))
+    >>> jconv.conv_transpose(x, jnp.ones((3, 3, 8, 2)), stride=2, padding=1,
+    ...                      output_padding=1).shape   # PyTorch: (4-1)*2 - 2 + 2 + 1 + 1
+    (1, 8, 8, 2)
+    >>> jconv.conv_transpose(jnp.ones((1, 3, 1)), jnp.ones((2, 1, 1)), stride=2)[0, :, 0]
+    Array([1., 1., 1., 1., 1., 1.], dtype=float32)
+    """
+    op = "conv_transpose"
+    x = _args.floating(op, "x", x)
+    w = _args.floating(op, "w", w)
+    x, w = _args.common_dtype(x, w)
+    plan = shapes.conv_transpose(x.shape, w.shape, stride=stride, padding=padding,
+                                 output_padding=output_padding, dilation=dilation, groups=groups)
+    impl = dispatch.resolve(op, impl, groups=plan.groups,
+                            channels_per_group=x.shape[-1] // plan.groups)
+    return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
