@@ -78,7 +78,7 @@ def contract(xs, w_tap, groups: int, precision=None, preferred_element_type=None
         xs, w_tap = xs.astype(preferred_element_type), w_tap.astype(preferred_element_type)
     if cg == 1:
         # (..., G, 1) * (G, K/G) -> (..., G, K/G)
-        y = xs[..., :, None] * w_tap.reshape(groups, k // groups)
+        y = xs[..., :, None] * w_tap.reshape((1,) * (xs.ndim - 1) + (groups, k // groups))
         return y.reshape(*xs.shape[:-1], k)  # (..., K)
     if groups == 1:
         return jnp.einsum("...c,ck->...k", xs, w_tap, precision=precision,
@@ -201,6 +201,6 @@ patch_conv_general_dilated = _lax_signature(patch_conv)
 
 
 def einsum_letters(n: int) -> str:
-    """``n`` distinct lowercase letters for building einsum subscripts."""
-    return string.ascii_lowercase[:n]
+    """``n`` distinct uppercase letters (never clashing with lowercase axis names) for einsum."""
+    return string.ascii_uppercase[:n]
 

@@ -43,7 +43,7 @@ def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
     else:
         xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
         xp = pad_and_dilate(xp, pads)
-        y = sum(xs[..., :, None] * w[tap]  # (N, *S', C, 1) * (K,) -> (N, *S', C, K)
+        y = sum(xs[..., :, None] * w[tap].reshape((1,) * x.ndim + (k,))  # (N, *S', C, K)
                 for tap, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
                                                win.out_sizes))
     return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)

@@ -53,7 +53,7 @@ def _avg_pool(x, *, plan, impl, count_include_pad):
     total = _window_reduce(x, plan.window, 0.0, lax.add, impl)
     if count_include_pad:
         return total / plan.window.taps
-    counts = _in_bounds_counts(plan.window)[..., None]  # (*S', 1)
+    counts = _in_bounds_counts(plan.window)[None, ..., None]  # (1, *S', 1)
     return total / counts.astype(x.dtype)
 
 

@@ -64,54 +64,65 @@ def _kernel(op, x_shape, w_shape, *, tail: int, doc: str, name: str = "w.shape")
     return _shape(op, name, w_shape, (nd + tail,), doc.format(nd=nd))
 
 
+def _grouped(op, x_shape, w_shape, kernel, *, groups, w_name="w", padding_mode="zeros",
+             **window_kwargs) -> Plan:
+    """Checks shared by grouped convs: ``w_shape`` ends in ``(C/groups, K)``."""
+    groups = _args.positive_int(op, "groups", groups)
+    c, (i, k) = x_shape[-1], w_shape[-2:]
+    if c % groups:
+        fail(op, "groups", groups, f"a divisor of the input channels C={c} (x.shape={x_shape})")
+    if i * groups != c:
+        fail(op, f"{w_name}.shape", w_shape,
+             f"kernel depth {w_name}.shape[-2] = C/groups = {c}/{groups} = {c // groups}, "
+             f"got {i}")
+    if k % groups:
+        fail(op, "groups", groups, f"a divisor of the filter count K={w_name}.shape[-1]={k}")
+    mode = _args.padding_mode(op, padding_mode)
+    win = _args.window(op, x_shape[1:-1], kernel, mode=mode, kernel_arg=w_name,
+                       **window_kwargs)
+    return Plan((x_shape[0], *win.out_sizes, k), win, groups, mode)
+
+
 def conv(x_shape, w_shape, *, stride=1, padding="SAME", dilation=1, groups=1,
          padding_mode="zeros") -> Plan:
     op = "conv"
     x_shape = _x(op, x_shape)
     w_shape = _kernel(op, x_shape, w_shape, tail=2,
                       doc="(*kernel, C/groups, K) with {nd} kernel axes for x's spatial axes")
-    groups = _args.positive_int(op, "groups", groups)
-    c, (i, k) = x_shape[-1], w_shape[-2:]
-    if c % groups:
-        fail(op, "groups", groups, f"a divisor of the input channels C={c} (x.shape={x_shape})")
-    if i * groups != c:
-        fail(op, "w.shape", w_shape,
-             f"kernel depth w.shape[-2] = C/groups = {c}/{groups} = {c // groups}, got {i}")
-    if k % groups:
-        fail(op, "groups", groups, f"a divisor of the filter count K=w.shape[-1]={k}")
-    mode = _args.padding_mode(op, padding_mode)
-    win = _args.window(op, x_shape[1:-1], w_shape[:-2], stride=stride, padding=padding,
-                       dilation=dilation, mode=mode)
-    return Plan((x_shape[0], *win.out_sizes, k), win, groups, mode)
+    return _grouped(op, x_shape, w_shape, w_shape[:-2], groups=groups, stride=stride,
+                    padding=padding, dilation=dilation, padding_mode=padding_mode)
+
+
+def _depthwise(op, x_shape, w_shape, w_name, **window_kwargs) -> Plan:
+    x_shape = _x(op, x_shape)
+    c = x_shape[-1]
+    w_shape = _kernel(op, x_shape, w_shape, tail=2, name=f"{w_name}.shape",
+                      doc="(*kernel, 1, C*M) with {nd} kernel axes, M the channel multiplier")
+    if w_shape[-2] != 1 or w_shape[-1] % c:
+        fail(op, f"{w_name}.shape", w_shape, f"(*kernel, 1, C*M) with C={c} input maps")
+    return _grouped(op, x_shape, w_shape, w_shape[:-2], groups=c, w_name=w_name,
+                    **window_kwargs)
 
 
 def depthwise_conv(x_shape, w_shape, *, stride=1, padding="SAME", dilation=1,
                    padding_mode="zeros") -> Plan:
-    op = "depthwise_conv"
-    x_shape = _x(op, x_shape)
-    c = x_shape[-1]
-    w_shape = _kernel(op, x_shape, w_shape, tail=2,
-                      doc="(*kernel, 1, C*M) with {nd} kernel axes, M the channel multiplier")
-    if w_shape[-2] != 1 or w_shape[-1] % c:
-        fail(op, "w.shape", w_shape, f"(*kernel, 1, C*M) with C={c} input maps")
-    return dataclasses.replace(
-        conv(x_shape, w_shape, stride=stride, padding=padding, dilation=dilation, groups=c,
-             padding_mode=padding_mode))
+    return _depthwise("depthwise_conv", x_shape, w_shape, "w", stride=stride, padding=padding,
+                      dilation=dilation, padding_mode=padding_mode)
 
 
 def pointwise_conv(x_shape, w_shape, *, stride=1, groups=1) -> Plan:
     op = "pointwise_conv"
     x_shape = _x(op, x_shape)
     w_shape = _shape(op, "w.shape", w_shape, (2,), "(C/groups, K)")
-    nd = len(x_shape) - 2
-    return conv(x_shape, (1,) * nd + w_shape, stride=stride, padding="VALID", groups=groups)
+    return _grouped(op, x_shape, w_shape, (1,) * (len(x_shape) - 2), groups=groups,
+                    stride=stride, padding="VALID", dilation=1)
 
 
 def separable_conv(x_shape, w_depthwise_shape, w_pointwise_shape, *, stride=1, padding="SAME",
                    dilation=1, padding_mode="zeros") -> Plan:
     op = "separable_conv"
-    depthwise = depthwise_conv(x_shape, w_depthwise_shape, stride=stride, padding=padding,
-                               dilation=dilation, padding_mode=padding_mode)
+    depthwise = _depthwise(op, x_shape, w_depthwise_shape, "w_depthwise", stride=stride,
+                           padding=padding, dilation=dilation, padding_mode=padding_mode)
     w_pointwise_shape = _shape(op, "w_pointwise.shape", w_pointwise_shape, (2,), "(C*M, K)")
     if w_pointwise_shape[0] != depthwise.out_shape[-1]:
         fail(op, "w_pointwise.shape", w_pointwise_shape,
@@ -257,6 +268,9 @@ def _pool(op, x_shape, window, stride, padding):
     window = _args.int_tuple(op, "window", window, nd)
     win = _args.window(op, x_shape[1:-1], window, stride=window if stride is None else stride,
                        padding=padding, dilation=1, kernel_arg="window")
+    if any(max(pad) >= k for pad, k in zip(win.pads, window)):
+        fail(op, "padding", padding,
+             f"less than the window {window} on each side, so no window sees only padding")
     return Plan((x_shape[0], *win.out_sizes, x_shape[-1]), win)
 
 
@@ -293,6 +307,8 @@ def local_response_norm(x_shape, size=5, k=2.0, alpha=1e-4, beta=0.75) -> Plan:
     for name, value in (("k", k), ("alpha", alpha), ("beta", beta)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(op, name, value, "a Python number", TypeError)
+        if not math.isfinite(value):
+            fail(op, name, value, "a finite number")
     if k < 0 or alpha < 0:
         fail(op, "k" if k < 0 else "alpha", k if k < 0 else alpha, "a non-negative number")
     return Plan(x_shape)
@@ -338,6 +354,9 @@ def param_count(op: str, *w_shapes, bias: bool = True) -> int:
     """
     if op not in PLANS:
         fail("param_count", "op", op, f"one of {sorted(PLANS)}")
+    if (op == "spatially_separable_conv" and len(w_shapes) == 1
+            and not isinstance(w_shapes[0][0], int)):
+        w_shapes = tuple(w_shapes[0])  # its one weight argument is the list of kernels
     weights = _product_sum(*w_shapes)
     if op in ("max_pool", "avg_pool", "global_avg_pool", "channel_max_pool",
               "local_response_norm"):
@@ -345,8 +364,6 @@ def param_count(op: str, *w_shapes, bias: bool = True) -> int:
     if not w_shapes:
         fail("param_count", "w_shapes", w_shapes, f"the weight shapes of {op}")
     last = w_shapes[-1]
-    if op == "spatially_separable_conv":
-        last = w_shapes[0][-1]
     if op == "local_conv":
         nd = (len(last) - 2) // 2
         return weights + bias * math.prod(last[:nd]) * last[-1]

@@ -1,0 +1,46 @@
+"""Command line: ``python -m jconv <command>`` (or the ``jconv`` console script).
+
+Only ``demo`` exists for now; it parses its options and hands them to
+:func:`jconv.demo.run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {text}")
+        return value
+    parse.__name__ = "int"  # argparse names the type in its "invalid int value" message
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jconv", description="How exactly do convolution layers work?")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo", help="every conv variant on the camera image: shapes, params, FLOPs, time",
+        description="Layer 1 turns the grey camera image into k1 maps; layer 2 runs every "
+                    "variant with k2 filters and prints one table row per variant.")
+    demo.add_argument("--k1", type=_int_at_least(1), default=4, help="maps after layer 1 (default 4)")
+    demo.add_argument("--k2", type=_int_at_least(1), default=8,
+                      help="filters of layer 2 (default 8)")
+    demo.add_argument("--size", type=_int_at_least(5), default=128,
+                      help="the image is resized to size x size, at least 5 for the VALID "
+                           "5x5 local conv (default 128)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the random filters (default 0)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Runs the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from jconv import demo  # imports JAX: only once the arguments are known to be good
+        demo.run(k1=args.k1, k2=args.k2, size=args.size, seed=args.seed)
+    return 0
