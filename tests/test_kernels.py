@@ -161,24 +161,28 @@ def _nnx_pair(kernel, cfg, in_features=4, out_features=8):
     return reference_layer, layer
 
 
+def _loss(model, x, cotangent):
+    return jnp.sum(model(x) * cotangent)
+
+
+@nnx.jit
+def _forward_and_grad(model, x, cotangent):
+    """The layer's output and the gradient of <output, cotangent> w.r.t. (params, x)."""
+    return model(x), nnx.grad(_loss, argnums=(0, 1))(model, x, cotangent)
+
+
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
 @pytest.mark.parametrize("cfg", NNX_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_nnx_conv_forward_and_grad(kernel, cfg):
     reference_layer, layer = _nnx_pair(kernel, cfg)
     x = _normal(3, (2, 9, 8, 4))
-    expected = reference_layer(x)
+    expected = reference_layer(x)  # eager, outside any jit
     cotangent = _normal(4, expected.shape)
-
-    def loss(model, x, cotangent):
-        return jnp.sum(model(x) * cotangent)
-
-    @nnx.jit
-    def forward_and_grad(model, x, cotangent):
-        return model(x), nnx.grad(loss, argnums=(0, 1))(model, x, cotangent)
-
-    y, grad = forward_and_grad(layer, x, cotangent)
+    y, grad = _forward_and_grad(layer, x, cotangent)
     assert_close(y, expected)
-    grad_ref = nnx.grad(loss, argnums=(0, 1))(reference_layer, x, cotangent)
+    assert_close(layer(x), expected)  # eager too
+    y_ref, grad_ref = _forward_and_grad(reference_layer, x, cotangent)
+    assert_close(y_ref, expected)
     assert_close(grad[0]["kernel"][...], grad_ref[0]["kernel"][...])
     assert_close(grad[0]["bias"][...], grad_ref[0]["bias"][...])
     assert_close(grad[1], grad_ref[1])  # w.r.t. the input

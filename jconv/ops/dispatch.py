@@ -78,8 +78,6 @@ RULES: tuple[Rule, ...] = (
     Rule(("cpu",), _DEPTHWISE_OPS, lambda f: f.depthwise, "einsum",
          "depthwise conv on CPU: XLA's CPU depthwise convolution is a slow path; "
          "shift-and-multiply avoids it"),
-    Rule(("cpu",), ("conv",), lambda f: f.groups > 1, "einsum",
-         "grouped conv on CPU: XLA's CPU grouped convolution is a slow path"),
     Rule(("cpu",), ("per_map_conv",), lambda f: True, "einsum",
          "per-map conv on CPU: a broadcast multiply per tap beats a one-channel lax conv"),
     Rule(("cpu",), ("depth_sliding_conv",), lambda f: True, "einsum",
