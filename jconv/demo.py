@@ -58,13 +58,6 @@ class Variant:
         return tuple(jconv.output_shape(self.op, x_shape, *shapes, **self.kwargs))
 
     def params(self, bias: bool = True) -> int:
-        if self.packed:
-            # A chain of convs with one bias per final output map. (As of this writing
-            # jconv.param_count("spatially_separable_conv", ...) raises a TypeError and
-            # reads its bias count from the first kernel, which is M, not K.)
-            *stages, final = self.w_shapes
-            return (sum(jconv.param_count("conv", s, bias=False) for s in stages)
-                    + jconv.param_count("conv", final, bias=bias))
         return jconv.param_count(self.op, *self.w_shapes, bias=bias)
 
 
