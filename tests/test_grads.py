@@ -48,11 +48,6 @@ class Case:
     build: Callable[[np.random.Generator], tuple]
     kwargs: dict
     precision: bool = True
-    xfail: tuple[tuple[str, str], ...] = ()  # (impl or "*", reason): known jconv bugs
-
-    def marks(self, impl):
-        return [pytest.mark.xfail(strict=True, reason=reason)
-                for which, reason in self.xfail if which in ("*", impl)]
 
     def args(self, dtype, seed=0):
         return jax.tree.map(lambda a: jnp.asarray(a, dtype),
@@ -66,12 +61,6 @@ class Case:
         return lambda *args: op(*args, **kwargs)
 
 
-# Known bugs in jconv (see the report of this file's author); strict, so a fix shows up.
-REDUCE_WINDOW_NO_VJP = (
-    "lax", "jconv/ops/pooling.py:27,158,200: the reduce_window init value is built with "
-    "jnp.asarray inside jit, which is not concrete in jax 0.10, so lax.reduce_window falls "
-    "back to the generic reduce_window_p, which has no reverse-mode rule: jax.grad / vjp "
-    "raises 'Linearization failed to produce known values'")
 
 OPS: tuple[Case, ...] = (
     Case("conv", "conv",
@@ -109,33 +98,30 @@ OPS: tuple[Case, ...] = (
          dict(stride=(1, 2, 1), padding="SAME", dilation=(2, 1, 2), padding_mode="edge")),
     Case("max_pool", "max_pool",
          lambda r: (_normal(r, 1, 5, 5, 2),),
-         dict(window=3, stride=2, padding="SAME"), precision=False,
-         xfail=(REDUCE_WINDOW_NO_VJP,)),
+         dict(window=3, stride=2, padding="SAME"), precision=False),
     Case("avg_pool", "avg_pool",
          lambda r: (_normal(r, 1, 5, 5, 2),),
-         dict(window=(2, 3), stride=(1, 2), padding=((0, 1), (1, 1))), precision=False,
-         xfail=(REDUCE_WINDOW_NO_VJP,)),
+         dict(window=(2, 3), stride=(1, 2), padding=((0, 1), (1, 1))), precision=False),
     Case("avg_pool-exclude-pad", "avg_pool",
          lambda r: (_normal(r, 1, 5, 5, 2),),
          dict(window=(2, 3), stride=(1, 2), padding=((0, 1), (1, 1)), count_include_pad=False),
-         precision=False, xfail=(REDUCE_WINDOW_NO_VJP,)),
+         precision=False),
     Case("global_avg_pool", "global_avg_pool",
          lambda r: (_normal(r, 2, 3, 4, 3),), {}, precision=False),
     Case("channel_max_pool", "channel_max_pool",
          lambda r: (_normal(r, 1, 3, 3, 7),),
-         dict(group_size=3, stride=2), precision=False, xfail=(REDUCE_WINDOW_NO_VJP,)),
+         dict(group_size=3, stride=2), precision=False),
     Case("local_response_norm", "local_response_norm",
          lambda r: (_normal(r, 1, 2, 3, 6),),
-         dict(size=4, k=1.0, alpha=0.3, beta=0.75), xfail=(REDUCE_WINDOW_NO_VJP,)),
+         dict(size=4, k=1.0, alpha=0.3, beta=0.75)),
 )
 
 # Every public op of the dispatch table has a row.
 assert {c.op for c in OPS} == set(IMPLS), set(IMPLS) ^ {c.op for c in OPS}
 
-OP_IMPLS = [pytest.param(c, impl, id=f"{c.id}-{impl}", marks=c.marks(impl))
+OP_IMPLS = [pytest.param(c, impl, id=f"{c.id}-{impl}")
             for c in OPS for impl in IMPLS[c.op]]
-# The gradients of impl are compared with those of lax, so lax's bugs count too.
-NON_LAX = [pytest.param(c, impl, id=f"{c.id}-{impl}", marks=c.marks(impl) + c.marks("lax"))
+NON_LAX = [pytest.param(c, impl, id=f"{c.id}-{impl}")
            for c in OPS for impl in IMPLS[c.op] if impl != "lax"]
 
 

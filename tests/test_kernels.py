@@ -151,11 +151,14 @@ NNX_CASES = [
 
 
 def _nnx_pair(kernel, cfg, in_features=4, out_features=8):
-    layers = [nnx.Conv(in_features, out_features, precision=HIGHEST, rngs=nnx.Rngs(seed),
+    """Two identical layers, lax's and ``kernel``'s; random weights set by hand (copied)."""
+    layers = [nnx.Conv(in_features, out_features, precision=HIGHEST, rngs=nnx.Rngs(0),
+                       kernel_init=nnx.initializers.zeros_init(),  # cheap: no RNG compile
                        **cfg, **extra)
-              for seed, extra in ((0, {}), (1, dict(conv_general_dilated=KERNELS[kernel])))]
+              for extra in ({}, dict(conv_general_dilated=KERNELS[kernel]))]
     reference_layer, layer = layers
-    reference_layer.bias[...] = _normal(7, reference_layer.bias.shape)  # not all zeros
+    reference_layer.kernel[...] = _normal(6, reference_layer.kernel.shape)
+    reference_layer.bias[...] = _normal(7, reference_layer.bias.shape)
     layer.kernel[...] = reference_layer.kernel[...]
     layer.bias[...] = reference_layer.bias[...]
     return reference_layer, layer

@@ -24,7 +24,7 @@ def _window_reduce(x, win, init, reducer, impl):
     """Reduces every pooling window of ``(N, *S, C)`` ``x`` with ``reducer``."""
     if impl == "lax":
         ones = (1,) * (x.ndim - 2)
-        return lax.reduce_window(x, jnp.asarray(init, x.dtype), reducer, (1, *win.kernel, 1),
+        return lax.reduce_window(x, np.asarray(init, x.dtype), reducer, (1, *win.kernel, 1),
                                  (1, *win.stride, 1), ((0, 0), *win.pads, (0, 0)),
                                  window_dilation=(1, *ones, 1))
     xp = pad_and_dilate(x, win.pads, value=init)
@@ -123,7 +123,7 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
 def _global_avg_pool(x, *, impl):
     count = np.prod(x.shape[1:-1])
     if impl == "lax":
-        total = lax.reduce(x, jnp.asarray(0, x.dtype), lax.add, tuple(range(1, x.ndim - 1)))
+        total = lax.reduce(x, np.asarray(0, x.dtype), lax.add, tuple(range(1, x.ndim - 1)))
     else:
         total = jnp.einsum("n...c->nc", x)
     return total / count
@@ -155,7 +155,7 @@ def _channel_max_pool(x, *, plan, impl):
     win = plan.window
     if impl == "lax":
         ones = (1,) * (x.ndim - 1)
-        return lax.reduce_window(x, jnp.asarray(-jnp.inf, x.dtype), lax.max,
+        return lax.reduce_window(x, np.asarray(-np.inf, x.dtype), lax.max,
                                  (*ones, *win.kernel), (*ones, *win.stride), "VALID")
     windows = (xs for _, xs in shifted_windows(x, win.kernel, win.stride, win.dilation,
                                                win.out_sizes, axes=(x.ndim - 1,)))
@@ -197,7 +197,7 @@ def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
     if impl == "lax":
         ones = (1,) * (x.ndim - 1)
         pads = ((0, 0),) * (x.ndim - 1) + ((lo, hi),)
-        total = lax.reduce_window(squares, jnp.asarray(0, x.dtype), lax.add,
+        total = lax.reduce_window(squares, np.asarray(0, x.dtype), lax.add,
                                   (*ones, size), (*ones, 1), pads)
     else:
         c = np.arange(x.shape[-1])
