@@ -125,8 +125,19 @@ NON_LAX = [pytest.param(c, impl, id=f"{c.id}-{impl}")
            for c in OPS for impl in IMPLS[c.op] if impl != "lax"]
 
 
+# XLA:GPU aborts compiling the float64 VJP of the scatter form of conv_transpose
+# ("triton_tiling_propagation.cc: Check failed: subdim_size_accumulator == dim_size");
+# float32 compiles, and impl="auto" picks lax on GPU.
+GPU_F64_ABORTS = {("conv_transpose", "einsum")}
+
+
+# check_grads' forward mode differentiates max-pooling's VJP; on GPU JAX warns that it
+# uses reduced precision there (no pair-reductions in XLA:GPU).
+@pytest.mark.filterwarnings("ignore:Using reduced precision for gradient of reduce-window")
 @pytest.mark.parametrize("case, impl", OP_IMPLS)
 def test_check_grads_float64(case, impl):
+    if jax.default_backend() == "gpu" and (case.op, impl) in GPU_F64_ABORTS:
+        pytest.skip("XLA:GPU compiler abort on this float64 VJP")
     with jax.enable_x64(True):
         args = case.args(jnp.float64)
         f = jax.jit(case.fn(impl))  # one compiled function per transformation
