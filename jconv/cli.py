@@ -1,12 +1,16 @@
 """Command line: ``python -m jconv <command>`` (or the ``jconv`` console script).
 
-Only ``demo`` exists for now; it parses its options and hands them to
-:func:`jconv.demo.run`.
+* ``jconv run configs/NAME.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR]``: runs an
+  experiment (:mod:`jconv.runner`);
+* ``jconv demo``: every conv variant on the camera image (:mod:`jconv.demo`).
+
+Each command parses its options and hands them to one function.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _int_at_least(minimum: int):
@@ -34,12 +38,35 @@ def _parser() -> argparse.ArgumentParser:
                       help="the image is resized to size x size, at least 5 for the VALID "
                            "5x5 local conv (default 128)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random filters (default 0)")
+    run = commands.add_parser(
+        "run", help="run an experiment from a config file",
+        description="Runs configs/NAME.py[:ARG] into a work directory; a rerun skips the "
+                    "measurements already made. Overrides: --config.KEY=VALUE.")
+    run.add_argument("config", help="configs/NAME.py, optionally with :ARG (e.g. :smoke)")
+    run.add_argument("--workdir", default=None, help="default runs/NAME[_ARG]")
     return parser
 
 
 def main(argv=None) -> int:
     """Runs the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        bad = [a for a in extra if not a.startswith("--config.")]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are "
+                         "--config.KEY=VALUE)")
+        from jconv import runner
+
+        try:
+            workdir = runner.run(args.config, extra, args.workdir)
+        except runner.ConfigError as error:
+            print(f"jconv run: error: {error}", file=sys.stderr)
+            return 2
+        print(f"work directory: {workdir}")
+        return 0
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
         from jconv import demo  # imports JAX: only once the arguments are known to be good
         demo.run(k1=args.k1, k2=args.k2, size=args.size, seed=args.seed)

@@ -1,0 +1,136 @@
+"""The experiment runner: config loading and overrides, resumable measurement store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from jconv import runner
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = textwrap.dedent('''
+    import ml_collections
+
+    def get_config(arg=None):
+        config = ml_collections.ConfigDict()
+        config.experiment = "quadratic_cost"
+        config.repeats = 3
+        config.rate = 0.5
+        config.name = "camera"
+        config.widths = (4, 8)
+        config.flag = False
+        config.nested = ml_collections.ConfigDict({"depth": 2})
+        if arg == "smoke":
+            config.repeats = 1
+        config.lock()
+        return config
+''')
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "configs" / "toy.py"
+    path.parent.mkdir()
+    path.write_text(CONFIG)
+    return path
+
+
+def test_overrides_are_typed(config_file):
+    config, _, arg = runner.load(f"{config_file}:smoke", [
+        "--config.repeats=7", "--config.rate=2", "--config.name=coins",
+        "--config.widths=(1, 2, 3)", "--config.flag=true", "--config.nested.depth=5"])
+    assert arg == "smoke"
+    assert (config.repeats, config.rate, config.name, config.widths, config.flag,
+            config.nested.depth) == (7, 2.0, "coins", (1, 2, 3), True, 5)
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ("--config.repets=7", r"toy\.py: --config\.repets='7': no key 'repets'; known keys: \["),
+    ("--config.nested.dpth=1", r"toy\.py: --config\.nested\.dpth='1': no key 'nested\.dpth'"),
+    ("--config.repeats=seven", r"toy\.py: --config\.repeats='seven': expected a value of type int"),
+    ("--config.repeats=2.5", r"toy\.py: --config\.repeats='2\.5': expected int .* got float"),
+    ("--config.flag=maybe", r"toy\.py: --config\.flag='maybe': expected a bool"),
+    ("--config.repeats", r"toy\.py: override '--config\.repeats': expected --config\.KEY=VALUE"),
+])
+def test_bad_override_names_key_value_and_file(config_file, override, pattern):
+    with pytest.raises(runner.ConfigError, match=pattern):
+        runner.load(str(config_file), [override])
+
+
+def test_bad_config_file(tmp_path):
+    with pytest.raises(runner.ConfigError, match="does not exist"):
+        runner.load(str(tmp_path / "missing.py"))
+    path = tmp_path / "bad.py"
+    path.write_text("import ml_collections\ndef get_config():\n"
+                    "    return ml_collections.ConfigDict({'x': 1})\n")
+    with pytest.raises(runner.ConfigError, match=r"bad\.py: the config has no 'experiment'"):
+        runner.load(str(path))
+
+
+def test_workdir_of_another_config_is_refused(config_file, tmp_path):
+    config, path, _ = runner.load(str(config_file))
+    runner.check_workdir(tmp_path / "w", config, path)
+    runner.check_workdir(tmp_path / "w", config, path)  # same config: fine
+    other, _, _ = runner.load(str(config_file), ["--config.repeats=9"])
+    with pytest.raises(runner.ConfigError, match=r"different config \(differs in \['repeats'\]"):
+        runner.check_workdir(tmp_path / "w", other, path)
+
+
+def test_store_resumes_and_drops_a_partial_line(tmp_path):
+    store = runner.Store(tmp_path)
+    store.add({"k": 1}, {"v": 1.5})
+    store.add({"k": 2}, {"v": 2.5})
+    with open(store.path, "a") as f:
+        f.write('{"key": {"k": 3}, "v"')  # killed mid-write
+    reopened = runner.Store(tmp_path)
+    assert len(reopened) == 2 and reopened.has({"k": 2}) and not reopened.has({"k": 3})
+    reopened.add({"k": 3}, {"v": 3.5})
+    lines = [json.loads(line) for line in store.path.read_text().splitlines()]
+    assert [r["key"]["k"] for r in lines] == [1, 2, 3]
+
+
+def _run_cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "jconv", "run", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+
+
+def test_cli_reports_a_bad_override(tmp_path):
+    proc = _run_cli("configs/quadratic_cost.py:smoke", "--config.widthz=(4,)",
+                    "--workdir", str(tmp_path))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "configs/quadratic_cost.py: --config.widthz='(4,)': no key 'widthz'" in out
+
+
+def test_killed_run_resumes_with_every_measurement_once(tmp_path):
+    workdir = tmp_path / "run"
+    log = workdir / "measurements.jsonl"
+    proc = _run_cli("configs/quadratic_cost.py:smoke", "--workdir", str(workdir))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    partial = len(log.read_text().splitlines())
+    done = _run_cli("configs/quadratic_cost.py:smoke", "--workdir", str(workdir))
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    keys = [json.dumps(json.loads(line)["key"], sort_keys=True)
+            for line in log.read_text().splitlines()]
+    sys.path.insert(0, str(ROOT))
+    from experiments import quadratic_cost
+
+    config, _, _ = runner.load(str(ROOT / "configs/quadratic_cost.py:smoke"))
+    expected = {json.dumps(k, sort_keys=True) for k in quadratic_cost.plan(config)}
+    assert len(keys) == len(set(keys)) == len(expected) and set(keys) == expected
+    assert 3 <= partial < len(expected)
