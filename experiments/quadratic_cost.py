@@ -63,8 +63,9 @@ def _shared_one(x, w_k):  # w_k (kh, kw) -> (N, H, W)
 
 def reduced_width(k1, ratio):
     """The bottleneck's 1×1 reduction width, ``max(1, round(k1 * ratio))`` (traceable)."""
-    return jnp.maximum(1, jnp.round(k1 * ratio)) if isinstance(k1, jax.Array) else max(
-        1, round(k1 * ratio))
+    if isinstance(k1, jax.Array):
+        return jnp.maximum(1, jnp.round(k1 * ratio)).astype(k1.dtype)
+    return max(1, round(k1 * ratio))
 
 
 def weight_shapes(variant: str, k1: int, k2: int, config) -> dict[str, tuple]:

@@ -10,6 +10,7 @@
 (1, 8, 8, 6)
 """
 
+from jconv import cost
 from jconv.ops import *  # noqa: F403
 from jconv.ops import __all__
 
