@@ -1,0 +1,16 @@
+"""Thin ``flax.nnx`` layers over the jconv ops, and the rule that swaps conv variants.
+
+Letters: ``N`` batch, ``H W`` spatial, ``C`` input maps, ``K`` filters; activations
+``(N, H, W, C)``, kernels ``H W I O``.
+"""
+
+from jconv.nn.layers import (AdaptiveAvgPool, AvgPool, Conv, DepthwiseConv, GlobalAvgPool,
+                             LocalResponseNorm, MaxPool, PerMapConv, PointwiseConv,
+                             SeparableConv, SharedFilterConv, count_params, he_normal)
+from jconv.nn.variants import VARIANTS, ConvSpec, check_variant, make_conv
+
+__all__ = [
+    "AdaptiveAvgPool", "AvgPool", "Conv", "ConvSpec", "DepthwiseConv", "GlobalAvgPool",
+    "LocalResponseNorm", "MaxPool", "PerMapConv", "PointwiseConv", "SeparableConv",
+    "SharedFilterConv", "VARIANTS", "check_variant", "count_params", "he_normal", "make_conv",
+]
