@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                     "measurements already made. Overrides: --config.KEY=VALUE.")
     run.add_argument("config", help="configs/NAME.py, optionally with :ARG (e.g. :smoke)")
     run.add_argument("--workdir", default=None, help="default runs/NAME[_ARG]")
+    summary = commands.add_parser(
+        "summary", help="per-layer table of a model: kernels, groups, shapes, params, MACs",
+        description="Builds MODEL (abstractly) and prints one row per layer from the cost "
+                    "model. Settings: --config.variant, --config.width, --config.input_size, "
+                    "--config.in_channels, --config.num_classes, --config.aux_classifiers.")
+    summary.add_argument("model", help="alexnet, alexnet_single_tower, googlenet, mobilenet_v1")
+    summary.add_argument("--json", action="store_true", help="print JSON with a total object")
     return parser
 
 
@@ -51,7 +58,7 @@ def main(argv=None) -> int:
     """Runs the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "summary"):
         bad = [a for a in extra if not a.startswith("--config.")]
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are "
@@ -59,9 +66,14 @@ def main(argv=None) -> int:
         from jconv import runner
 
         try:
+            if args.command == "summary":
+                from jconv import summary
+
+                print(summary.main(args.model, extra, args.json))
+                return 0
             workdir = runner.run(args.config, extra, args.workdir)
         except runner.ConfigError as error:
-            print(f"jconv run: error: {error}", file=sys.stderr)
+            print(f"jconv {args.command}: error: {error}", file=sys.stderr)
             return 2
         print(f"work directory: {workdir}")
         return 0

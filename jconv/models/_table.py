@@ -47,6 +47,8 @@ class LayerInfo:
       in_shape, out_shape: ``(1, H, W, C)`` or ``(1, C)``.
       weight_shapes: parameter name -> shape, biases included.
       kwargs: the op's keyword arguments (stride, padding, ...), for the cost model.
+      args: the op's positional arguments after ``x`` (weight shapes, a pool's window),
+        so ``jconv.cost.<op>(in_shape, *args, **kwargs)`` costs a jconv op.
     """
 
     name: str
@@ -57,6 +59,7 @@ class LayerInfo:
     out_shape: tuple[int, ...]
     weight_shapes: dict[str, tuple[int, ...]]
     kwargs: dict[str, Any]
+    args: tuple = ()
 
     @property
     def params(self) -> int:
@@ -80,7 +83,7 @@ def describe(name: str, module: nnx.Module, x_shape: tuple[int, ...]) -> LayerIn
         op = module.op
         out = module.output_shape(x_shape)
         weights = module.weight_shapes()
-        _, kwargs = module.op_args()
+        args, kwargs = module.op_args()
         groups = x_shape[-1] if op == "depthwise_conv" else kwargs.get("groups", 1)
     elif isinstance(module, nnx.Linear):
         if len(x_shape) != 2 or x_shape[-1] != module.in_features:
@@ -99,7 +102,8 @@ def describe(name: str, module: nnx.Module, x_shape: tuple[int, ...]) -> LayerIn
     else:
         raise TypeError(f"no description for {type(module).__name__}")
     kernels = tuple(s for k, s in weights.items() if k not in _NON_KERNELS)
-    return LayerInfo(name, op, kernels, groups, x_shape, tuple(out), weights, kwargs)
+    return LayerInfo(name, op, kernels, groups, x_shape, tuple(out), weights, kwargs,
+                     args if isinstance(module, L._Layer) else ())
 
 
 @dataclasses.dataclass
