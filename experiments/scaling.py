@@ -1,0 +1,122 @@
+"""Width × conv-variant scaling of the paper models, trained on real offline data.
+
+For every (variant, width) of one model (``config.model``) the run builds it at
+``config.input_size`` (any variant of :mod:`jconv.nn.variants`, any width), counts its
+params and MACs with the cost model (:mod:`jconv.summary`), trains it with
+:func:`jconv.train.train` on scikit-learn's bundled digits resized to the input size, and
+records train-step time, images/s and test accuracy. Each training run has its own
+directory (checkpoints, ``train_log.jsonl``), so a killed run resumes where it stopped.
+Plots: test accuracy vs MACs, and step time vs width (log-log, fitted slope per variant).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from flax import nnx
+
+from jconv import cost, data, models, summary, train
+from jconv.runner import Store, progress
+
+
+def _train_config(config) -> train.TrainConfig:
+    return train.TrainConfig(
+        steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
+        log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=config.seed)
+
+
+def measure(config, variant: str, width: float, dataset, workdir: Path) -> dict:
+    _, total = summary.summarize(config.model, variant=variant, width=width,
+                                 input_size=config.input_size,
+                                 in_channels=config.in_channels,
+                                 num_classes=dataset.num_classes)
+    model = models.build(config.model, variant=variant, width=width,
+                         input_size=config.input_size, in_channels=config.in_channels,
+                         num_classes=dataset.num_classes, rngs=nnx.Rngs(config.seed))
+    result = train.train(model, dataset, _train_config(config),
+                         workdir / "train" / f"{variant}_w{width:g}", progress=True)
+    return {"params": total["params"], "macs": total["macs"],
+            **{k: result[k] for k in ("final_loss", "test_accuracy", "test_loss",
+                                      "images_per_s", "step_time_s", "first_step_s", "steps")}}
+
+
+def run(config, workdir: Path) -> dict:
+    store = Store(workdir)
+    dataset = data.digits(config.input_size, channels=config.in_channels, seed=config.seed)
+    todo = [{"model": config.model, "variant": v, "width": w}
+            for v in config.variants for w in config.widths]
+    with progress(len(todo), sum(store.has(k) for k in todo), f"scaling {config.model}") as bar:
+        for key in todo:
+            if not store.has(key):
+                bar.set_postfix_str(f"{key['variant']} width {key['width']}")
+                store.add(key, measure(config, key["variant"], key["width"], dataset, workdir))
+            bar.update()
+    return summarize(config, store, workdir)
+
+
+def summarize(config, store: Store, workdir: Path) -> dict:
+    records = sorted(store.records(), key=lambda r: (r["key"]["variant"], r["key"]["width"]))
+    fields = ["variant", "width", "params", "macs", "step_time_s", "images_per_s",
+              "test_accuracy", "final_loss"]
+    with open(workdir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        for r in records:
+            writer.writerow({k: r.get(k, r["key"].get(k)) for k in fields})
+    slopes = {}
+    for variant in config.variants:
+        mine = [r for r in records if r["key"]["variant"] == variant and r.get("step_time_s")]
+        if len(mine) >= 2:
+            slopes[variant] = {
+                "step_time": cost.loglog_slope([r["key"]["width"] for r in mine],
+                                               [r["step_time_s"] for r in mine], upper_half=False),
+                "macs": cost.loglog_slope([r["key"]["width"] for r in mine],
+                                          [r["macs"] for r in mine], upper_half=False)}
+    lines = [f"# {config.model} on digits {config.input_size}×{config.input_size}, "
+             f"{config.steps} steps of batch {config.batch_size}", "",
+             "| variant | width | params | MACs | step ms | images/s | test accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        step_ms = "—" if r["step_time_s"] is None else f"{1e3 * r['step_time_s']:.1f}"
+        ips = "—" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
+        lines.append(f"| {r['key']['variant']} | {r['key']['width']:g} | {r['params']:,} | "
+                     f"{r['macs']:,} | {step_ms} | {ips} | {r['test_accuracy']:.3f} |")
+    lines += ["", "Log-log slope vs width (all widths):", "",
+              "| variant | MACs | step time |", "|---|---|---|"]
+    lines += [f"| {v} | {s['macs']:.2f} | {s['step_time']:.2f} |" for v, s in slopes.items()]
+    table = "\n".join(lines) + "\n"
+    (workdir / "table.md").write_text(table)
+    _plot(config, records, slopes, workdir / "scaling.png")
+    print(table)
+    print(f"table: {workdir / 'table.md'}\nplot: {workdir / 'scaling.png'}")
+    return {"records": records, "slopes": slopes}
+
+
+def _plot(config, records, slopes, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc, step) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for variant in config.variants:
+        mine = [r for r in records if r["key"]["variant"] == variant]
+        acc.plot([r["macs"] for r in mine], [r["test_accuracy"] for r in mine], "o-",
+                 label=variant)
+        timed = [r for r in mine if r.get("step_time_s")]
+        if timed:
+            label = variant + (f" (slope {slopes[variant]['step_time']:.2f})"
+                               if variant in slopes else "")
+            step.plot([r["key"]["width"] for r in timed], [r["step_time_s"] for r in timed],
+                      "o-", label=label)
+    acc.set(xscale="log", xlabel="MACs per image", ylabel="test accuracy",
+            title=f"{config.model}: accuracy vs MACs")
+    step.set(xscale="log", yscale="log", xlabel="width multiplier",
+             ylabel="train step time (s)", title=f"{config.model}: step time vs width")
+    for ax in (acc, step):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
