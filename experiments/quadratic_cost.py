@@ -13,8 +13,6 @@ over the upper half of the widths.
 from __future__ import annotations
 
 import csv
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 
 import jconv
 from jconv import cost
+from jconv.measure import median_seconds, xla_flops
 from jconv.runner import Store, progress
 
 SWEEPS = {"uniform": "(a) k1 = k2 = k", "k2_only": "(b) k1 fixed, k2 = k"}
@@ -163,38 +162,20 @@ def init_params(variant: str, k1: int, k2: int, config) -> dict:
     return params
 
 
-def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up (compiled already)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _xla_flops(compiled) -> float | None:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else {}
-    flops = (analysis or {}).get("flops")
-    return None if flops is None or flops < 0 else float(flops)
-
-
 def measure(variant: str, k1: int, k2: int, x, config) -> dict:
     params = init_params(variant, k1, k2, config)
     forward = jax.jit(lambda p, x: network(variant, p, x)).lower(params, x).compile()
     out_elements = int(np.prod(forward.out_info.shape))
-    values = {"xla_flops": _xla_flops(forward), "output_elements": out_elements,
+    values = {"xla_flops": xla_flops(forward), "output_elements": out_elements,
               "time_fwd_s": None, "time_fwd_bwd_s": None}
     if out_elements > config.max_output_elements:
         values["skipped"] = f"output {out_elements:,} elements > {config.max_output_elements:,}"
         return values
-    values["time_fwd_s"] = _median_seconds(forward, params, x, repeats=config.repeats)
+    values["time_fwd_s"] = median_seconds(forward, params, x, repeats=config.repeats)
     # A loss that needs the forward values (the gradient of a plain sum of a layer that
     # is linear in its weights would not, and XLA would skip the forward pass).
     loss = jax.jit(jax.grad(lambda p, x: 0.5 * jnp.sum(jnp.square(network(variant, p, x)))))
-    values["time_fwd_bwd_s"] = _median_seconds(loss, params, x, repeats=config.repeats)
+    values["time_fwd_bwd_s"] = median_seconds(loss, params, x, repeats=config.repeats)
     return values
 
 

@@ -20,6 +20,34 @@ from jconv import cost, data, models, summary, train
 from jconv.runner import Store, progress
 
 
+def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None):
+    """The scaling config of ``model`` (``configs/scaling_<model>.py``); ``arg="smoke"`` shrinks it."""
+    import ml_collections
+
+    if arg not in (None, "smoke"):
+        raise ValueError(f"configs/scaling_{model}.py: arg={arg!r}; expected None or 'smoke'")
+    smoke = arg == "smoke"
+    config = ml_collections.ConfigDict()
+    config.experiment = "scaling"
+    config.model = model
+    config.input_size = smoke_input_size if smoke else input_size  # the digits, resized
+    config.in_channels = 1
+    config.variants = (("standard",) if smoke else
+                       ("standard", "grouped", "per_map", "shared_filter", "separable"))
+    config.widths = (0.125, 0.25) if smoke else (0.25, 0.5, 1.0)
+    config.steps = 2 if smoke else 150
+    config.batch_size = 8 if smoke else 32
+    config.learning_rate = 1e-3
+    config.optimizer = "adam"
+    config.schedule = "constant"
+    config.warmup_steps = 0
+    config.log_every = 1 if smoke else 10
+    config.checkpoint_every = 0 if smoke else 50
+    config.seed = 0
+    config.lock()
+    return config
+
+
 def _train_config(config) -> train.TrainConfig:
     return train.TrainConfig(
         steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,

@@ -745,11 +745,10 @@ def xla_cost(op: str, *shapes_, impl: str = "lax", dtype="float32", **kwargs) ->
         full = [next(it) if is_a else a for a, is_a in zip(args, is_array)]
         return fn(*full, impl=impl, **kwargs)
 
-    analysis = jax.jit(call).lower(*arrays).compile().cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # jax < 0.4.30: one dict per computation
-        analysis = analysis[0] if analysis else None
-    flops = (analysis or {}).get("flops")
-    return None if flops is None or flops < 0 else float(flops)
+    from jconv.measure import xla_flops  # noqa: PLC0415
+
+    flops = xla_flops(jax.jit(call).lower(*arrays).compile())
+    return None if flops is None else float(flops)
 
 
 def compare(op: str, *shapes_, impl: str = "lax", dtype="float32", **kwargs) -> dict:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jconv
+from jconv.measure import median_seconds, xla_flops
 
 KERNEL = 5  # layer 2's filters are KERNEL×KERNEL
 REPEATS = 5  # timed calls per variant; the table shows their median
@@ -141,36 +140,6 @@ def random_kernels(seed: int, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arr
     return kernels
 
 
-def xla_flops(compiled) -> int | None:
-    """FLOPs from ``compiled.cost_analysis()``; ``None`` where XLA does not report them.
-
-    jax 0.10 returns one dict; older versions returned a list of dicts (one per
-    computation), which are summed.
-    """
-    try:
-        cost = compiled.cost_analysis()
-    except NotImplementedError:
-        return None
-    if isinstance(cost, dict):
-        cost = [cost]
-    if not isinstance(cost, (list, tuple)):
-        return None
-    flops = [c["flops"] for c in cost if isinstance(c, dict) and "flops" in c]
-    if not flops or any(f < 0 for f in flops):
-        return None
-    return int(round(sum(flops)))
-
-
-def _median_seconds(compiled, args, repeats: int) -> float:
-    jax.block_until_ready(compiled(*args))  # warm-up: first-call allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(variant: Variant, x, weights: Sequence, repeats: int = REPEATS) -> dict:
     """One table row: compiles ``variant`` on ``x``, counts and times it."""
     compiled = jax.jit(variant.call).lower(x, *weights).compile()
@@ -190,7 +159,7 @@ def measure(variant: Variant, x, weights: Sequence, repeats: int = REPEATS) -> d
         "weights": variant.params(bias=False),
         "flops": xla_flops(compiled),
         "impl": variant.impl,
-        "seconds": _median_seconds(compiled, (x, *weights), repeats),
+        "seconds": median_seconds(compiled, x, *weights, repeats=repeats),
     }
 
 

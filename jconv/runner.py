@@ -40,6 +40,7 @@ class ConfigError(ValueError):
 def _read_config_file(path: Path, arg: str | None) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    _add_project_root(path)  # config files may import experiments' shared settings
     spec = importlib.util.spec_from_file_location(f"jconv_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -205,10 +206,15 @@ def progress(total: int, done: int, desc: str) -> Iterator[Any]:
         yield bar
 
 
-def _experiment_module(name: str, config_path: Path):
+def _add_project_root(config_path: Path) -> Path:
     root = config_path.resolve().parent.parent  # configs/ sits beside experiments/
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    return root
+
+
+def _experiment_module(name: str, config_path: Path):
+    root = _add_project_root(config_path)
     try:
         return importlib.import_module(f"experiments.{name}")
     except ModuleNotFoundError as error:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jconv import cli, demo
+from jconv import cli, demo, measure
 
 K1, K2, SIZE = 2, 4, 32
 
@@ -75,11 +75,11 @@ class _Compiled:
 
 
 def test_xla_flops_shapes_of_cost_analysis():
-    assert demo.xla_flops(_Compiled({"flops": 10.0})) == 10
-    assert demo.xla_flops(_Compiled([{"flops": 10.0}, {"flops": 5.0}])) == 15
-    assert demo.xla_flops(_Compiled({"bytes accessed": 4.0})) is None
-    assert demo.xla_flops(_Compiled(None)) is None
-    assert demo.xla_flops(_Compiled(NotImplementedError())) is None
+    assert measure.xla_flops(_Compiled({"flops": 10.0})) == 10
+    assert measure.xla_flops(_Compiled([{"flops": 10.0}, {"flops": 5.0}])) == 15
+    assert measure.xla_flops(_Compiled({"bytes accessed": 4.0})) is None
+    assert measure.xla_flops(_Compiled(None)) is None
+    assert measure.xla_flops(_Compiled(NotImplementedError())) is None
 
 
 def test_cli_rejects_bad_size():
