@@ -280,7 +280,38 @@ def _table(config, records, fitted) -> str:
     for s in fitted:
         lines.append(f"| {SWEEPS[s['sweep']]} | {LABELS[s['variant']]} | "
                      + " | ".join(_fmt(s[m], '.2f') for m in METRICS) + " |")
+    lines += ["", "Why:", ""] + [f"- **{LABELS[v]}**: {WHY[v].format(**_slope_text(fitted, v))}"
+                                 for v in config.variants]
     return "\n".join(lines) + "\n"
+
+
+# Layer 2's multiply-adds per output pixel, and what each sweep does to them.
+WHY = {
+    "type2_2": "k1·k2·25 MACs per pixel: both factors grow under uniform widening "
+               "(slope {uniform}), only k2 when layer 2 widens alone ({k2_only}). This is "
+               "GoogLeNet's quadratic law.",
+    "type1": "k1·k2·25 MACs per pixel as well (every filter on every map), with k1·k2 output "
+             "maps: slope {uniform} and {k2_only}, and the output (and the next layer's input) "
+             "grows quadratically too.",
+    "type2_1": "as defined (one 2-D filter repeated along the 3-D kernel) k1·k2·25 MACs "
+               "(slope {uniform}, {k2_only}); by linearity it equals one single-channel conv "
+               "of the summed maps, k2·25 MACs: the XLA count of the shortcut that "
+               "impl='auto' runs grows linearly ({uniform_xla}).",
+    "separable": "k1·25 (depthwise) + k1·k2 (1×1) MACs per pixel: still quadratic "
+                 "asymptotically, but the 25-fold smaller quadratic term leaves the fitted "
+                 "range below 2 (slope {uniform}); with k1 fixed the depthwise part is "
+                 "constant ({k2_only}).",
+    "bottleneck": "k1·r (1×1 reduction to r = k1·ratio maps) + r·k2·25 MACs: r grows with "
+                  "k1, so uniform widening stays quadratic (slope {uniform}) at about "
+                  "ratio times the cost; with k1 fixed, linear ({k2_only}).",
+}
+
+
+def _slope_text(fitted, variant) -> dict:
+    s = {r["sweep"]: r for r in fitted if r["variant"] == variant}
+    return {"uniform": _fmt(s["uniform"]["flops"], ".2f"),
+            "k2_only": _fmt(s["k2_only"]["flops"], ".2f"),
+            "uniform_xla": _fmt(s["uniform"]["xla_flops"], ".2f")}
 
 
 def _plot(config, records, fitted, path: Path) -> None:

@@ -772,7 +772,8 @@ def loglog_slope(ks, values, upper_half: bool = True) -> float:
     """Slope of ``log(values)`` against ``log(ks)`` by least squares (``numpy.polyfit``).
 
     ``upper_half`` keeps the points with ``k >= sqrt(min(ks) * max(ks))``, the upper half
-    of a geometric range, where lower-order terms matter least. A cost ``a*k**2 + b*k``
+    of a geometric range, where lower-order terms matter least (all points when that
+    leaves fewer than two). A cost ``a*k**2 + b*k``
     gives a slope near 2; one layer widening alone, near 1.
 
     >>> ks = [4, 8, 16, 32, 64]
@@ -788,5 +789,6 @@ def loglog_slope(ks, values, upper_half: bool = True) -> float:
         fail("loglog_slope", "ks, values", "non-positive entries", "positive numbers (logs)")
     if upper_half:
         keep = np.log(ks) >= (np.log(ks.min()) + np.log(ks.max())) / 2
-        ks, values = ks[keep], values[keep]
+        if keep.sum() >= 2:
+            ks, values = ks[keep], values[keep]
     return float(np.polyfit(np.log(ks), np.log(values), 1)[0])
