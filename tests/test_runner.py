@@ -119,7 +119,7 @@ def test_killed_run_resumes_with_every_measurement_once(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.05)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # reaps it and closes its pipe
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     partial = len(log.read_text().splitlines())
     done = _run_cli("configs/quadratic_cost.py:smoke", "--workdir", str(workdir))
