@@ -39,6 +39,9 @@ V, T = ValueError, TypeError
 FIT = r"fits the padded input.*extent {e} .*> input {i} "
 IMPLS3 = r"\('auto', 'lax', 'einsum', 'patches'\)"
 IMPLS2 = r"\('auto', 'lax', 'einsum'\)$"
+IMPLS_CONV = r"\('auto', 'lax', 'einsum', 'patches', 'split', 'hybrid'\)$"
+IMPLS_SS = r"\('auto', 'lax', 'einsum', 'patches', 'hybrid'\)$"
+IMPLS_HYBRID = r"\('auto', 'lax', 'einsum', 'hybrid'\)$"
 MODES = r"'zeros', 'reflect', 'edge', 'circular'"
 PAD_FORMS = r'"SAME", "VALID", an int'
 NON_NEG = "non-negative padding amounts"
@@ -100,7 +103,7 @@ ARRAY_CASES = [
     case(c, (SMALL, W), dict(padding=((0, 0), (4, 0)), padding_mode="circular"), V,
          "padding", (4, 0), r"at most 3 per side along spatial axis 1.*'circular'",
          id="circular-too-wide"),
-    case(c, (X, W), dict(impl="fast"), V, "impl", "fast", IMPLS3, id="impl-unknown"),
+    case(c, (X, W), dict(impl="fast"), V, "impl", "fast", IMPLS_CONV, id="impl-unknown"),
     # --- depthwise_conv -------------------------------------------------------------
     case(dw, (X, a(3, 3, 4, 4)), {}, V, "w.shape", (3, 3, 4, 4),
          r"\(\*kernel, 1, C\*M\) with C=4", id="kernel-depth"),
@@ -123,7 +126,7 @@ ARRAY_CASES = [
          id="w-rank-4"),
     case(pw, (X, a(8)), {}, V, "w.shape", (8,), "rank 2", id="w-rank-1"),
     case(pw, (X, a(4, 8, dtype=I32)), {}, T, "w.dtype", "int32", FLOAT, id="w-int"),
-    case(pw, (X, WP), dict(impl="patches"), V, "impl", "patches", IMPLS2,
+    case(pw, (X, WP), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID,
          id="impl-patches"),
     case(pw, (X, a(1, 6)), dict(groups=3), V, "groups", 3, "divisor of the input channels",
          id="groups-not-dividing-C"),
@@ -165,7 +168,7 @@ ARRAY_CASES = [
     case(ss, (X, WS), dict(stride=0), V, "stride", 0, "ints >= 1", id="stride-zero"),
     case(ss, (X, WS), dict(padding_mode="mirror"), V, "padding_mode", "mirror", MODES,
          id="padding-mode-unknown"),
-    case(ss, (X, WS), dict(impl="fast"), V, "impl", "fast", IMPLS3, id="impl-unknown"),
+    case(ss, (X, WS), dict(impl="fast"), V, "impl", "fast", IMPLS_SS, id="impl-unknown"),
     # --- per_map_conv (Type 1) and shared_filter_conv (Type 2.1) ---------------------
     case(pm, (X, W), {}, V, "w.shape", (3, 3, 4, 2), r"rank 3: \(\*kernel, K\).*no channel axis",
          id="w-with-channel-axis"),
@@ -216,7 +219,7 @@ ARRAY_CASES = [
          id="padding-unknown"),
     case(ct, (X, a(3, 4, 2)), {}, V, "w.shape", (3, 4, 2), "rank 4", id="w-rank"),
     case(ct, (a(1, 6, 6, 4, dtype=I32), W), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
-    case(ct, (X, W), dict(impl="patches"), V, "impl", "patches", IMPLS2, id="impl-patches"),
+    case(ct, (X, W), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID, id="impl-patches"),
     # --- local_conv -------------------------------------------------------------------
     case(lc, (X, a(3, 3, 3, 3, 4, 2)), {}, V, "w.shape", (3, 3, 3, 3, 4, 2),
          r"leading axes equal to the output positions \(4, 4\)", id="leading-axes"),

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import jax
 from jax import lax
 
-from jconv.kernels.einsum_conv import channels_last_dnums, patch_conv, shift_conv
+from jconv.kernels.einsum_conv import (channels_last_dnums, hybrid_conv, patch_conv, shift_conv,
+                                       split_conv)
 from jconv.ops import _args, dispatch, padding, shapes
 from jconv.ops._args import Window
 
@@ -27,7 +28,8 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
             x, w, window.stride, pads, rhs_dilation=window.dilation,
             dimension_numbers=channels_last_dnums(x.ndim - 2), feature_group_count=groups,
             precision=precision)
-    core = {"einsum": shift_conv, "patches": patch_conv}[impl]
+    core = {"einsum": shift_conv, "patches": patch_conv, "split": split_conv,
+            "hybrid": hybrid_conv}[impl]
     return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
 
 
@@ -61,8 +63,9 @@ def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="
       groups: number of groups; must divide ``C`` and ``K``.
       padding_mode: ``"zeros"``, ``"reflect"``, ``"edge"`` (alias ``"replicate"``) or
         ``"circular"``.
-      impl: ``"auto"``, ``"lax"``, ``"einsum"`` (shifted windows) or ``"patches"``
-        (im2col); see :func:`jconv.which_impl`.
+      impl: ``"auto"``, ``"lax"``, ``"einsum"`` (shifted windows), ``"patches"``
+        (im2col), ``"split"`` (one dense ``lax`` conv per group) or ``"hybrid"`` (``lax``
+        forward, weight gradient by shifted windows); see :func:`jconv.which_impl`.
       precision: passed to ``lax``/``einsum``, e.g. ``lax.Precision.HIGHEST``.
 
     Returns:
@@ -133,7 +136,8 @@ def pointwise_conv(x, w, stride=1, groups=1, *, impl="auto", precision=None):
       w: ``(C/groups, K)``.
       stride: subsampling of the output grid.
       groups: splits maps and filters into groups, as in :func:`conv`.
-      impl, precision: as in :func:`conv`.
+      impl: ``"auto"``, ``"lax"``, ``"einsum"`` or ``"hybrid"``, as in :func:`conv`.
+      precision: as in :func:`conv`.
 
     Returns:
       ``(N, ceil(H/stride), ceil(W/stride), K)``.
@@ -211,8 +215,10 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
       x: ``(N, H, W, C)``.
       ws: one kernel per spatial axis, in axis order: ``ws[0]`` is ``(kh, 1, C, M)``,
         ``ws[1]`` is ``(1, kw, M, K)``.
-      stride, padding, dilation, padding_mode, impl, precision: as in :func:`conv`,
+      stride, padding, dilation, padding_mode, precision: as in :func:`conv`,
         for the full ``kh×kw`` window.
+      impl: ``"auto"``, ``"lax"``, ``"einsum"``, ``"patches"`` or ``"hybrid"``, as in
+        :func:`conv`, for both stages.
 
     Returns:
       ``(N, H', W', K)``.

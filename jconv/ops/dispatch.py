@@ -7,8 +7,15 @@ one or more einsum kernels (:mod:`jconv.kernels.einsum_conv`), proven equal by t
 
     >>> which_impl("conv", groups=64, channels_per_group=1, backend="cpu")
     Choice(impl='einsum', reason="depthwise conv on CPU: XLA's CPU depthwise convolution is a slow path; shift-and-multiply avoids it")
+    >>> which_impl("conv", groups=2, channels_per_group=48, backend="cpu").impl
+    'split'
     >>> which_impl("conv", groups=1, channels_per_group=64, backend="gpu").impl
     'lax'
+
+The CPU rules come from ``jconv run configs/bench.py`` (2-core CPU, fp32; ratios of one
+run, forward and forward+backward; where the two disagree the rule follows
+forward+backward, since a call cannot know whether it will be differentiated). On GPU
+``lax`` (cuDNN) stays the default: no GPU rule is added without a GPU measurement.
 """
 
 from __future__ import annotations
@@ -24,14 +31,14 @@ _CONV_LIKE = ("lax", "einsum", "patches")
 _TWO = ("lax", "einsum")
 
 IMPLS: dict[str, tuple[str, ...]] = {
-    "conv": _CONV_LIKE,
+    "conv": _CONV_LIKE + ("split", "hybrid"),
     "depthwise_conv": _CONV_LIKE,
-    "pointwise_conv": _TWO,
+    "pointwise_conv": _TWO + ("hybrid",),
     "separable_conv": _CONV_LIKE,
-    "spatially_separable_conv": _CONV_LIKE,
+    "spatially_separable_conv": _CONV_LIKE + ("hybrid",),
     "per_map_conv": _TWO,
     "shared_filter_conv": _TWO,
-    "conv_transpose": _TWO,
+    "conv_transpose": _TWO + ("hybrid",),
     "local_conv": _TWO,
     "depth_sliding_conv": _TWO,
     "max_pool": _TWO,
@@ -45,11 +52,12 @@ IMPLS: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Facts:
-    """What the rules may look at: the backend and the op's grouping."""
+    """What the rules may look at: the backend, the op's grouping and its window size."""
 
     backend: str
     groups: int = 1
     channels_per_group: int | None = None
+    taps: int | None = None  # window positions of a pooling op
 
     @property
     def depthwise(self) -> bool:
@@ -78,6 +86,22 @@ RULES: tuple[Rule, ...] = (
     Rule(("cpu",), _DEPTHWISE_OPS, lambda f: f.depthwise, "einsum",
          "depthwise conv on CPU: XLA's CPU depthwise convolution is a slow path; "
          "shift-and-multiply avoids it"),
+    Rule(("cpu",), ("conv",), lambda f: f.groups > 1 and not f.depthwise, "split",
+         "grouped conv on CPU: XLA's CPU grouped convolution is a slow path (forward 4-6x, "
+         "backward about 10x slower than one dense lax conv per group)"),
+    Rule(("cpu",), ("conv_transpose",), lambda f: True, "hybrid",
+         "transposed conv on CPU: lax forward, but XLA's CPU weight gradient of an "
+         "input-dilated conv is a slow path (about 15x); hybrid takes it from the scatter form"),
+    Rule(("cpu",), ("pointwise_conv",), lambda f: f.groups == 1, "hybrid",
+         "1x1 conv on CPU: XLA's CPU weight gradient of a 1x1 conv is a slow path (about 6x); "
+         "hybrid keeps lax forward and takes the weight gradient as one matmul"),
+    Rule(("cpu",), ("spatially_separable_conv",), lambda f: True, "hybrid",
+         "k×1 and 1×k convs on CPU: XLA's CPU weight gradient of a one-axis kernel is a slow "
+         "path (about 2.5x); hybrid keeps lax forward and input gradient"),
+    Rule(("cpu",), ("max_pool", "avg_pool"), lambda f: f.taps is not None and f.taps <= 9,
+         "einsum",
+         "small pooling window on CPU: an elementwise max/add over shifted windows fuses "
+         "(about 6x faster forward than reduce_window); large windows stay lax"),
     Rule(("cpu",), ("per_map_conv",), lambda f: True, "einsum",
          "per-map conv on CPU: a broadcast multiply per tap beats a one-channel lax conv"),
     Rule(("cpu",), ("depth_sliding_conv",), lambda f: True, "einsum",
@@ -95,12 +119,13 @@ def check_impl(op: str, impl: str) -> str:
 
 
 def which_impl(op: str, *, groups: int = 1, channels_per_group: int | None = None,
-               backend: str | None = None) -> Choice:
+               taps: int | None = None, backend: str | None = None) -> Choice:
     """The implementation ``impl="auto"`` picks for ``op``, and the rule that picked it.
 
     Args:
       op: an op name, e.g. ``"conv"``.
       groups, channels_per_group: the call's ``groups`` and ``C / groups``.
+      taps: a pooling op's window size ``kh*kw``.
       backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``; default ``jax.default_backend()``.
     """
     if op not in IMPLS:
@@ -108,7 +133,7 @@ def which_impl(op: str, *, groups: int = 1, channels_per_group: int | None = Non
     backend = backend or jax.default_backend()
     if backend not in BACKENDS:
         fail("which_impl", "backend", backend, f"one of {BACKENDS}")
-    facts = Facts(backend, groups, channels_per_group)
+    facts = Facts(backend, groups, channels_per_group, taps)
     for rule in RULES:
         if facts.backend in rule.backends and op in rule.ops and rule.when(facts):
             return Choice(rule.impl, rule.reason)

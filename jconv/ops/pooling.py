@@ -87,7 +87,8 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
     """
     x = _pool_input("max_pool", x)
     plan = shapes.max_pool(x.shape, window, stride=stride, padding=padding)
-    return _max_pool(x, plan=plan, impl=dispatch.resolve("max_pool", impl))
+    return _max_pool(x, plan=plan, impl=dispatch.resolve("max_pool", impl,
+                                                         taps=plan.window.taps))
 
 
 def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
@@ -115,7 +116,8 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
     x = _pool_input("avg_pool", x)
     plan = shapes.avg_pool(x.shape, window, stride=stride, padding=padding,
                            count_include_pad=count_include_pad)
-    return _avg_pool(x, plan=plan, impl=dispatch.resolve("avg_pool", impl),
+    return _avg_pool(x, plan=plan, impl=dispatch.resolve("avg_pool", impl,
+                                                         taps=plan.window.taps),
                      count_include_pad=count_include_pad)
 
 

@@ -1,0 +1,43 @@
+"""Speed of every convolution variant and pooling op: lax, every jconv kernel, auto, PyTorch.
+
+For each case (a layer of AlexNet, GoogLeNet or MobileNet, see ``experiments/bench.py``)
+and pass (forward; forward+backward), the median of ``repeats`` timed calls after
+``warmup`` calls, for every ``impl`` the op has plus ``auto``, and PyTorch CPU when
+``import torch`` works (``pip install .[bench]``). The matmul peak (a ``jnp.dot`` of
+``peak_size``² fp32 matrices) is measured in the same run.
+
+Run (about 4 minutes on 2 CPU cores; ``:smoke`` about 20 seconds; ``:gpu`` a short run
+for a GPU machine, see ``experiments/bench_gpu.sh``)::
+
+    jconv run configs/bench.py
+    jconv run configs/bench.py:smoke --workdir /tmp/bench
+    jconv run configs/bench.py --config.cases='("depthwise_early", "grouped_late")'
+"""
+
+import ml_collections
+
+ARGS = (None, "smoke", "gpu")
+SMOKE_CASES = ("conv_late", "grouped_late", "depthwise_late", "conv_transpose", "max_pool_late",
+               "mobilenet_block")
+
+
+def get_config(arg=None):
+    if arg not in ARGS:
+        raise ValueError(f"configs/bench.py: arg={arg!r}; expected one of {ARGS}")
+    smoke = arg == "smoke"
+    config = ml_collections.ConfigDict()
+    config.experiment = "bench"
+    config.seed = 0
+    config.batch = 1 if smoke else 8 if arg == "gpu" else 4
+    # Smoke shrinks every case: spatial sizes and channel counts capped (kernels kept).
+    config.max_size = 12 if smoke else 0  # 0: no cap
+    config.max_channels = 8 if smoke else 0
+    # Names from experiments/bench.py CASES; () runs all.
+    config.cases = SMOKE_CASES if smoke else ()
+    config.passes = ("fwd", "fwd_bwd")
+    config.warmup = 1
+    config.repeats = 1 if smoke else 5
+    config.peak_size = 256 if smoke else 1024
+    config.torch = not smoke  # PyTorch CPU side by side when importable
+    config.lock()
+    return config
