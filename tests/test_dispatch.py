@@ -14,7 +14,7 @@ CASES = [
     ("conv", dict(groups=64, channels_per_group=1), "cpu", "einsum"),
     ("depthwise_conv", dict(groups=512, channels_per_group=1), "cpu", "einsum"),
     ("separable_conv", dict(groups=256, channels_per_group=1), "cpu", "einsum"),
-    ("pointwise_conv", dict(groups=1, channels_per_group=128), "cpu", "hybrid"),
+    ("pointwise_conv", dict(groups=1, channels_per_group=128), "cpu", "einsum"),
     ("pointwise_conv", dict(groups=2, channels_per_group=64), "cpu", "lax"),
     ("spatially_separable_conv", dict(channels_per_group=128), "cpu", "hybrid"),
     ("per_map_conv", dict(channels_per_group=1), "cpu", "einsum"),
