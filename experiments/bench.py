@@ -1,10 +1,13 @@
 """Wall time of every op, every implementation, and PyTorch, on layers of real networks.
 
 Each :class:`Case` is one layer (AlexNet, GoogLeNet, MobileNet) of one op. For each case,
-pass (``fwd``: the op; ``fwd_bwd``: the gradient of ``sum(op(...))`` with respect to
-every array argument) and implementation (every ``impl`` in ``dispatch.IMPLS[op]``,
-``auto``, and ``torch`` when PyTorch imports) the run records the median and minimum of
-``repeats`` timed calls after ``warmup`` calls, and GFLOP/s from the dense FLOPs of
+pass (``fwd``: the op; ``fwd_bwd``: the op's output and its vector-Jacobian product
+with a fixed random cotangent, with respect to every array argument, as a training step
+computes them) and implementation (every ``impl`` in ``dispatch.IMPLS[op]``, ``auto``,
+and ``torch`` when PyTorch imports) the run records the median and minimum of ``repeats``
+timed samples after ``warmup`` calls (a sample is the mean of ``number`` back-to-back
+calls, ``number`` chosen so that a sample lasts at least ``min_sample_s``, as
+``timeit.autorange`` does), and GFLOP/s from the dense FLOPs of
 :mod:`jconv.cost` (``fwd_bwd`` counts 3× the forward FLOPs for ops with weights:
 forward, input gradient, weight gradient; 2× for pooling and LRN). The matmul peak is
 measured in the same run, so every rate is also a fraction of what this machine's
@@ -23,6 +26,7 @@ import csv
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
 import statistics
@@ -164,18 +168,30 @@ def jax_fn(case: Case, impl: str, pass_: str, n_arrays: int):
             return _call(case, getattr(jconv, case.op), arrays, impl=impl)
     if pass_ == "fwd":
         return jax.jit(forward)
+    n_grad = 1 if case.op in POOLS else n_arrays
+    if case.name == TRAIN_STEP:
+        def step(x, *params):
+            grads = jax.grad(lambda *a: jnp.sum(forward(*a)), argnums=range(1, n_arrays))(
+                x, *params)
+            return tuple(p - 0.01 * g for p, g in zip(params, grads))
+        return jax.jit(step)
 
-    def loss(*arrays):
-        return jnp.sum(forward(*arrays))
-    argnums = tuple(range(1 if case.op in POOLS else n_arrays))
-    grad = jax.grad(loss, argnums=argnums)
-    if case.name != TRAIN_STEP:
-        return jax.jit(grad)
+    def forward_backward(*arrays_and_cotangent):
+        *arrays, dy = arrays_and_cotangent
+        y, vjp = jax.vjp(lambda *a: forward(*a, *arrays[n_grad:]), *arrays[:n_grad])
+        return y, vjp(dy)
+    return jax.jit(forward_backward)
 
-    def step(x, *params):
-        grads = grad(x, *params)[1:]
-        return tuple(p - 0.01 * g for p, g in zip(params, grads))
-    return jax.jit(step)
+
+def call_arrays(case: Case, impl: str, pass_: str, arrays) -> list:
+    """The arguments of :func:`jax_fn`'s function: a ``fwd_bwd`` pass also takes the
+    cotangent, a fixed random array passed in (not built in the graph, where XLA could
+    fold or recompute it)."""
+    if pass_ == "fwd" or case.name == TRAIN_STEP:
+        return list(arrays)
+    out = jax.eval_shape(jax_fn(case, impl, "fwd", len(arrays)), *arrays)
+    dy = jax.random.normal(jax.random.key(1), out.shape, out.dtype)
+    return [*arrays, dy]
 
 
 def impls(case: Case) -> tuple[str, ...]:
@@ -302,8 +318,8 @@ def torch_fn(case: Case, shape_list, torch):
             ho, wo, kh, kwid, c, k = w.shape
             cols = F.unfold(x.permute(0, 3, 1, 2), (kh, kwid))  # (N, C*T, L)
             wl = w.permute(0, 1, 4, 2, 3, 5).reshape(ho * wo, c * kh * kwid, k)  # (L, C*T, K)
-            y = torch.einsum("ncl,lck->nlk", cols, wl)
-            return y.reshape(x.shape[0], ho, wo, k)
+            y = torch.bmm(cols.permute(2, 0, 1), wl)  # (L, N, K)
+            return y.permute(1, 0, 2).reshape(x.shape[0], ho, wo, k)
     elif op == "depth_sliding_conv":
         def fn(x, w):
             y = F.conv3d(x.permute(0, 3, 1, 2)[:, None], w.permute(3, 0, 1, 2)[:, None])
@@ -330,7 +346,7 @@ def torch_call(case: Case, shape_list, pass_, arrays, reference, torch):
     fn = torch_fn(case, shape_list, torch)
     if fn is None:
         return None, {"skipped": "no PyTorch equivalent"}
-    tensors = [torch.from_numpy(np.asarray(a)) for a in arrays]
+    tensors = [torch.from_numpy(np.array(a)) for a in arrays]
     with torch.no_grad():
         out = fn(*tensors)
     if out is None:
@@ -343,11 +359,16 @@ def torch_call(case: Case, shape_list, pass_, arrays, reference, torch):
                 fn(*tensors)
         return call, values
     leaves = [t.clone().requires_grad_(i < n_grad) for i, t in enumerate(tensors)]
+    dy = torch.from_numpy(np.array(call_arrays(case, "lax", pass_, arrays)[-1]))
 
     def call():
         for t in leaves:
             t.grad = None
-        fn(*leaves).sum().backward()
+        y = fn(*leaves)
+        if case.name == TRAIN_STEP:
+            y.sum().backward()
+        else:
+            y.backward(dy)
         if case.name == TRAIN_STEP:
             with torch.no_grad():
                 for t in leaves[1:]:
@@ -355,19 +376,33 @@ def torch_call(case: Case, shape_list, pass_, arrays, reference, torch):
     return call, values
 
 
-def interleaved(calls: dict[str, Callable], warmup: int, repeats: int) -> dict[str, dict]:
+def interleaved(calls: dict[str, Callable], warmup: int, repeats: int,
+                min_sample_s: float = 0.0) -> dict[str, dict]:
     """Times every call ``repeats`` times, round-robin, so that load from other processes
-    falls on every implementation alike; median and minimum per call."""
-    for call in calls.values():
+    falls on every implementation alike; median and minimum per call.
+
+    Each sample is the mean of ``number`` back-to-back calls, with ``number`` the
+    smallest count whose total time, judged from the last warm-up call, reaches
+    ``min_sample_s``: short calls are averaged over enough runs to rise above timer and
+    scheduler noise.
+    """
+    numbers = {}
+    for name, call in calls.items():
+        elapsed = 0.0
         for _ in range(warmup):
+            start = time.perf_counter()
             call()
+            elapsed = time.perf_counter() - start
+        numbers[name] = max(1, math.ceil(min_sample_s / elapsed)) if elapsed else 1
     times = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return {name: {"time_s": statistics.median(t), "min_s": min(t), "times_s": t}
+            for _ in range(numbers[name]):
+                call()
+            times[name].append((time.perf_counter() - start) / numbers[name])
+    return {name: {"time_s": statistics.median(t), "min_s": min(t), "times_s": t,
+                   "number": numbers[name]}
             for name, t in times.items()}
 
 
@@ -444,15 +479,17 @@ def measure_group(case: Case, pass_: str, names, config, torch) -> dict[str, dic
                 continue
         else:
             fn = jax_fn(case, name, pass_, len(arrays))
+            args = call_arrays(case, name, pass_, arrays)
             started = time.perf_counter()
-            jax.block_until_ready(fn(*arrays))
+            jax.block_until_ready(fn(*args))
             values[name]["compile_s"] = time.perf_counter() - started
-            call = functools.partial(lambda f: jax.block_until_ready(f(*arrays)), fn)
+            call = functools.partial(lambda f, a: jax.block_until_ready(f(*a)), fn, args)
             if name == "auto" and case.name != TRAIN_STEP:
                 choice = auto_choice(case, shape_list)
                 values[name].update(chosen=choice.impl, reason=choice.reason)
         calls[name] = call
-    for name, timing in interleaved(calls, config.warmup, config.repeats).items():
+    for name, timing in interleaved(calls, config.warmup, config.repeats,
+                                     config.min_sample_s).items():
         values[name].update(timing)
     return values
 
@@ -538,7 +575,8 @@ def summarize(config, cases, store: Store, workdir: Path) -> dict:
             writer.writerow({**{k: v for k, v in r.items() if k != "times_ms"},
                              **{f"{i}_ms": r["times_ms"].get(i) for i in impl_names}})
     peak = next((r for r in records if r["key"]["case"] == "matmul_peak"), None)
-    table = _table(config, table_rows, impl_names, peak) + _notes(cases, config, table_rows)
+    table = (_table(config, table_rows, impl_names, peak) + _notes(cases, config, table_rows)
+             + _targets(cases, table_rows))
     (workdir / "table.md").write_text(table)
     _plot(table_rows, impl_names, peak, workdir / "bench.png")
     print(table)
@@ -590,6 +628,55 @@ def _notes(cases, config, table_rows) -> str:
                              f"{r['times_ms']['auto']:.2f} ms: "
                              f"{r['times_ms'][NAIVE] / r['times_ms']['auto']:.1f}× the naive.")
     return "\nNotes:\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+TARGETS = (
+    # (what, rows it covers, the ratio's key, the bound)
+    ("auto never slower than lax", lambda c, p: True, "lax_over_auto", 1.0),
+    ("auto within 5% of the fastest jconv kernel", lambda c, p: True, "auto_over_best", 1.05),
+    ("depthwise forward ≥ 20× lax", lambda c, p: c.op == "depthwise_conv" and p == "fwd",
+     "lax_over_auto", 20.0),
+    ("depthwise forward ≥ 1.5× PyTorch", lambda c, p: c.op == "depthwise_conv" and p == "fwd",
+     "torch_over_auto", 1.5),
+    ("depthwise forward+backward ≥ 3× lax",
+     lambda c, p: c.op == "depthwise_conv" and p == "fwd_bwd", "lax_over_auto", 3.0),
+    ("grouped conv ≥ 4× lax", lambda c, p: c.op == "conv" and c.kwargs.get("groups", 1) > 1,
+     "lax_over_auto", 4.0),
+    ("conv_transpose ≥ lax", lambda c, p: c.op == "conv_transpose", "lax_over_auto", 1.0),
+    ("per-map conv ≥ the naive tiled depthwise", lambda c, p: c.op == "per_map_conv",
+     "naive_over_auto", 1.0),
+    ("shared-filter shortcut ≥ the 3-D kernel (lax)", lambda c, p: c.op == "shared_filter_conv",
+     "lax_over_auto", 1.0),
+    ("MobileNet block training step ≥ 3× lax-only",
+     lambda c, p: c.name == TRAIN_STEP and p == "fwd_bwd", "lax_over_auto", 3.0),
+)
+"""The issue's speed targets, checked on every row they cover; ratios ≥ the bound pass
+(``auto_over_best`` passes at ≤ its bound)."""
+
+
+def _targets(cases, table_rows) -> str:
+    """One line per target: the rows it covers, the worst ratio, and which rows miss."""
+    by_name = {c.name: c for c in cases}
+    lines = ["", "Targets (ratios of this run):", "",
+             "| target | rows | worst | met | missed by |", "|---|---|---|---|---|"]
+    for what, covers, key, bound in TARGETS:
+        values = []
+        for r in table_rows:
+            if not covers(by_name[r["case"]], r["pass"]):
+                continue
+            value = (r["times_ms"][NAIVE] / r["times_ms"]["auto"] if key == "naive_over_auto"
+                     and NAIVE in r["times_ms"] else r.get(key))
+            if value is not None:
+                values.append((f"{r['case']} {r['pass']}", value))
+        if not values:
+            continue
+        lower = key == "auto_over_best"
+        missed = [(name, v) for name, v in values if (v > bound if lower else v < bound)]
+        worst = max(v for _, v in values) if lower else min(v for _, v in values)
+        lines.append(f"| {what} | {len(values)} | {worst:.2f} | {len(values) - len(missed)}"
+                     f"/{len(values)} | "
+                     + (", ".join(f"{n} ({v:.2f})" for n, v in missed) or "—") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _plot(table_rows, impl_names, peak, path: Path) -> None:

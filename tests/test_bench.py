@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 
 from experiments import bench
@@ -55,9 +56,44 @@ def test_torch_matches_lax_when_installed():
         if fn is None:
             continue
         with torch.no_grad():
-            out = fn(*[torch.from_numpy(np.asarray(a)) for a in arrays])
+            out = fn(*[torch.from_numpy(np.array(a)) for a in arrays])
         if out is None:
             continue
         expected = bench.jax_fn(case, "lax", "fwd", len(arrays))(*arrays)
         np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4,
                                    err_msg=case.name)
+
+
+def _row(case, pass_, **times):
+    t = {k: v / 1e3 for k, v in times.items()}
+    best = min((v for k, v in t.items() if k not in ("auto", "torch", bench.NAIVE)))
+    return {"case": case, "pass": pass_, "times_ms": times,
+            "lax_over_auto": t["lax"] / t["auto"], "auto_over_best": t["auto"] / best,
+            "torch_over_auto": t["torch"] / t["auto"] if "torch" in t else None}
+
+
+def test_targets_name_the_rows_that_miss():
+    cases = [c for c in bench.CASES if c.name in ("depthwise_late", "grouped_late")]
+    rows = [_row("depthwise_late", "fwd", lax=30.0, einsum=1.0, patches=5.0, auto=1.0,
+                 torch=1.2),
+            _row("grouped_late", "fwd", lax=10.0, einsum=4.0, split=3.0, auto=3.0)]
+    lines = {line.split(" | ")[0].lstrip("| "): line
+             for line in bench._targets(cases, rows).splitlines() if line.startswith("| ")}
+    assert "| 1/1 | — |" in lines["depthwise forward ≥ 20× lax"]
+    assert "depthwise_late fwd (1.20)" in lines["depthwise forward ≥ 1.5× PyTorch"]
+    assert "grouped_late fwd (3.33)" in lines["grouped conv ≥ 4× lax"]
+    assert "| 2/2 |" in lines["auto within 5% of the fastest jconv kernel"]
+
+
+def test_fwd_bwd_returns_output_and_vjp_with_a_real_cotangent():
+    case = next(c for c in bench.CASES if c.name == "depthwise_late")
+    config = runner.load("configs/bench.py:smoke")[0]
+    arrays = bench._arrays(bench.case_shapes(case, config), 0)
+    args = bench.call_arrays(case, "lax", "fwd_bwd", arrays)
+    y, (gx, gw) = bench.jax_fn(case, "lax", "fwd_bwd", len(arrays))(*args)
+    dy = args[-1]
+    assert y.shape == dy.shape and float(np.std(dy)) > 0.5
+    _, vjp = jax.vjp(lambda x, w: bench.jconv.depthwise_conv(x, w, impl="lax"), *arrays)
+    expected = vjp(dy)
+    np.testing.assert_allclose(gx, expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, expected[1], rtol=1e-5, atol=1e-5)

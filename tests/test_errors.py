@@ -42,6 +42,7 @@ IMPLS2 = r"\('auto', 'lax', 'einsum'\)$"
 IMPLS_CONV = r"\('auto', 'lax', 'einsum', 'patches', 'split', 'hybrid'\)$"
 IMPLS_SS = r"\('auto', 'lax', 'einsum', 'patches', 'hybrid'\)$"
 IMPLS_HYBRID = r"\('auto', 'lax', 'einsum', 'hybrid'\)$"
+IMPLS_CT = r"\('auto', 'lax', 'einsum', 'hybrid', 'phases'\)$"
 MODES = r"'zeros', 'reflect', 'edge', 'circular'"
 PAD_FORMS = r'"SAME", "VALID", an int'
 NON_NEG = "non-negative padding amounts"
@@ -219,7 +220,7 @@ ARRAY_CASES = [
          id="padding-unknown"),
     case(ct, (X, a(3, 4, 2)), {}, V, "w.shape", (3, 4, 2), "rank 4", id="w-rank"),
     case(ct, (a(1, 6, 6, 4, dtype=I32), W), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
-    case(ct, (X, W), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID, id="impl-patches"),
+    case(ct, (X, W), dict(impl="patches"), V, "impl", "patches", IMPLS_CT, id="impl-patches"),
     # --- local_conv -------------------------------------------------------------------
     case(lc, (X, a(3, 3, 3, 3, 4, 2)), {}, V, "w.shape", (3, 3, 3, 3, 4, 2),
          r"leading axes equal to the output positions \(4, 4\)", id="leading-axes"),
@@ -234,7 +235,7 @@ ARRAY_CASES = [
          id="stride-zero"),
     case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(padding_mode="mirror"), V, "padding_mode",
          "mirror", MODES, id="padding-mode-unknown"),
-    case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(impl="patches"), V, "impl", "patches", IMPLS2,
+    case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID,
          id="impl-patches"),
     # --- depth_sliding_conv -------------------------------------------------------------
     case(ds, (X, a(5, 3, 3, 2)), {}, V, "w window", (5, 3, 3),

@@ -4,6 +4,8 @@
   ``lax.conv_general_dilated`` over dimension numbers, paddings, dilations and groups,
   and the NumPy reference for channels-last;
 * they run inside ``flax.nnx.Conv`` (forward and gradient);
+* the polyphase transposed conv equals the scatter form over strides, kernels, dilations,
+  crops (negative ones too), groups and 1 to 3 spatial axes;
 * every public op gives the same result jitted and not (``chex.variants``);
 * a second same-shaped call to ``jconv.conv`` does not retrace;
 * ``jax.vmap`` over a leading batch axis and over the filter axis equals the loop.
@@ -20,13 +22,18 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 from flax import nnx
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from jax import lax
 
 import jconv
 from jconv.kernels import patch_conv_general_dilated, shift_conv_general_dilated
+from jconv.kernels.einsum_conv import scatter_transpose_conv
+from jconv.kernels.phase_transpose import phase_transpose_conv
 from jconv.ops.conv import run_conv
 from jconv.ops.dispatch import IMPLS
 from tests import reference
+from tests.strategies import array
 from tests.test_grads import OPS
 from tests.tolerance import assert_close
 
@@ -189,6 +196,33 @@ def test_nnx_conv_forward_and_grad(kernel, cfg):
     assert_close(grad[0]["kernel"][...], grad_ref[0]["kernel"][...])
     assert_close(grad[0]["bias"][...], grad_ref[0]["bias"][...])
     assert_close(grad[1], grad_ref[1])  # w.r.t. the input
+
+
+# --------------------------------------------------------------------------- transposed conv
+
+
+@st.composite
+def transpose_geometries(draw):
+    """Per axis ``(size, kernel, stride, dilation, (low, high))``; crops may be negative."""
+    nd = draw(st.integers(1, 3))
+    axes = [draw(st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 3),
+                           st.integers(1, 2), st.tuples(st.integers(-2, 2), st.integers(-2, 2))))
+            for _ in range(nd)]
+    for size, k, s, d, (lo, hi) in axes:
+        assume((size - 1) * s + (k - 1) * d + 1 - lo - hi >= 1)
+    return [tuple(column) for column in zip(*axes)]
+
+
+@given(transpose_geometries(), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2),
+       st.integers(0, 2**16))
+def test_phase_transpose_matches_scatter(geometry, groups, cin, cout, seed):
+    sizes, kernel, stride, dilation, crops = geometry
+    x = jnp.asarray(array(seed, (2, *sizes, groups * cin)))
+    w = jnp.asarray(array(seed + 1, (*kernel, cin, groups * cout)))
+    args = (stride, crops, dilation, groups)
+    expected = scatter_transpose_conv(x, w, *args, precision=HIGHEST)
+    assert_close(phase_transpose_conv(x, w, *args, precision=HIGHEST), expected,
+                 err_msg=f"stride={stride} crops={crops} dilation={dilation} kernel={kernel}")
 
 
 # --------------------------------------------------------------------------- jit / no jit

@@ -9,7 +9,7 @@ Four algorithms, all channels-last at their core:
 * **patches** — stack the same windows into ``(N, H', W', T, C)`` (``T = kh*kw``) and
   contract taps and channels in one einsum (im2col).
 * **hybrid** — ``lax`` forward and input gradient; the weight gradient by the shift
-  algorithm (a custom JVP whose ``w`` term is the shift form).
+  algorithm (:func:`jconv.kernels.combine.differentiated_by`).
 * **split** — one ungrouped ``lax`` convolution per group on the group's slice of maps
   and filters, concatenated: XLA's CPU grouped convolution (``feature_group_count > 1``)
   is a slow path, its dense convolution is not.
@@ -22,7 +22,6 @@ conv_general_dilated=shift_conv_general_dilated)`` runs on them.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import string
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,8 @@ from collections.abc import Iterator, Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jconv.kernels.combine import differentiated_by
 
 
 def channels_last_dnums(nd: int) -> lax.ConvDimensionNumbers:
@@ -155,22 +156,11 @@ def _lax_conv(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
                                     preferred_element_type=preferred_element_type)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6, 7, 8))
-def _hybrid(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
-            preferred_element_type):
-    return _lax_conv(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
-                     preferred_element_type)
-
-
-@_hybrid.defjvp
-def _hybrid_jvp(stride, pads, dilation, groups, lhs_dilation, precision,
-                preferred_element_type, primals, tangents):
-    (x, w), (dx, dw) = primals, tangents
-    static = (stride, pads, dilation, groups, lhs_dilation, precision, preferred_element_type)
-    y = _lax_conv(x, w, *static)
-    dy = _lax_conv(dx, w, *static) + shift_conv(x, dw, stride, pads, dilation, groups,
-                                                lhs_dilation, precision, preferred_element_type)
-    return y, dy
+def _bound(core, stride, pads, dilation, groups, lhs_dilation, precision,
+           preferred_element_type):
+    """``core`` as a function of ``(x, w)`` alone."""
+    return lambda x, w: core(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
+                             preferred_element_type)
 
 
 def hybrid_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
@@ -182,10 +172,9 @@ def hybrid_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, preci
     instead of XLA's CPU weight-gradient convolution, a slow path for 1×1 and ``k×1``
     kernels (about 6x and 2.5x slower). Forward and input gradient stay ``lax``.
     """
-    pads = tuple(map(tuple, pads))
-    lhs_dilation = None if lhs_dilation is None else tuple(lhs_dilation)
-    return _hybrid(x, w, tuple(stride), pads, tuple(dilation), groups, lhs_dilation, precision,
-                   preferred_element_type)
+    static = (stride, pads, dilation, groups, lhs_dilation, precision, preferred_element_type)
+    lax_conv = _bound(_lax_conv, *static)
+    return differentiated_by(lax_conv, lax_conv, _bound(shift_conv, *static))(x, w)
 
 
 def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None):

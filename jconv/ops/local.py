@@ -8,24 +8,26 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import (channels_last_dnums, einsum_letters, pad_and_dilate,
                                        shifted_windows)
 from jconv.ops import _args, dispatch, padding, shapes
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
-def _local_conv(x, w, *, plan: shapes.Plan, impl: str, precision=None):
-    win = plan.window
+def _lax_local(x, w, win, pads, precision):
     nd = x.ndim - 2
     c, k = w.shape[-2:]
-    x, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
-    if impl == "lax":
-        # lax fuses the input window into I in (C, *kernel) order.
-        wl = jnp.moveaxis(w, -2, nd)  # (*S', C, *k, K)
-        wl = wl.reshape(*win.out_sizes, c * win.taps, k)  # (*S', C*T, K)
-        return lax.conv_general_dilated_local(
-            x, wl, win.stride, pads, win.kernel, rhs_dilation=win.dilation,
-            dimension_numbers=channels_last_dnums(nd), precision=precision)
+    # lax fuses the input window into I in (C, *kernel) order.
+    wl = jnp.moveaxis(w, -2, nd)  # (*S', C, *k, K)
+    wl = wl.reshape(*win.out_sizes, c * win.taps, k)  # (*S', C*T, K)
+    return lax.conv_general_dilated_local(
+        x, wl, win.stride, pads, win.kernel, rhs_dilation=win.dilation,
+        dimension_numbers=channels_last_dnums(nd), precision=precision)
+
+
+def _einsum_local(x, w, win, pads, precision):
+    nd = x.ndim - 2
+    c, k = w.shape[-2:]
     xp = pad_and_dilate(x, pads)
     patches = jnp.stack([xs for _, xs in shifted_windows(xp, win.kernel, win.stride,
                                                          win.dilation, win.out_sizes)],
@@ -33,6 +35,17 @@ def _local_conv(x, w, *, plan: shapes.Plan, impl: str, precision=None):
     wt = w.reshape(*win.out_sizes, win.taps, c, k)  # (*S', T, C, K)
     s = einsum_letters(nd)
     return jnp.einsum(f"n{s}tc,{s}tck->n{s}k", patches, wt, precision=precision)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
+def _local_conv(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+    win = plan.window
+    x, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+    lax_local, einsum_local = (functools.partial(core, win=win, pads=pads, precision=precision)
+                               for core in (_lax_local, _einsum_local))
+    if impl == "hybrid":
+        return differentiated_by(lax_local, einsum_local, einsum_local)(x, w)
+    return {"lax": lax_local, "einsum": einsum_local}[impl](x, w)
 
 
 def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zeros",
@@ -50,7 +63,8 @@ def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zer
       w: ``(H', W', kh, kw, C, K)``: one ``(kh, kw, C, K)`` kernel per output position.
       stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`
         (default padding ``"VALID"``).
-      impl: ``"auto"``, ``"lax"`` or ``"einsum"`` (patches contracted per position).
+      impl: ``"auto"``, ``"lax"``, ``"einsum"`` (patches contracted per position) or
+        ``"hybrid"`` (``lax`` forward, gradients of the ``einsum`` form).
 
     Returns:
       ``(N, H', W', K)``.
