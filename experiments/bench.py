@@ -208,6 +208,9 @@ def auto_choice(case: Case, shape_list) -> dispatch.Choice:
     groups = {"depthwise_conv": c, "separable_conv": c}.get(case.op,
                                                             case.kwargs.get("groups", 1))
     facts = dict(groups=groups, channels_per_group=c // groups)
+    if case.op == "conv":
+        plan = shapes.conv(*shape_list, **case.kwargs)
+        facts["pixels"] = math.prod(plan.window.out_sizes)
     if case.op in ("max_pool", "avg_pool"):
         facts = dict(taps=getattr(shapes, case.op)(*shape_list, **case.kwargs).window.taps)
     elif case.op in ("per_map_conv", "depth_sliding_conv"):

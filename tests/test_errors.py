@@ -181,7 +181,7 @@ ARRAY_CASES = [
          id="padding-unknown"),
     case(pm, (SMALL, K2), dict(padding=3, padding_mode="reflect"), V, "padding", (3, 3),
          "at most 2 per side", id="reflect-too-wide"),
-    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS2, id="impl-patches"),
+    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID, id="impl-patches"),
     case(pm, (a(1, 6, 6, 4, dtype=I32), K2), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
     case(sf, (X, W), {}, V, "w.shape", (3, 3, 4, 2), "rank 3", id="w-with-channel-axis"),
     case(sf, (X, a(3, 9, 2)), dict(padding="VALID"), V, "w window", (3, 9),
@@ -251,7 +251,7 @@ ARRAY_CASES = [
          id="reflect-too-wide"),
     case(ds, (X, a(3, 3, 3, 2)), dict(padding_mode="mirror"), V, "padding_mode", "mirror",
          MODES, id="padding-mode-unknown"),
-    case(ds, (X, a(3, 3, 3, 2)), dict(impl="fast"), V, "impl", "fast", IMPLS2,
+    case(ds, (X, a(3, 3, 3, 2)), dict(impl="fast"), V, "impl", "fast", IMPLS_HYBRID,
          id="impl-unknown"),
     # --- pooling, maxout, LRN -----------------------------------------------------------
     case(mp, (X,), dict(window=0), V, "window", 0, "ints >= 1", id="window-zero"),

@@ -25,6 +25,7 @@ from flax import nnx
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from jax import lax
+from jax.test_util import check_grads
 
 import jconv
 from jconv.kernels import patch_conv_general_dilated, shift_conv_general_dilated
@@ -35,7 +36,7 @@ from jconv.ops.dispatch import IMPLS
 from tests import reference
 from tests.strategies import array
 from tests.test_grads import OPS
-from tests.tolerance import assert_close
+from tests.tolerance import assert_close, tolerance
 
 HIGHEST = lax.Precision.HIGHEST
 KERNELS = {"shift": shift_conv_general_dilated, "patch": patch_conv_general_dilated}
@@ -301,3 +302,33 @@ def test_vmap_over_filter_axis(impl):
     expected = jconv.conv(x, w, stride=2, padding="SAME", impl=impl, precision=HIGHEST)
     assert_close(jnp.moveaxis(per_filter, 0, -1), expected)
     assert math.prod(per_filter.shape) == math.prod(expected.shape)
+
+
+@pytest.mark.parametrize("stride, dilation, size, multiplier", [
+    (1, 1, 11, 1), (2, 1, 12, 2), (1, 2, 13, 1), ((2, 1), (1, 2), 9, 3)])
+def test_depthwise_row_blocked_gradient(monkeypatch, stride, dilation, size, multiplier):
+    """The row-blocked weight gradient (large outputs) equals lax's, in float64, with
+    ragged last blocks, strides, dilations and channel multipliers; forward mode too."""
+    from jconv.kernels import einsum_conv
+    monkeypatch.setattr(einsum_conv, "DEPTHWISE_UNCHUNKED_BYTES", 0)
+    monkeypatch.setattr(einsum_conv, "DEPTHWISE_CHUNK_BYTES", 2 * size * 3 * multiplier * 8)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((2, size, size, 3)))
+        w = jnp.asarray(rng.standard_normal((3, 3, 1, 3 * multiplier)))
+        _check_depthwise_gradient(x, w, stride, dilation, rng)
+
+
+def _check_depthwise_gradient(x, w, stride, dilation, rng):
+
+    def conv(impl):
+        return lambda x, w: jconv.depthwise_conv(x, w, stride=stride, dilation=dilation,
+                                                 impl=impl, precision=HIGHEST)
+    y, vjp = jax.vjp(conv("einsum"), x, w)
+    y_lax, vjp_lax = jax.vjp(conv("lax"), x, w)
+    dy = jnp.asarray(rng.standard_normal(y.shape))
+    assert_close(y, y_lax)
+    for got, expected in zip(vjp(dy), vjp_lax(dy)):
+        assert_close(got, expected)
+    check_grads(conv("einsum"), (x, w), order=1, modes=("fwd", "rev"),
+                **tolerance("float64", kind="grad"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -35,7 +36,8 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
 
 def _plan_and_impl(op, plan: shapes.Plan, impl, x_shape):
     impl = dispatch.resolve(op, impl, groups=plan.groups,
-                            channels_per_group=x_shape[-1] // plan.groups)
+                            channels_per_group=x_shape[-1] // plan.groups,
+                            pixels=math.prod(plan.window.out_sizes))
     return dict(window=plan.window, groups=plan.groups, mode=plan.padding_mode, impl=impl)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 
+from jconv.kernels.combine import differentiated_by
 from jconv.ops import _args, dispatch, shapes
 from jconv.ops.conv import run_conv
 
@@ -32,8 +35,8 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
       padding: as in :func:`jconv.conv`, for the axes ``(depth, H, W)``; default
         ``"VALID"``.
       padding_mode: as in :func:`jconv.conv`.
-      impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume) or ``"einsum"``
-        (shift-and-multiply).
+      impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume), ``"einsum"``
+        (shift-and-multiply) or ``"hybrid"`` (``einsum`` forward, ``lax`` gradients).
       precision: as in :func:`jconv.conv`.
 
     Returns:
@@ -56,6 +59,9 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
                                      dilation=dilation, padding_mode=padding_mode)
     impl = dispatch.resolve(op, impl, channels_per_group=1)
     volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
-    return run_conv(volume, w[..., None, :],  # (kd, kh, kw, 1, K)
-                    window=plan.window, groups=1, mode=plan.padding_mode, impl=impl,
-                    precision=precision)
+    forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
+                                     mode=plan.padding_mode, impl=name, precision=precision)
+             for name in ("lax", "einsum")}
+    conv = (differentiated_by(forms["einsum"], forms["lax"], forms["lax"])
+            if impl == "hybrid" else forms[impl])
+    return conv(volume, w[..., None, :])  # w as (kd, kh, kw, 1, K)

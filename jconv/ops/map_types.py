@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.ops import _args, dispatch, padding, shapes
 from jconv.ops.conv import run_conv
@@ -29,24 +30,35 @@ def _inputs(op, x, w):
     return _args.common_dtype(x, w)
 
 
+def _per_map_lax(x, w, plan, precision):
+    n, c = x.shape[0], x.shape[-1]
+    maps = jnp.moveaxis(x, -1, 1)  # (N, C, *S)
+    maps = maps.reshape(n * c, *x.shape[1:-1], 1)  # (N*C, *S, 1)
+    y = run_conv(maps, w[..., None, :], window=plan.window, groups=1,
+                 mode=plan.padding_mode, impl="lax", precision=precision)  # (N*C, *S', K)
+    y = y.reshape(n, c, *y.shape[1:])  # (N, C, *S', K)
+    y = jnp.moveaxis(y, 1, -2)  # (N, *S', C, K)
+    return y.reshape(*y.shape[:-2], c * w.shape[-1])  # (N, *S', C*K)
+
+
+def _per_map_einsum(x, w, plan, precision):
+    c, k = x.shape[-1], w.shape[-1]
+    win = plan.window
+    xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+    xp = pad_and_dilate(xp, pads)
+    y = sum(xs[..., :, None] * w[tap].reshape((1,) * x.ndim + (k,))  # (N, *S', C, K)
+            for tap, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
+                                           win.out_sizes))
+    return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
+
+
 @functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
 def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
-    n, c, k = x.shape[0], x.shape[-1], w.shape[-1]
-    win = plan.window
-    if impl == "lax":
-        maps = jnp.moveaxis(x, -1, 1)  # (N, C, *S)
-        maps = maps.reshape(n * c, *x.shape[1:-1], 1)  # (N*C, *S, 1)
-        y = run_conv(maps, w[..., None, :], window=win, groups=1, mode=plan.padding_mode,
-                     impl="lax", precision=precision)  # (N*C, *S', K)
-        y = y.reshape(n, c, *y.shape[1:])  # (N, C, *S', K)
-        y = jnp.moveaxis(y, 1, -2)  # (N, *S', C, K)
-    else:
-        xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
-        xp = pad_and_dilate(xp, pads)
-        y = sum(xs[..., :, None] * w[tap].reshape((1,) * x.ndim + (k,))  # (N, *S', C, K)
-                for tap, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
-                                               win.out_sizes))
-    return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
+    lax_form, einsum_form = (functools.partial(f, plan=plan, precision=precision)
+                             for f in (_per_map_lax, _per_map_einsum))
+    if impl == "hybrid":
+        return differentiated_by(einsum_form, lax_form, lax_form)(x, w)
+    return {"lax": lax_form, "einsum": einsum_form}[impl](x, w)
 
 
 def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -64,7 +76,10 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
     Args:
       x: ``(N, H, W, C)``.
       w: ``(kh, kw, K)``: ``K`` single-channel filters (no input-channel axis).
-      stride, padding, dilation, padding_mode, impl, precision: as in :func:`jconv.conv`.
+      stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`.
+      impl: ``"auto"``, ``"lax"`` (maps folded into the batch, one single-channel
+        ``lax`` conv), ``"einsum"`` (a broadcast multiply per tap) or ``"hybrid"``
+        (``einsum`` forward, ``lax`` gradients).
 
     Returns:
       ``(N, H', W', C*K)``.
