@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -381,8 +382,9 @@ def torch_call(case: Case, shape_list, pass_, arrays, reference, torch):
 
 def interleaved(calls: dict[str, Callable], warmup: int, repeats: int,
                 min_sample_s: float = 0.0) -> dict[str, dict]:
-    """Times every call ``repeats`` times, round-robin, so that load from other processes
-    falls on every implementation alike; median and minimum per call.
+    """Times every call ``repeats`` times, round-robin in a shuffled order each round, so
+    that load from other processes, and the state one call leaves for the next, fall on
+    every implementation alike; median and minimum per call.
 
     Each sample is the mean of ``number`` back-to-back calls, with ``number`` the
     smallest count whose total time, judged from the last warm-up call, reaches
@@ -398,8 +400,12 @@ def interleaved(calls: dict[str, Callable], warmup: int, repeats: int,
             elapsed = time.perf_counter() - start
         numbers[name] = max(1, math.ceil(min_sample_s / elapsed)) if elapsed else 1
     times = {name: [] for name in calls}
+    order = list(calls)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, call in calls.items():
+        rng.shuffle(order)  # no implementation always follows the same one
+        for name in order:
+            call = calls[name]
             start = time.perf_counter()
             for _ in range(numbers[name]):
                 call()
@@ -533,6 +539,19 @@ def _fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
+def _best(t: dict) -> str:
+    kernels = {i: v for i, v in t.items() if i not in ("auto", "torch", NAIVE)}
+    return min(kernels, key=kernels.get)
+
+
+def _ratios(t: dict) -> dict:
+    """auto against lax, the fastest jconv kernel, PyTorch and the naive form."""
+    return {"lax_over_auto": t["lax"] / t["auto"],
+            "auto_over_best": t["auto"] / t[_best(t)],
+            "torch_over_auto": t["torch"] / t["auto"] if "torch" in t else None,
+            "naive_over_auto": t[NAIVE] / t["auto"] if NAIVE in t else None}
+
+
 def rows(cases, records) -> list[dict]:
     """One row per (case, pass): time per impl, best jconv kernel, auto's ratios."""
     found = {(r["key"]["case"], r["key"]["pass"], r["key"]["impl"]): r for r in records}
@@ -545,18 +564,21 @@ def rows(cases, records) -> list[dict]:
             if "auto" not in mine or "lax" not in mine:
                 continue
             t = {impl: r["time_s"] for impl, r in mine.items()}
-            kernels = {i: v for i, v in t.items() if i not in ("auto", "torch", NAIVE)}
-            best = min(kernels, key=kernels.get)
+            fastest = {impl: r.get("min_s", r["time_s"]) for impl, r in mine.items()}
+            best = _best(t)
             f = mine["auto"]["flops"]
             out.append({
                 "case": case.name, "layer": case.layer, "op": case.op, "pass": pass_,
                 "flops": f, "times_ms": {i: 1e3 * v for i, v in t.items()},
+                "min_ms": {i: 1e3 * v for i, v in fastest.items()},
                 "auto_impl": mine["auto"].get("chosen", "—"), "best": best,
                 "auto_gflops": f / t["auto"] / 1e9,
                 "auto_peak": f / t["auto"] / 1e9 / peak if peak else None,
-                "lax_over_auto": t["lax"] / t["auto"],
-                "auto_over_best": t["auto"] / t[best],
-                "torch_over_auto": t["torch"] / t["auto"] if "torch" in t else None,
+                **_ratios(t), **{f"{k}_min": v for k, v in _ratios(fastest).items()},
+                # auto and the kernel it picks are the same computation: their gap is
+                # this row's noise floor.
+                "noise": (abs(t["auto"] / t[mine["auto"]["chosen"]] - 1)
+                          if mine["auto"].get("chosen") in t else None),
             })
     return out
 
@@ -569,14 +591,18 @@ def summarize(config, cases, store: Store, workdir: Path) -> dict:
                                         "auto", "torch"]
                                        + [i]).index(i))
     with open(workdir / "summary.csv", "w", newline="") as f:
+        ratios = [k for k in table_rows[0] if k.endswith(("_over_auto", "_over_best",
+                                                           "_over_auto_min",
+                                                           "_over_best_min"))] + ["noise"]
         fields = ["case", "layer", "op", "pass", "flops", *[f"{i}_ms" for i in impl_names],
-                  "auto_impl", "best", "auto_gflops", "auto_peak", "lax_over_auto",
-                  "auto_over_best", "torch_over_auto"]
+                  *[f"{i}_min_ms" for i in impl_names], "auto_impl", "best", "auto_gflops",
+                  "auto_peak", *ratios]
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         for r in table_rows:
-            writer.writerow({**{k: v for k, v in r.items() if k != "times_ms"},
-                             **{f"{i}_ms": r["times_ms"].get(i) for i in impl_names}})
+            writer.writerow({**{k: v for k, v in r.items() if k not in ("times_ms", "min_ms")},
+                             **{f"{i}_ms": r["times_ms"].get(i) for i in impl_names},
+                             **{f"{i}_min_ms": r["min_ms"].get(i) for i in impl_names}})
     peak = next((r for r in records if r["key"]["case"] == "matmul_peak"), None)
     table = (_table(config, table_rows, impl_names, peak) + _notes(cases, config, table_rows)
              + _targets(cases, table_rows))
@@ -658,26 +684,35 @@ TARGETS = (
 
 
 def _targets(cases, table_rows) -> str:
-    """One line per target: the rows it covers, the worst ratio, and which rows miss."""
+    """One line per target: rows covered, worst ratio and rows met, from the medians and
+    from the fastest samples, and which rows miss by the medians.
+
+    Identical computations (``auto`` and the kernel it picks) differ by up to 20-50% in
+    their medians on a shared 2-core machine; the fastest sample of each is the
+    steadier estimate of what the code can do (``timeit``'s advice), so both are shown.
+    """
     by_name = {c.name: c for c in cases}
-    lines = ["", "Targets (ratios of this run):", "",
-             "| target | rows | worst | met | missed by |", "|---|---|---|---|---|"]
+    lines = ["", "Targets (ratios of this run; median | fastest sample):", "",
+             "| target | rows | worst | met | worst (fastest) | met (fastest) "
+             "| missed by (median) |", "|---|---|---|---|---|---|---|"]
     for what, covers, key, bound in TARGETS:
-        values = []
-        for r in table_rows:
-            if not covers(by_name[r["case"]], r["pass"]):
-                continue
-            value = (r["times_ms"][NAIVE] / r["times_ms"]["auto"] if key == "naive_over_auto"
-                     and NAIVE in r["times_ms"] else r.get(key))
-            if value is not None:
-                values.append((f"{r['case']} {r['pass']}", value))
-        if not values:
+        mine = [r for r in table_rows if covers(by_name[r["case"]], r["pass"])
+                and r.get(key) is not None]
+        if not mine:
             continue
         lower = key == "auto_over_best"
-        missed = [(name, v) for name, v in values if (v > bound if lower else v < bound)]
-        worst = max(v for _, v in values) if lower else min(v for _, v in values)
-        lines.append(f"| {what} | {len(values)} | {worst:.2f} | {len(values) - len(missed)}"
-                     f"/{len(values)} | "
+        cells, missed = [], {}
+        for stat in (key, f"{key}_min"):
+            values = [(f"{r['case']} {r['pass']}", r[stat]) for r in mine]
+            missed[stat] = [(n, v) for n, v in values if (v > bound if lower else v < bound)]
+            worst = (max if lower else min)(v for _, v in values)
+            cells += [f"{worst:.2f}", f"{len(values) - len(missed[stat])}/{len(values)}"]
+        missed = missed[key]
+        if lower:
+            within = sum(r[key] <= max(bound, 1 + (r["noise"] or 0)) for r in mine)
+            what += (f" (within this bound or the row's noise floor, the gap between auto "
+                     f"and the same kernel timed under its own name: {within}/{len(mine)})")
+        lines.append(f"| {what} | {len(mine)} | " + " | ".join(cells) + " | "
                      + (", ".join(f"{n} ({v:.2f})" for n, v in missed) or "—") + " |")
     return "\n".join(lines) + "\n"
 

@@ -64,22 +64,20 @@ def test_torch_matches_lax_when_installed():
                                    err_msg=case.name)
 
 
-def _row(case, pass_, **times):
-    t = {k: v / 1e3 for k, v in times.items()}
-    best = min((v for k, v in t.items() if k not in ("auto", "torch", bench.NAIVE)))
-    return {"case": case, "pass": pass_, "times_ms": times,
-            "lax_over_auto": t["lax"] / t["auto"], "auto_over_best": t["auto"] / best,
-            "torch_over_auto": t["torch"] / t["auto"] if "torch" in t else None}
+def _row(case, pass_, chosen, **times):
+    ratios = bench._ratios(times)
+    return {"case": case, "pass": pass_, "times_ms": times, "noise": 0.0, **ratios,
+            **{f"{k}_min": v for k, v in ratios.items()}}
 
 
 def test_targets_name_the_rows_that_miss():
     cases = [c for c in bench.CASES if c.name in ("depthwise_late", "grouped_late")]
-    rows = [_row("depthwise_late", "fwd", lax=30.0, einsum=1.0, patches=5.0, auto=1.0,
-                 torch=1.2),
-            _row("grouped_late", "fwd", lax=10.0, einsum=4.0, split=3.0, auto=3.0)]
-    lines = {line.split(" | ")[0].lstrip("| "): line
+    rows = [_row("depthwise_late", "fwd", "einsum", lax=30.0, einsum=1.0, patches=5.0,
+                 auto=1.0, torch=1.2),
+            _row("grouped_late", "fwd", "split", lax=10.0, einsum=4.0, split=3.0, auto=3.0)]
+    lines = {line.split(" | ")[0].lstrip("| ").split(" (")[0]: line
              for line in bench._targets(cases, rows).splitlines() if line.startswith("| ")}
-    assert "| 1/1 | — |" in lines["depthwise forward ≥ 20× lax"]
+    assert "| 30.00 | 1/1 | 30.00 | 1/1 | — |" in lines["depthwise forward ≥ 20× lax"]
     assert "depthwise_late fwd (1.20)" in lines["depthwise forward ≥ 1.5× PyTorch"]
     assert "grouped_late fwd (3.33)" in lines["grouped conv ≥ 4× lax"]
     assert "| 2/2 |" in lines["auto within 5% of the fastest jconv kernel"]
