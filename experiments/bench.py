@@ -683,7 +683,7 @@ TARGETS = (
 (``auto_over_best`` passes at ≤ its bound)."""
 
 
-def _targets(cases, table_rows) -> str:
+def _targets(cases, table_rows, backend: str | None = None) -> str:
     """One line per target: rows covered, worst ratio and rows met, from the medians and
     from the fastest samples, and which rows miss by the medians.
 
@@ -692,7 +692,7 @@ def _targets(cases, table_rows) -> str:
     steadier estimate of what the code can do (``timeit``'s advice), so both are shown.
     """
     by_name = {c.name: c for c in cases}
-    backend = jax.default_backend()
+    backend = backend or jax.default_backend()
     lines = ["", f"Targets (ratios of this run; median | fastest sample; {backend}: "
              + ("every target" if backend == "cpu" else
                 "the CPU speed-up targets do not apply, only that auto is never slower "

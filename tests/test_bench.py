@@ -76,11 +76,15 @@ def test_targets_name_the_rows_that_miss():
                  auto=1.0, torch=1.2),
             _row("grouped_late", "fwd", "split", lax=10.0, einsum=4.0, split=3.0, auto=3.0)]
     lines = {line.split(" | ")[0].lstrip("| ").split(" (")[0]: line
-             for line in bench._targets(cases, rows).splitlines() if line.startswith("| ")}
+             for line in bench._targets(cases, rows, "cpu").splitlines()
+             if line.startswith("| ")}
     assert "| 30.00 | 1/1 | 30.00 | 1/1 | — |" in lines["depthwise forward ≥ 20× lax"]
     assert "depthwise_late fwd (1.20)" in lines["depthwise forward ≥ 1.5× PyTorch"]
     assert "grouped_late fwd (3.33)" in lines["grouped conv ≥ 4× lax"]
     assert "| 2/2 |" in lines["auto within 5% of the fastest jconv kernel"]
+    on_gpu = [line.split(" | ")[0] for line in bench._targets(cases, rows, "gpu").splitlines()
+              if line.startswith("| ")]
+    assert on_gpu == ["| target", "| auto never slower than lax"]  # no CPU speed-up target
 
 
 def test_fwd_bwd_returns_output_and_vjp_with_a_real_cotangent():
