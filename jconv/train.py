@@ -60,11 +60,15 @@ Process 0 writes ``workdir/train_config.json`` (the resolved config) and ``workd
 line per logged step (step, epoch, loss, lr, images_per_s, time), flushed as written. A tqdm bar
 shows loss, images/s and the ETA; it starts after the first (compiling) step, so the rate and ETA
 exclude compile time, as do the reported ``images_per_s`` and ``step_time_s``.
+
+Batches and their placement on the mesh are in :mod:`jconv.train_data`, checkpoints in
+:mod:`jconv.train_checkpoint`, log lines, progress bar and clock in :mod:`jconv.train_log`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -75,14 +79,14 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jconv.data import Dataset, batch_indices
+from jconv import train_checkpoint
+from jconv.data import Dataset
+from jconv.train_checkpoint import TrainState
+from jconv.train_data import Placement, check_dataset, eval_batches, host_scalar, train_batches
+from jconv.train_log import Logger, Monitor
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "make_optimizer", "train", "OPTIMIZERS", "SCHEDULES"]
 
@@ -157,54 +161,43 @@ def make_optimizer(config: TrainConfig) -> tuple[optax.GradientTransformation, o
 
 
 def _logits(out):
+    """The logits of a model's output: the output, or its first item if it is a tuple or list."""
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _is_key(x):
-    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How a run spreads over devices and epochs."""
+
+    num_devices: int
+    eval_batch_size: int
+    steps_per_epoch: int
 
 
-def _to_saveable(tree):
-    """Typed PRNG keys → their uint32 key data (what orbax stores)."""
-    return jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, tree)
+def _layout(dataset: Dataset, config: TrainConfig) -> _Layout:
+    """The device count, evaluation batch size and epoch length of ``config`` on ``dataset``.
 
-
-def _from_saveable(tree, template):
-    return jax.tree.map(
-        lambda a, t: jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a,
-        tree, template)
-
-
-def _host_scalar(x):
-    """A replicated scalar as a Python float, on one host or many."""
-    return float(np.asarray(x.addressable_data(0)))
-
-
-def _local_rows(sharding, global_shape):
-    """[start, stop) of the batch rows held by this process's devices."""
-    slices = [idx[0] for idx in sharding.addressable_devices_indices_map(global_shape).values()]
-    start = min(s.start or 0 for s in slices)
-    stop = max(global_shape[0] if s.stop is None else s.stop for s in slices)
-    return start, stop
-
-
-def _check_dataset(dataset: Dataset):
-    x, y = dataset.train_x, dataset.train_y
-    if x.ndim != 4 or dataset.test_x.ndim != 4:
-        raise ValueError(f"dataset {dataset.name!r}: images must be (N, H, W, C), got {x.shape}")
-    if x.shape[1:] != dataset.test_x.shape[1:]:
-        raise ValueError(f"dataset {dataset.name!r}: train images {x.shape[1:]} vs test {dataset.test_x.shape[1:]}")
-    for split, images in (("train", x), ("test", dataset.test_x)):
-        if images.dtype != np.float32:
-            raise ValueError(f"dataset {dataset.name!r}: {split} images must be float32, got {images.dtype}")
-    for split, labels in (("train", y), ("test", dataset.test_y)):
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"dataset {dataset.name!r}: {split} labels must be integers, got {labels.dtype}")
-        if labels.size and not 0 <= labels.min() <= labels.max() < dataset.num_classes:
-            raise ValueError(f"dataset {dataset.name!r}: {split} labels outside [0, {dataset.num_classes})")
+    Raises:
+      ValueError: more devices than there are, a batch size that does not split over the devices,
+        or fewer training examples than one batch.
+    """
+    available = len(jax.devices())
+    n = available if config.num_devices is None else config.num_devices
+    if not 1 <= n <= available:
+        raise ValueError(f"num_devices={config.num_devices}, but {available} devices are available")
+    eval_b = config.eval_batch_size or config.batch_size
+    for name, b in (("batch_size", config.batch_size), ("eval_batch_size", eval_b)):
+        if b % n:
+            raise ValueError(f"{name}={b} does not split over {n} devices; use a multiple of {n} "
+                             f"(or set num_devices)")
+    n_train = len(dataset.train_y)
+    if n_train < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training examples")
+    return _Layout(n, eval_b, n_train // config.batch_size)
 
 
 def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces):
+    """The jitted train step (donating the state) and eval step; each counts its traces in ``traces``."""
     b = batch_shape[0]
 
     def loss_fn(params, rest, x, y):
@@ -237,20 +230,79 @@ def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces):
     return jax.jit(train_step, donate_argnums=(0, 1, 2)), jax.jit(eval_step)
 
 
-class _Logger:
-    """One JSON line per logged step, flushed as written; only process 0 writes."""
+def _init_state(model, config, placement, num_classes, traces):
+    """The model's state replicated on the mesh, the schedule, and the jitted train and eval steps.
 
-    def __init__(self, path):
-        self._file = open(path, "a", buffering=1) if jax.process_index() == 0 else None
+    ``model`` is left in train mode; its own arrays are not donated.
+    """
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx, schedule = make_optimizer(config)
+    # Copies (may_alias=False): the step donates its inputs, and the model keeps its own arrays.
+    params, rest = jax.device_put((params, rest), placement.replicated, may_alias=False)
+    opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
+    train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces)
+    return TrainState(params, rest, opt_state), schedule, train_step, eval_step
 
-    def write(self, record):
-        if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
 
-    def close(self):
-        if self._file is not None:
-            self._file.close()
+def _write_config(workdir: Path, config: TrainConfig) -> None:
+    """Process 0 writes the resolved config to ``workdir/train_config.json``."""
+    if jax.process_index() == 0:
+        (workdir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+
+def _nonfinite_error(manager, workdir, step, loss) -> NonFiniteLossError:
+    """The error for a NaN/inf loss, or parameters, after ``step``; it names the last good checkpoint."""
+    what = (f"non-finite loss at step {step}: loss={loss!r}" if not math.isfinite(loss) else
+            f"non-finite parameters after step {step} (loss={loss!r})")
+    return NonFiniteLossError(
+        f"{what}; training stopped. Last good checkpoint: {train_checkpoint.describe_latest(manager, workdir)}. "
+        f"Lower the learning rate or check the data for NaN/inf.")
+
+
+def _run_steps(train_step, state, start, *, config, dataset, placement, steps_per_epoch, monitor, manager,
+               on_step):
+    """Runs steps ``start`` to ``config.steps``; checks, logs and checkpoints on the way.
+
+    Pending losses are checked and logged every ``log_every`` steps and at checkpoints, which
+    come every ``checkpoint_every`` steps and at the end.
+
+    Returns:
+      The final state and the time its last step finished.
+    """
+    try:
+        for step, x, y in train_batches(dataset, config.batch_size, config.seed, start, config.steps,
+                                        steps_per_epoch):
+            *new, loss, finite = train_step(*state, *placement.train_batch(x, y))
+            state = TrainState(*new)
+            done = step + 1
+            monitor.step_done(done, loss, finite)
+            if on_step is not None:
+                on_step(done)
+            is_ckpt = done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0)
+            if is_ckpt or done % config.log_every == 0:
+                monitor.check_and_log(force_log=done == config.steps)
+            if is_ckpt:
+                t = time.perf_counter()
+                train_checkpoint.save(manager, done, monitor.final_loss, state, config, steps_per_epoch)
+                monitor.saved(time.perf_counter() - t)
+        jax.block_until_ready(state.params)
+        return state, time.perf_counter()
+    finally:
+        monitor.close_bar()
+
+
+def _evaluate(eval_step, state, dataset, placement):
+    """Test accuracy and mean test loss, or Nones without test examples."""
+    correct = loss_sum = 0.0
+    for xb, yb, weight in eval_batches(dataset, placement.eval_batch_size):
+        batch_correct, batch_loss = eval_step(state.params, state.rest, *placement.eval_batch(xb, yb, weight))
+        correct += host_scalar(batch_correct)
+        loss_sum += host_scalar(batch_loss)
+    n_test = len(dataset.test_y)
+    return (correct / n_test, loss_sum / n_test) if n_test else (None, None)
 
 
 def train(model: nnx.Module, dataset: Dataset, config: TrainConfig, workdir: str | Path, *,
@@ -279,198 +331,44 @@ def train(model: nnx.Module, dataset: Dataset, config: TrainConfig, workdir: str
         ``workdir`` holding a run with another seed or batch size.
       NonFiniteLossError: the loss or the parameters became NaN/inf.
     """
-    from tqdm.auto import tqdm
-
-    _check_dataset(dataset)
+    check_dataset(dataset)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    devices = jax.devices()
-    n = len(devices) if config.num_devices is None else config.num_devices
-    if not 1 <= n <= len(devices):
-        raise ValueError(f"num_devices={config.num_devices}, but {len(devices)} devices are available")
-    eval_b = config.eval_batch_size or config.batch_size
-    for name, b in (("batch_size", config.batch_size), ("eval_batch_size", eval_b)):
-        if b % n:
-            raise ValueError(f"{name}={b} does not split over {n} devices; use a multiple of {n} "
-                             f"(or set num_devices)")
-    n_train = len(dataset.train_y)
-    if n_train < config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training examples")
-    steps_per_epoch = n_train // config.batch_size
-    image_shape = dataset.train_x.shape[1:]
-
-    mesh = Mesh(np.array(devices[:n]), ("batch",))
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("batch"))
-    global_shape = (config.batch_size, *image_shape)
-    lo, hi = _local_rows(batch_sharding, global_shape)
-    eval_lo, eval_hi = _local_rows(batch_sharding, (eval_b, *image_shape))
-
-    def put_batch(x, y, rows=(lo, hi), b=config.batch_size):
-        xs = jax.make_array_from_process_local_data(batch_sharding, x[rows[0]:rows[1]], (b, *x.shape[1:]))
-        ys = jax.make_array_from_process_local_data(batch_sharding, y[rows[0]:rows[1]], (b,))
-        return xs, ys
-
-    model.eval()
-    eval_graphdef = nnx.graphdef(model)
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, schedule = make_optimizer(config)
-    # Copies (may_alias=False): the step donates its inputs, and the model keeps its own arrays.
-    params, rest = jax.device_put((params, rest), replicated, may_alias=False)
-    opt_state = jax.jit(tx.init, out_shardings=replicated)(params)
+    layout = _layout(dataset, config)
+    placement = Placement(jax.devices()[:layout.num_devices], config.batch_size, layout.eval_batch_size,
+                          dataset.train_x.shape[1:])
     traces = {"train_step": 0, "eval_step": 0}
-    train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, global_shape, dataset.num_classes, traces)
-
-    if jax.process_index() == 0:
-        (workdir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    manager = ocp.CheckpointManager(
-        workdir / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.max_checkpoints, create=True))
-    logger = _Logger(workdir / "train_log.jsonl")
-    bar = None
+    state, schedule, train_step, eval_step = _init_state(model, config, placement, dataset.num_classes, traces)
+    _write_config(workdir, config)
+    manager = train_checkpoint.make_manager(workdir, config.max_checkpoints)
+    logger = Logger(workdir / "train_log.jsonl")
     try:
-        start = 0
-        final_loss = None
-        latest = manager.latest_step()
-        if latest is not None:
-            template = {"params": params, "rest": rest, "opt_state": opt_state}
-            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
-            restored = manager.restore(latest, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-            meta = restored["meta"]
-            for key in ("seed", "batch_size"):
-                if meta[key] != getattr(config, key):
-                    raise ValueError(f"{workdir} holds a run with {key}={meta[key]}, this config has "
-                                     f"{key}={getattr(config, key)}; use another workdir")
-            state = _from_saveable(restored["state"], template)
-            params, rest, opt_state = state["params"], state["rest"], state["opt_state"]
-            start, final_loss = int(meta["step"]), meta["loss"]
-
-        def save(step, loss):
-            manager.save(step, force=True, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_to_saveable({"params": params, "rest": rest, "opt_state": opt_state})),
-                meta=ocp.args.JsonSave({
-                    "step": step, "loss": loss, "seed": config.seed, "batch_size": config.batch_size,
-                    "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
-                    "steps_per_epoch": steps_per_epoch})))
-
-        pending = []  # (step, loss, finite) still on device: checked at log and checkpoint steps
-        t_run = time.perf_counter()
-        clock = {"t0": None, "last_t": None, "last_step": None, "save_s": 0.0}
-
-        def check_and_log(force_log):
-            nonlocal final_loss
-            if not pending:
-                return
-            values = jax.device_get(pending)
-            pending.clear()
-            for s, value, finite in values:
-                value = float(value)
-                if not bool(finite):
-                    good = manager.latest_step()
-                    what = (f"non-finite loss at step {s}: loss={value!r}" if not math.isfinite(value) else
-                            f"non-finite parameters after step {s} (loss={value!r})")
-                    raise NonFiniteLossError(
-                        f"{what}; training stopped. Last good checkpoint: "
-                        f"{'none' if good is None else f'step {good}'} in {workdir / 'checkpoints'}. "
-                        f"Lower the learning rate or check the data for NaN/inf.")
-                final_loss = value
-            s, value = values[-1][0], float(values[-1][1])
-            if not (force_log or s % config.log_every == 0):
-                return
-            now = time.perf_counter()
-            rate = None
-            if clock["last_step"] is not None and s > clock["last_step"]:
-                dt = now - clock["last_t"] - clock["save_s"]
-                rate = config.batch_size * (s - clock["last_step"]) / dt if dt > 0 else None
-            if clock["t0"] is not None:
-                clock["last_t"], clock["last_step"], clock["save_s"] = now, s, 0.0
-            logger.write({"step": s, "epoch": (s - 1) // steps_per_epoch, "loss": value,
-                          "lr": float(schedule(s - 1)), "images_per_s": rate, "time": now - t_run})
-            if bar is not None:
-                bar.set_postfix(loss=f"{value:.4f}", img_s="-" if rate is None else f"{rate:.0f}", refresh=False)
-
-        first_step_s = None
-        epoch_cache = (None, None)
-        total_save_s = 0.0
-        for step in range(start, config.steps):
-            epoch, i = divmod(step, steps_per_epoch)
-            if epoch_cache[0] != epoch:
-                epoch_cache = (epoch, batch_indices(n_train, config.batch_size, seed=config.seed, epoch=epoch))
-            idx = epoch_cache[1][i]
-            x, y = put_batch(dataset.train_x[idx], dataset.train_y[idx].astype(np.int32))
-            params, rest, opt_state, loss, finite = train_step(params, rest, opt_state, x, y)
-            done = step + 1
-            pending.append((done, loss, finite))
-            if step == start:
-                loss.block_until_ready()
-                clock["t0"] = clock["last_t"] = time.perf_counter()
-                clock["last_step"] = done
-                first_step_s = clock["t0"] - t_run
-                bar = tqdm(total=config.steps, initial=done, unit="step", disable=not progress,
-                           dynamic_ncols=True, desc="train")
-            else:
-                bar.update(1)
-            if on_step is not None:
-                on_step(done)
-            is_ckpt = done == config.steps or (config.checkpoint_every and done % config.checkpoint_every == 0)
-            if is_ckpt or done % config.log_every == 0:
-                check_and_log(force_log=done == config.steps)
-            if is_ckpt:
-                t = time.perf_counter()
-                save(done, final_loss)
-                dt = time.perf_counter() - t
-                clock["save_s"] += dt
-                total_save_s += dt
-        jax.block_until_ready(params)
-        t_end = time.perf_counter()
-        if bar is not None:
-            bar.close()
-            bar = None
+        state, start, final_loss = train_checkpoint.restore(manager, state, config, workdir) or (state, 0, None)
+        monitor = Monitor(logger, config, schedule, layout.steps_per_epoch,
+                          functools.partial(_nonfinite_error, manager, workdir), final_loss, progress)
+        state, t_end = _run_steps(train_step, state, start, config=config, dataset=dataset, placement=placement,
+                                  steps_per_epoch=layout.steps_per_epoch, monitor=monitor, manager=manager,
+                                  on_step=on_step)
         manager.wait_until_finished()
-
-        timed = config.steps - start - 1
-        if timed > 0:
-            elapsed = t_end - clock["t0"] - total_save_s
-            step_time, images_per_s = elapsed / timed, config.batch_size * timed / elapsed
-        else:
-            step_time = images_per_s = None
-
-        correct = loss_sum = 0.0
-        n_test = len(dataset.test_y)
-        for b0 in range(0, n_test, eval_b):
-            xb, yb = dataset.test_x[b0:b0 + eval_b], dataset.test_y[b0:b0 + eval_b].astype(np.int32)
-            m = len(yb)
-            weight = np.zeros(eval_b, np.float32)
-            weight[:m] = 1.0
-            if m < eval_b:
-                xb = np.concatenate([xb, np.zeros((eval_b - m, *xb.shape[1:]), xb.dtype)])
-                yb = np.concatenate([yb, np.zeros(eval_b - m, np.int32)])
-            xs, ys = put_batch(xb, yb, rows=(eval_lo, eval_hi), b=eval_b)
-            w = jax.make_array_from_process_local_data(batch_sharding, weight[eval_lo:eval_hi], (eval_b,))
-            batch_correct, batch_loss = eval_step(params, rest, xs, ys, w)
-            correct += _host_scalar(batch_correct)
-            loss_sum += _host_scalar(batch_loss)
+        step_time, images_per_s = monitor.timing(t_end, config.steps - start - 1)
+        test_accuracy, test_loss = _evaluate(eval_step, state, dataset, placement)
     finally:
-        if bar is not None:
-            bar.close()
         logger.close()
         manager.wait_until_finished()
         manager.close()
 
-    nnx.update(model, params, rest)
+    nnx.update(model, state.params, state.rest)
     model.eval()
     return {
         "steps": max(start, config.steps),
         "start_step": start,
-        "final_loss": final_loss,
-        "test_accuracy": correct / n_test if n_test else None,
-        "test_loss": loss_sum / n_test if n_test else None,
+        "final_loss": monitor.final_loss,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
         "images_per_s": images_per_s,
         "step_time_s": step_time,
-        "first_step_s": first_step_s,
-        "num_devices": n,
+        "first_step_s": monitor.first_step_s,
+        "num_devices": layout.num_devices,
         "batch_size": config.batch_size,
         "train_step_traces": traces["train_step"],
         "workdir": str(workdir),

@@ -1,0 +1,94 @@
+"""Orbax checkpoints of a :func:`jconv.train.train` run under ``workdir/checkpoints``.
+
+A checkpoint is a composite of two items: ``state``, the :class:`TrainState` as a dict (typed PRNG
+keys stored as their uint32 key data), and ``meta``, JSON with the step, the loss, the seed, the
+batch size and the data position (epoch, batch in epoch, steps per epoch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+if TYPE_CHECKING:
+    from jconv.train import TrainConfig
+
+
+class TrainState(NamedTuple):
+    """What a training step updates and a checkpoint's ``state`` item holds."""
+
+    params: Any
+    rest: Any
+    opt_state: Any
+
+
+def _is_key(x):
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_saveable(tree):
+    """Typed PRNG keys → their uint32 key data (what orbax stores)."""
+    return jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, tree)
+
+
+def _from_saveable(tree, template):
+    return jax.tree.map(
+        lambda a, t: jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a,
+        tree, template)
+
+
+def make_manager(workdir: Path, max_to_keep: int) -> ocp.CheckpointManager:
+    """The manager of ``workdir/checkpoints``, keeping the latest ``max_to_keep``."""
+    return ocp.CheckpointManager(
+        workdir / "checkpoints",
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConfig,
+            workdir: Path) -> tuple[TrainState, int, float] | None:
+    """The latest checkpoint as ``(state, step, loss)``, or None if there is none.
+
+    Args:
+      manager: from :func:`make_manager`.
+      state: the freshly initialised state; the restored one takes its structure, shapes, dtypes
+        and key types.
+      config: the run's config; its seed and batch size must match the checkpoint's.
+      workdir: named in the error.
+
+    Raises:
+      ValueError: the checkpoint is from a run with another seed or batch size.
+    """
+    latest = manager.latest_step()
+    if latest is None:
+        return None
+    template = state._asdict()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
+    restored = manager.restore(latest, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    meta = restored["meta"]
+    for key in ("seed", "batch_size"):
+        if meta[key] != getattr(config, key):
+            raise ValueError(f"{workdir} holds a run with {key}={meta[key]}, this config has "
+                             f"{key}={getattr(config, key)}; use another workdir")
+    return TrainState(**_from_saveable(restored["state"], template)), int(meta["step"]), meta["loss"]
+
+
+def save(manager: ocp.CheckpointManager, step: int, loss: float | None, state: TrainState,
+         config: TrainConfig, steps_per_epoch: int) -> None:
+    """Saves ``state`` as the checkpoint of ``step``, with its meta data."""
+    manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_to_saveable(state._asdict())),
+        meta=ocp.args.JsonSave({
+            "step": step, "loss": loss, "seed": config.seed, "batch_size": config.batch_size,
+            "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
+            "steps_per_epoch": steps_per_epoch})))
+
+
+def describe_latest(manager: ocp.CheckpointManager, workdir: Path) -> str:
+    """``"step N in DIR"`` for the latest checkpoint, ``"none in DIR"`` if there is none."""
+    good = manager.latest_step()
+    return f"{'none' if good is None else f'step {good}'} in {workdir / 'checkpoints'}"
