@@ -10,8 +10,11 @@
 (1, 8, 8, 6)
 """
 
-from jconv import cost
+from jconv import cost, reference
 from jconv.ops import *  # noqa: F403
-from jconv.ops import __all__
+from jconv.ops import BUILTIN_OPS, __all__, registry
+
+for _name in BUILTIN_OPS:  # the NumPy ground truth of every built-in op
+    registry.update(_name, reference=getattr(reference, _name))
 
 __version__ = "0.1.0"

@@ -36,79 +36,67 @@ class Variant:
     """One layer-2 variant: ``jconv.<op>(x, *weights, **kwargs)``.
 
     ``w_shapes`` are the shapes of the op's weight arguments in order; ``packed`` ops
-    (``spatially_separable_conv``) take them as one sequence. ``impl`` describes what
-    ``impl="auto"`` runs, from :func:`jconv.which_impl` with the facts the op passes.
+    (``spatially_separable_conv``) take them as one sequence.
     """
 
     label: str
     op: str
     w_shapes: tuple[tuple[int, ...], ...]
     kwargs: dict[str, Any]
-    impl: str
     packed: bool = False
 
+    def _shapes(self):
+        return (list(self.w_shapes),) if self.packed else self.w_shapes
+
     def call(self, x, *weights):
-        fn = getattr(jconv, self.op)
         args = (list(weights),) if self.packed else weights
-        return fn(x, *args, **self.kwargs)
+        return jconv.get(self.op).fn(x, *args, **self.kwargs)
 
     def expected_shape(self, x_shape) -> tuple[int, ...]:
-        shapes = (list(self.w_shapes),) if self.packed else self.w_shapes
-        return tuple(jconv.output_shape(self.op, x_shape, *shapes, **self.kwargs))
+        return tuple(jconv.output_shape(self.op, x_shape, *self._shapes(), **self.kwargs))
+
+    def impl(self, x_shape) -> str:
+        """What ``impl="auto"`` runs on an input of ``x_shape`` (:func:`jconv.which_impl`)."""
+        return jconv.which_impl(self.op, tuple(x_shape), *self._shapes(), **self.kwargs).impl
 
     def params(self, bias: bool = True) -> int:
         return jconv.param_count(self.op, *self.w_shapes, bias=bias)
-
-
-def _impl(op: str, groups: int = 1, channels_per_group: int | None = None) -> str:
-    return jconv.which_impl(op, groups=groups, channels_per_group=channels_per_group).impl
 
 
 def variants(k1: int, k2: int, size: int) -> list[Variant]:
     """The layer-2 variants for ``k1`` input maps of ``size×size`` and ``k2`` filters."""
     k = KERNEL
     out = [
-        Variant("Type 1", "per_map_conv", ((k, k, k2),), {},
-                _impl("per_map_conv", channels_per_group=1)),
-        Variant("Type 2.1", "shared_filter_conv", ((k, k, k2),), {},
-                _impl("shared_filter_conv", channels_per_group=k1)),
-        Variant("Type 2.2", "conv", ((k, k, k1, k2),), {},
-                _impl("conv", channels_per_group=k1)),
+        Variant("Type 1", "per_map_conv", ((k, k, k2),), {}),
+        Variant("Type 2.1", "shared_filter_conv", ((k, k, k2),), {}),
+        Variant("Type 2.2", "conv", ((k, k, k1, k2),), {}),
     ]
     if k1 % 2 == 0 and k2 % 2 == 0:  # groups must divide both the maps and the filters
         out.append(Variant("grouped, 2 groups", "conv", ((k, k, k1 // 2, k2),),
-                           {"groups": 2}, _impl("conv", groups=2, channels_per_group=k1 // 2)))
+                           {"groups": 2}))
     multiplier = max(1, k2 // k1)
     out += [
         Variant(f"depthwise, x{multiplier}", "depthwise_conv", ((k, k, 1, k1 * multiplier),),
-                {}, _impl("depthwise_conv", groups=k1, channels_per_group=1)),
-        Variant("separable, dw+1x1", "separable_conv", ((k, k, 1, k1), (k1, k2)), {},
-                _impl("separable_conv", groups=k1, channels_per_group=1) + "+"
-                + _impl("pointwise_conv", channels_per_group=k1)),
-        Variant("pointwise 1x1", "pointwise_conv", ((k1, k2),), {},
-                _impl("pointwise_conv", channels_per_group=k1)),
+                {}),
+        Variant("separable, dw+1x1", "separable_conv", ((k, k, 1, k1), (k1, k2)), {}),
+        Variant("pointwise 1x1", "pointwise_conv", ((k1, k2),), {}),
         Variant(f"spatial sep {k}x1,1x{k}", "spatially_separable_conv",
-                ((k, 1, k1, k2), (1, k, k2, k2)), {},
-                _impl("spatially_separable_conv", channels_per_group=k1), packed=True),
+                ((k, 1, k1, k2), (1, k, k2, k2)), {}, packed=True),
         Variant("transpose, stride 2", "conv_transpose", ((k, k, k1, k2),),
-                {"stride": 2, "padding": "SAME"}, _impl("conv_transpose", channels_per_group=k1)),
+                {"stride": 2, "padding": "SAME"}),
     ]
     valid = size - k + 1
-    out.append(Variant("local, VALID", "local_conv", ((valid, valid, k, k, k1, k2),), {},
-                       _impl("local_conv", channels_per_group=k1)))
+    out.append(Variant("local, VALID", "local_conv", ((valid, valid, k, k, k1, k2),), {}))
     # The 3-deep filter slides VALID along the maps when k1 >= 3; fewer maps need padding.
     depth_pads = (0, 0) if k1 >= 3 else (1, 1)
     half = (k // 2, k // 2)
     label = f"depth sliding 3x{k}x{k}" + ("" if k1 >= 3 else " (depth padded)")
     out.append(Variant(label, "depth_sliding_conv", ((3, k, k, k2),),
-                       {"padding": (depth_pads, half, half)},
-                       _impl("depth_sliding_conv", channels_per_group=1)))
-    out.append(Variant("max pool 3x3/2", "max_pool", (), {"window": 3, "stride": 2},
-                       _impl("max_pool")))
+                       {"padding": (depth_pads, half, half)}))
+    out.append(Variant("max pool 3x3/2", "max_pool", (), {"window": 3, "stride": 2}))
     if k1 >= 2:
-        out.append(Variant("channel max pool 2", "channel_max_pool", (), {"group_size": 2},
-                           _impl("channel_max_pool")))
-    out.append(Variant("LRN, n=5", "local_response_norm", (), {}, _impl("local_response_norm")))
+        out.append(Variant("channel max pool 2", "channel_max_pool", (), {"group_size": 2}))
+    out.append(Variant("LRN, n=5", "local_response_norm", (), {}))
     return out
 
 
@@ -158,7 +146,7 @@ def measure(variant: Variant, x, weights: Sequence, repeats: int = REPEATS) -> d
         "params": variant.params(),
         "weights": variant.params(bias=False),
         "flops": xla_flops(compiled),
-        "impl": variant.impl,
+        "impl": variant.impl(x.shape),
         "seconds": median_seconds(compiled, x, *weights, repeats=repeats),
     }
 

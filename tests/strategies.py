@@ -1,16 +1,20 @@
 """Hypothesis strategies for window geometries and random arrays.
 
 Validity of a drawn geometry (the kernel fits the padded input, reflect padding narrower
-than the input) is decided with the independent ``tests.reference`` padding rules.
+than the input) is decided with the independent ``jconv.reference`` padding rules.
 """
 
 import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from tests import reference
+from jconv.ops import BUILTIN_OPS, registry
+from jconv import reference
 
 MODES = ("zeros", "reflect", "edge", "circular")
+
+IMPLS = {op: registry.get(op).impls for op in BUILTIN_OPS}
+"""Every built-in op's implementations, from the registry: what the sweeps cover."""
 
 
 def array(seed, shape, dtype=np.float32):

@@ -1,52 +1,56 @@
-"""``impl="auto"`` follows ``dispatch.RULES``: representative facts per backend; rules valid."""
+"""``impl="auto"``: the rules, ``which_impl`` from shapes, and the kernel named in the HLO."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jconv
-from jconv.ops import dispatch
-from jconv.ops.dispatch import IMPLS, RULES, which_impl
+from jconv.ops import dispatch, registry
+from jconv.ops.dispatch import RULES, Facts, which_impl
+from jconv.testing import hlo_scopes
+from tests.strategies import IMPLS
 
+X = (2, 9, 9, 8)
 CASES = [
-    # (op, facts, backend, expected impl)
-    ("conv", dict(groups=1, channels_per_group=64), "cpu", "lax"),
-    ("conv", dict(groups=1, channels_per_group=64, pixels=56 * 56), "cpu", "lax"),
-    ("conv", dict(groups=1, channels_per_group=96, pixels=14 * 14), "cpu", "hybrid"),
-    ("conv", dict(groups=1, channels_per_group=3, pixels=14 * 14), "cpu", "lax"),
-    ("conv", dict(groups=1, channels_per_group=96, pixels=14 * 14), "gpu", "lax"),
-    ("local_conv", dict(channels_per_group=32), "cpu", "hybrid"),
-    ("local_conv", dict(channels_per_group=32), "gpu", "lax"),
-    ("conv", dict(groups=2, channels_per_group=48), "cpu", "split"),
-    ("conv", dict(groups=64, channels_per_group=1), "cpu", "einsum"),
-    ("depthwise_conv", dict(groups=512, channels_per_group=1), "cpu", "einsum"),
-    ("separable_conv", dict(groups=256, channels_per_group=1), "cpu", "einsum"),
-    ("pointwise_conv", dict(groups=1, channels_per_group=128), "cpu", "einsum"),
-    ("pointwise_conv", dict(groups=2, channels_per_group=64), "cpu", "lax"),
-    ("spatially_separable_conv", dict(channels_per_group=128), "cpu", "hybrid"),
-    ("per_map_conv", dict(channels_per_group=1), "cpu", "hybrid"),
-    ("shared_filter_conv", dict(channels_per_group=64), "cpu", "einsum"),
-    ("depth_sliding_conv", dict(channels_per_group=1), "cpu", "hybrid"),
-    ("max_pool", dict(taps=9), "cpu", "einsum"),
-    ("avg_pool", dict(taps=9), "cpu", "einsum"),
-    ("avg_pool", dict(taps=49), "cpu", "lax"),
-    ("max_pool", {}, "cpu", "lax"),
-    ("max_pool", dict(taps=9), "gpu", "lax"),
-    ("pointwise_conv", dict(groups=1, channels_per_group=128), "gpu", "lax"),
-    ("local_response_norm", {}, "cpu", "lax"),
-    ("conv", dict(groups=2, channels_per_group=48), "gpu", "lax"),
-    ("conv", dict(groups=64, channels_per_group=1), "gpu", "lax"),
-    ("depthwise_conv", dict(groups=512, channels_per_group=1), "gpu", "lax"),
-    ("per_map_conv", dict(channels_per_group=1), "gpu", "lax"),
-    ("conv_transpose", dict(groups=1, channels_per_group=64), "cpu", "hybrid"),
-    ("conv_transpose", dict(groups=1, channels_per_group=64), "gpu", "lax"),
-    ("shared_filter_conv", dict(channels_per_group=64), "gpu", "einsum"),
+    # (op, shapes, kwargs, backend, expected impl)
+    ("conv", ((8, 56, 56, 64), (3, 3, 64, 64)), {}, "cpu", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "cpu", "hybrid"),
+    ("conv", ((8, 14, 14, 3), (3, 3, 3, 96)), {}, "cpu", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "gpu", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "cpu", "split"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "gpu", "lax"),
+    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "cpu", "shift"),
+    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "gpu", "lax"),
+    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "cpu", "patches_grad"),
+    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "gpu", "lax"),
+    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "cpu", "shift"),
+    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "gpu", "lax"),
+    ("separable_conv", (X, (3, 3, 1, 8), (8, 16)), {}, "cpu", "shift"),
+    ("pointwise_conv", (X, (8, 16)), {}, "cpu", "shift"),
+    ("pointwise_conv", (X, (4, 16)), dict(groups=2), "cpu", "lax"),
+    ("pointwise_conv", (X, (8, 16)), {}, "gpu", "lax"),
+    ("spatially_separable_conv", (X, [(3, 1, 8, 4), (1, 3, 4, 8)]), {}, "cpu", "hybrid"),
+    ("per_map_conv", (X, (3, 3, 4)), {}, "cpu", "shift_fwd"),
+    ("per_map_conv", (X, (3, 3, 4)), {}, "gpu", "lax"),
+    ("shared_filter_conv", (X, (3, 3, 4)), {}, "cpu", "sum_maps"),
+    ("shared_filter_conv", (X, (3, 3, 4)), {}, "gpu", "sum_maps"),
+    ("depth_sliding_conv", (X, (3, 3, 3, 2)), {}, "cpu", "shift_fwd"),
+    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "cpu", "hybrid"),
+    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "gpu", "lax"),
+    ("max_pool", (X, 3), dict(stride=2), "cpu", "shift"),
+    ("max_pool", (X, 3), dict(stride=2), "gpu", "lax"),
+    ("avg_pool", (X, 3), {}, "cpu", "shift"),
+    ("avg_pool", ((1, 7, 7, 8), 7), {}, "cpu", "lax"),
+    ("local_response_norm", (X,), {}, "cpu", "lax"),
+    ("global_avg_pool", (X,), {}, "cpu", "lax"),
 ]
 
 
-@pytest.mark.parametrize("op, facts, backend, expected", CASES,
-                         ids=[f"{c[0]}-{c[2]}-{c[3]}" for c in CASES])
-def test_auto_follows_rules(op, facts, backend, expected):
-    choice = which_impl(op, backend=backend, **facts)
+@pytest.mark.parametrize("op, shapes, kwargs, backend, expected", CASES,
+                         ids=[f"{c[0]}-{c[3]}-{c[4]}" for c in CASES])
+def test_auto_follows_rules(op, shapes, kwargs, backend, expected):
+    choice = which_impl(op, *shapes, backend=backend, **kwargs)
     assert choice.impl == expected, choice
     assert choice.reason
 
@@ -61,12 +65,11 @@ def test_every_rule_names_an_impl_its_ops_have(rule):
 def test_first_matching_rule_wins():
     for op in IMPLS:
         for backend in dispatch.BACKENDS:
-            facts = dispatch.Facts(backend, 4, 1)
+            facts = Facts(backend, 4, 1)
             matching = [r for r in RULES if backend in r.backends and op in r.ops
                         and r.when(facts)]
-            expected = matching[0].impl if matching else "lax"
-            assert which_impl(op, groups=4, channels_per_group=1, backend=backend).impl \
-                == expected
+            expected = matching[0].impl if matching else IMPLS[op][0]
+            assert dispatch.decide(op, facts).impl == expected
 
 
 def test_gpu_has_no_rule_without_a_gpu_measurement():
@@ -74,26 +77,60 @@ def test_gpu_has_no_rule_without_a_gpu_measurement():
     assert gpu_ops <= {"shared_filter_conv"}, gpu_ops
 
 
-def test_auto_runs_what_which_impl_says(monkeypatch):
-    seen = []
-    resolve = dispatch.resolve
-
-    def spy(op, impl, **facts):
-        seen.append((op, resolve(op, impl, **facts)))
-        return seen[-1][1]
-
-    monkeypatch.setattr(dispatch, "resolve", spy)
-    x = jnp.ones((1, 6, 6, 4))
-    jconv.conv(x, jnp.ones((3, 3, 2, 4)), groups=2)
-    jconv.depthwise_conv(x, jnp.ones((3, 3, 1, 4)))
-    expected = [("conv", which_impl("conv", groups=2, channels_per_group=2).impl),
-                ("depthwise_conv",
-                 which_impl("depthwise_conv", groups=4, channels_per_group=1).impl)]
-    assert seen == expected
+@pytest.mark.parametrize("name", sorted(registry.IMPLS))
+def test_reason_says_what_runs_in_each_pass(name):
+    """One meaning per name: the reason spells out the forward and both gradient kernels."""
+    impl = registry.IMPLS[name]
+    ops = [op for op, impls in IMPLS.items() if name in impls]
+    assert ops, f"no op has impl {name!r}"
+    for op in ops:
+        spec = registry.get(op)
+        shapes, kwargs = spec.examples[0]
+        reason = which_impl(op, *shapes, impl=name, **kwargs).reason
+        assert f"Forward: {impl.forward} (" in reason
+        assert f"input gradient: {impl.input_grad} (" in reason
+        assert (f"weight gradient: {impl.weight_grad} (" in reason) == bool(spec.weights)
 
 
-def test_unknown_names_fail():
+def test_which_impl_for_the_demo_shape_is_what_conv_runs():
+    """The disagreement this design removes: a 14x14x96 conv runs ``hybrid`` on CPU."""
+    x, w = jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96))
+    choice = which_impl("conv", x.shape, w.shape, backend="cpu")
+    assert choice.impl == "hybrid"
+    assert hlo_scopes(jconv.conv, x, w) == {("conv", "hybrid")}
+
+
+SWEEP = [(op, i, shapes, kwargs) for op in sorted(IMPLS)
+         for i, (shapes, kwargs) in enumerate(registry.get(op).examples)]
+
+
+@pytest.mark.parametrize("op, i, shapes, kwargs", SWEEP,
+                         ids=[f"{s[0]}-{s[1]}" for s in SWEEP])
+def test_hlo_scope_equals_which_impl(op, i, shapes, kwargs):
+    """For every op, example and impl (``auto`` included), the HLO names what which_impl says."""
+    spec = registry.get(op)
+    rng = np.random.default_rng(i)
+
+    def arrays(shape):
+        if isinstance(shape, list):
+            return [arrays(s) for s in shape]
+        return jnp.asarray(rng.standard_normal(shape), jnp.float32)
+
+    args = [arrays(s) if isinstance(s, (tuple, list)) else s for s in shapes]
+    arrays_ = [a for a, s in zip(args, shapes) if isinstance(s, (tuple, list))]
+    statics = [a for a, s in zip(args, shapes) if not isinstance(s, (tuple, list))]
+    for impl in ("auto", *spec.impls):
+        expected = which_impl(op, *shapes, impl=impl, **kwargs).impl
+        found = hlo_scopes(lambda *a: spec.fn(*a, *statics, impl=impl, **kwargs), *arrays_)
+        assert found == {(op, expected)}, (impl, found)
+
+
+def test_which_impl_checks_like_the_op():
     with pytest.raises(ValueError, match="which_impl: op='no_op'"):
-        which_impl("no_op")
+        which_impl("no_op", (1, 4, 4, 1))
     with pytest.raises(ValueError, match="which_impl: backend='abacus'"):
-        which_impl("conv", backend="abacus")
+        which_impl("conv", (1, 4, 4, 1), (3, 3, 1, 1), backend="abacus")
+    with pytest.raises(ValueError, match=r"conv: groups=3; expected a divisor"):
+        which_impl("conv", (1, 4, 4, 4), (3, 3, 1, 4), groups=3)
+    with pytest.raises(ValueError, match="conv: impl='fast'"):
+        which_impl("conv", (1, 4, 4, 1), (3, 3, 1, 1), impl="fast")

@@ -37,12 +37,16 @@ def case(fn, args, kwargs, exc, arg, value, what, *, op=None, id, bug=None):
 
 V, T = ValueError, TypeError
 FIT = r"fits the padded input.*extent {e} .*> input {i} "
-IMPLS3 = r"\('auto', 'lax', 'einsum', 'patches'\)"
-IMPLS2 = r"\('auto', 'lax', 'einsum'\)$"
-IMPLS_CONV = r"\('auto', 'lax', 'einsum', 'patches', 'split', 'hybrid'\)$"
-IMPLS_SS = r"\('auto', 'lax', 'einsum', 'patches', 'hybrid'\)$"
-IMPLS_HYBRID = r"\('auto', 'lax', 'einsum', 'hybrid'\)$"
-IMPLS_CT = r"\('auto', 'lax', 'einsum', 'hybrid', 'phases'\)$"
+IMPLS3 = r"\('auto', 'lax', 'shift', 'patches'\)"
+IMPLS2 = r"\('auto', 'lax', 'shift'\)$"
+IMPLS_EINSUM = r"\('auto', 'lax', 'einsum'\)$"
+IMPLS_SF = r"\('auto', 'lax', 'sum_maps'\)$"
+IMPLS_CONV = r"\('auto', 'lax', 'shift', 'patches', 'split', 'hybrid'\)$"
+IMPLS_SS = r"\('auto', 'lax', 'shift', 'patches', 'hybrid'\)$"
+IMPLS_HYBRID = r"\('auto', 'lax', 'shift', 'hybrid'\)$"
+IMPLS_SHIFT_FWD = r"\('auto', 'lax', 'shift', 'shift_fwd'\)$"
+IMPLS_LOCAL = r"\('auto', 'lax', 'patches', 'patches_grad'\)$"
+IMPLS_CT = r"\('auto', 'lax', 'shift', 'hybrid', 'phases'\)$"
 MODES = r"'zeros', 'reflect', 'edge', 'circular'"
 PAD_FORMS = r'"SAME", "VALID", an int'
 NON_NEG = "non-negative padding amounts"
@@ -181,7 +185,7 @@ ARRAY_CASES = [
          id="padding-unknown"),
     case(pm, (SMALL, K2), dict(padding=3, padding_mode="reflect"), V, "padding", (3, 3),
          "at most 2 per side", id="reflect-too-wide"),
-    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID, id="impl-patches"),
+    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS_SHIFT_FWD, id="impl-patches"),
     case(pm, (a(1, 6, 6, 4, dtype=I32), K2), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
     case(sf, (X, W), {}, V, "w.shape", (3, 3, 4, 2), "rank 3", id="w-with-channel-axis"),
     case(sf, (X, a(3, 9, 2)), dict(padding="VALID"), V, "w window", (3, 9),
@@ -192,7 +196,7 @@ ARRAY_CASES = [
          id="padding-negative"),
     case(sf, (X, K2), dict(padding_mode="mirror"), V, "padding_mode", "mirror", MODES,
          id="padding-mode-unknown"),
-    case(sf, (X, K2), dict(impl="fast"), V, "impl", "fast", IMPLS2, id="impl-unknown"),
+    case(sf, (X, K2), dict(impl="fast"), V, "impl", "fast", IMPLS_SF, id="impl-unknown"),
     case(sf, (X, a(3, 3, 2, dtype=I32)), {}, T, "w.dtype", "int32", FLOAT, id="w-int"),
     # --- conv_transpose ---------------------------------------------------------------
     case(ct, (X, W), dict(stride=2, output_padding=2), V, "output_padding", (2, 2),
@@ -235,7 +239,7 @@ ARRAY_CASES = [
          id="stride-zero"),
     case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(padding_mode="mirror"), V, "padding_mode",
          "mirror", MODES, id="padding-mode-unknown"),
-    case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(impl="patches"), V, "impl", "patches", IMPLS_HYBRID,
+    case(lc, (X, a(4, 4, 3, 3, 4, 2)), dict(impl="fast"), V, "impl", "fast", IMPLS_LOCAL,
          id="impl-patches"),
     # --- depth_sliding_conv -------------------------------------------------------------
     case(ds, (X, a(5, 3, 3, 2)), {}, V, "w window", (5, 3, 3),
@@ -251,7 +255,7 @@ ARRAY_CASES = [
          id="reflect-too-wide"),
     case(ds, (X, a(3, 3, 3, 2)), dict(padding_mode="mirror"), V, "padding_mode", "mirror",
          MODES, id="padding-mode-unknown"),
-    case(ds, (X, a(3, 3, 3, 2)), dict(impl="fast"), V, "impl", "fast", IMPLS_HYBRID,
+    case(ds, (X, a(3, 3, 3, 2)), dict(impl="fast"), V, "impl", "fast", IMPLS_SHIFT_FWD,
          id="impl-unknown"),
     # --- pooling, maxout, LRN -----------------------------------------------------------
     case(mp, (X,), dict(window=0), V, "window", 0, "ints >= 1", id="window-zero"),
@@ -275,7 +279,7 @@ ARRAY_CASES = [
          id="impl-unknown"),
     case(gap, (a(6, 4),), {}, V, "x.shape", (6, 4), "rank 3 or 4 or 5", id="x-rank"),
     case(gap, (a(1, 6, 6, 4, dtype=I32),), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
-    case(gap, (X,), dict(impl="fast"), V, "impl", "fast", IMPLS2, id="impl-unknown"),
+    case(gap, (X,), dict(impl="fast"), V, "impl", "fast", IMPLS_EINSUM, id="impl-unknown"),
     case(cmp, (X,), dict(group_size=7), V, "group_size window", (7,),
          r"along the channel axis: extent 7 .*> input 4 ", id="group-size-gt-C"),
     case(cmp, (X,), dict(group_size=0), V, "group_size", 0, "an int >= 1",
@@ -295,7 +299,7 @@ ARRAY_CASES = [
     case(lrn, (X,), dict(size=0), V, "size", 0, "an int >= 1", id="size-zero"),
     case(lrn, (a(6, 4),), {}, V, "x.shape", (6, 4), "rank 3", id="x-rank"),
     case(lrn, (a(1, 6, 6, 4, dtype=I32),), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
-    case(lrn, (X,), dict(impl="patches"), V, "impl", "patches", IMPLS2, id="impl-patches"),
+    case(lrn, (X,), dict(impl="patches"), V, "impl", "patches", IMPLS_EINSUM, id="impl-patches"),
 ]
 
 SHAPE_CASES = [

@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from jax import lax
 
 import jconv
-from jconv.ops.dispatch import IMPLS
-from tests import reference
-from tests.strategies import array, geometries, split
+from jconv import reference
+from tests.strategies import IMPLS, array, geometries, split
 from tests.tolerance import assert_close
 
 HIGHEST = lax.Precision.HIGHEST

@@ -32,9 +32,8 @@ from jconv.kernels import patch_conv_general_dilated, shift_conv_general_dilated
 from jconv.kernels.einsum_conv import scatter_transpose_conv
 from jconv.kernels.phase_transpose import phase_transpose_conv
 from jconv.ops.conv import run_conv
-from jconv.ops.dispatch import IMPLS
-from tests import reference
-from tests.strategies import array
+from jconv import reference
+from tests.strategies import IMPLS, array
 from tests.test_grads import OPS
 from tests.tolerance import assert_close, tolerance
 
@@ -278,7 +277,7 @@ def test_conv_assert_max_traces():
 # --------------------------------------------------------------------------- vmap
 
 
-@pytest.mark.parametrize("impl", ["lax", "einsum"])
+@pytest.mark.parametrize("impl", ["lax", "shift"])
 def test_vmap_over_leading_axis(impl):
     xs, w = _normal(0, (3, 2, 6, 5, 4)), _normal(1, (3, 2, 2, 6))
 
@@ -290,7 +289,7 @@ def test_vmap_over_leading_axis(impl):
     assert_close(jax.vmap(f)(xs), expected)
 
 
-@pytest.mark.parametrize("impl", ["lax", "einsum"])
+@pytest.mark.parametrize("impl", ["lax", "shift"])
 def test_vmap_over_filter_axis(impl):
     x, w = _normal(0, (2, 6, 5, 3)), _normal(1, (3, 2, 3, 4))
 
@@ -324,11 +323,11 @@ def _check_depthwise_gradient(x, w, stride, dilation, rng):
     def conv(impl):
         return lambda x, w: jconv.depthwise_conv(x, w, stride=stride, dilation=dilation,
                                                  impl=impl, precision=HIGHEST)
-    y, vjp = jax.vjp(conv("einsum"), x, w)
+    y, vjp = jax.vjp(conv("shift"), x, w)
     y_lax, vjp_lax = jax.vjp(conv("lax"), x, w)
     dy = jnp.asarray(rng.standard_normal(y.shape))
     assert_close(y, y_lax)
     for got, expected in zip(vjp(dy), vjp_lax(dy)):
         assert_close(got, expected)
-    check_grads(conv("einsum"), (x, w), order=1, modes=("fwd", "rev"),
+    check_grads(conv("shift"), (x, w), order=1, modes=("fwd", "rev"),
                 **tolerance("float64", kind="grad"))

@@ -7,10 +7,12 @@ Letters: ``N`` batch, ``H W`` spatial, ``C`` input maps, ``K`` filters; activati
 from jconv.nn.layers import (AdaptiveAvgPool, AvgPool, Conv, DepthwiseConv, GlobalAvgPool,
                              LocalResponseNorm, MaxPool, PerMapConv, PointwiseConv,
                              SeparableConv, SharedFilterConv, count_params, he_normal)
-from jconv.nn.variants import VARIANTS, ConvSpec, check_variant, make_conv
+from jconv.nn.op_layer import OpLayer
+from jconv.nn.variants import VARIANTS, ConvSpec, check_variant, make_conv, variants
 
 __all__ = [
     "AdaptiveAvgPool", "AvgPool", "Conv", "ConvSpec", "DepthwiseConv", "GlobalAvgPool",
-    "LocalResponseNorm", "MaxPool", "PerMapConv", "PointwiseConv", "SeparableConv",
+    "LocalResponseNorm", "MaxPool", "OpLayer", "PerMapConv", "PointwiseConv", "SeparableConv",
     "SharedFilterConv", "VARIANTS", "check_variant", "count_params", "he_normal", "make_conv",
+    "variants",
 ]

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import jconv
+from jconv.ops import registry
 
 Initializer = Callable[..., jax.Array]
 
@@ -83,7 +84,7 @@ class _Layer(nnx.Module):
     def output_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
         """Output shape for an input of ``x_shape``; raises ``ValueError`` if it does not fit."""
         args, kwargs = self.op_args()
-        return jconv.output_shape(self.op, tuple(x_shape), *args, **kwargs)
+        return registry.get(self.op).plan(tuple(x_shape), *args, **kwargs).out_shape
 
     def _param(self, init, shape, rngs, dtype):
         return nnx.Param(init(rngs.params(), shape, dtype))
@@ -120,8 +121,8 @@ class _ConvLayer(_Layer):
     def _run(self, x):
         _check_channels(self, x)
         _, kwargs = self.op_args()
-        y = getattr(jconv, self.op)(x, self.kernel[...], **kwargs, impl=self.impl,
-                                    precision=self.precision)
+        y = registry.get(self.op).fn(x, self.kernel[...], **kwargs, impl=self.impl,
+                                     precision=self.precision)
         return _add_bias(y, self.bias)
 
     def __call__(self, x):

@@ -21,6 +21,10 @@ variant            layer                                                        
                    as MobileNet, without a nonlinearity in between)
 =================  =================================================================  ============
 
+A variant registered in :mod:`jconv.ops.registry` (an ``OpSpec`` with ``layer`` and
+``variant``) is a layer of that op (:class:`~jconv.nn.op_layer.OpLayer`), of the width
+its ``LayerForm`` says; :func:`variants` lists the built-in and the registered ones.
+
 Exceptions, the same for every model:
 
 * the stem (the model's first conv, which sees the image) is always ``standard``;
@@ -47,6 +51,8 @@ from typing import Any
 from flax import nnx
 
 from jconv.nn.layers import Conv, PerMapConv, PointwiseConv, SeparableConv, SharedFilterConv
+from jconv.nn.op_layer import OpLayer
+from jconv.ops import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +118,26 @@ VARIANTS: dict[str, Builder] = {
 }
 
 
+def _registered(spec: registry.OpSpec) -> Builder:
+    def build(conv_spec, c, *, impl, rngs):
+        layer = OpLayer(spec.name, c, conv_spec.features, conv_spec.kernel,
+                        stride=conv_spec.stride, padding=conv_spec.padding,
+                        use_bias=conv_spec.use_bias, impl=impl, rngs=rngs)
+        return layer, spec.layer.out_features(c, conv_spec.features)
+    return build
+
+
+def variants() -> dict[str, Builder]:
+    """The built-in variants, then every variant registered in :mod:`jconv.ops.registry`."""
+    registered = {name: _registered(spec) for name, spec in registry.variants().items()}
+    return {**VARIANTS, **registered}
+
+
 def check_variant(variant: str) -> str:
     """Returns ``variant`` if known, else raises ``ValueError`` listing the known ones."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown conv variant {variant!r}; known: {', '.join(VARIANTS)}")
+    known = variants()
+    if variant not in known:
+        raise ValueError(f"unknown conv variant {variant!r}; known: {', '.join(known)}")
     return variant
 
 
@@ -124,7 +146,7 @@ def make_conv(variant: str, spec: ConvSpec, in_features: int, *, stem: bool = Fa
     """The layer ``variant`` puts in place of ``spec`` on ``in_features`` maps, and its width.
 
     Args:
-      variant: a key of :data:`VARIANTS`.
+      variant: a key of :func:`variants`.
       spec: the paper's Type 2.2 layer.
       in_features: ``C``, the maps the layer receives.
       stem: True for the model's first conv, which stays ``standard``.
@@ -139,4 +161,4 @@ def make_conv(variant: str, spec: ConvSpec, in_features: int, *, stem: bool = Fa
         layer = PointwiseConv(in_features, spec.features, stride=spec.stride,
                               groups=spec.groups, use_bias=spec.use_bias, impl=impl, rngs=rngs)
         return layer, spec.features
-    return VARIANTS["standard" if stem else variant](spec, in_features, impl=impl, rngs=rngs)
+    return variants()["standard" if stem else variant](spec, in_features, impl=impl, rngs=rngs)

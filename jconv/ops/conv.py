@@ -16,7 +16,7 @@ from jax import lax
 
 from jconv.kernels.einsum_conv import (channels_last_dnums, hybrid_conv, patch_conv, shift_conv,
                                        split_conv)
-from jconv.ops import _args, dispatch, padding, shapes
+from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops._args import Window
 
 
@@ -29,16 +29,32 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
             x, w, window.stride, pads, rhs_dilation=window.dilation,
             dimension_numbers=channels_last_dnums(x.ndim - 2), feature_group_count=groups,
             precision=precision)
-    core = {"einsum": shift_conv, "patches": patch_conv, "split": split_conv,
+    core = {"shift": shift_conv, "patches": patch_conv, "split": split_conv,
             "hybrid": hybrid_conv}[impl]
     return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
 
 
-def _plan_and_impl(op, plan: shapes.Plan, impl, x_shape):
-    impl = dispatch.resolve(op, impl, groups=plan.groups,
-                            channels_per_group=x_shape[-1] // plan.groups,
-                            pixels=math.prod(plan.window.out_sizes))
-    return dict(window=plan.window, groups=plan.groups, mode=plan.padding_mode, impl=impl)
+def stage_window(win: Window, axis: int, in_sizes) -> Window:
+    """Stage ``axis`` of a spatially separable conv: ``win`` along ``axis`` only, from ``in_sizes``.
+
+    The stage keeps ``win``'s stride, dilation and padding along ``axis`` and is a
+    one-tap identity window along every other axis, so the stages end on ``win``'s grid.
+    """
+    def only_axis(value, other):
+        return tuple(value[b] if b == axis else other[b] for b in range(len(in_sizes)))
+    ones, no_pads = (1,) * len(in_sizes), ((0, 0),) * len(in_sizes)
+    kernel = only_axis(win.kernel, ones)
+    return Window(tuple(in_sizes), kernel, only_axis(win.stride, ones),
+                  only_axis(win.dilation, ones), only_axis(win.pads, no_pads),
+                  only_axis(win.out_sizes, tuple(in_sizes)))
+
+
+def _run(op, x, w, plan: shapes.Plan, impl, precision):
+    """Resolves ``impl`` for ``plan`` and runs the conv under the ``op[impl]`` scope."""
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return run_conv(x, w, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
+                        impl=impl, precision=precision)
 
 
 def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="zeros",
@@ -65,10 +81,12 @@ def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="
       groups: number of groups; must divide ``C`` and ``K``.
       padding_mode: ``"zeros"``, ``"reflect"``, ``"edge"`` (alias ``"replicate"``) or
         ``"circular"``.
-      impl: ``"auto"``, ``"lax"``, ``"einsum"`` (shifted windows), ``"patches"``
+      impl: ``"auto"``, ``"lax"``, ``"shift"`` (shifted windows), ``"patches"``
         (im2col), ``"split"`` (one dense ``lax`` conv per group) or ``"hybrid"`` (``lax``
         forward, weight gradient by shifted windows); see :func:`jconv.which_impl`.
       precision: passed to ``lax``/``einsum``, e.g. ``lax.Precision.HIGHEST``.
+
+    The names mean the same in every op (:data:`jconv.ops.registry.IMPLS`).
 
     Returns:
       ``(N, H', W', K)`` with ``H' = (H + pad_lo + pad_hi - (kh-1)*d - 1) // stride + 1``.
@@ -91,7 +109,7 @@ def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="
     x, w = _args.common_dtype(x, w)
     plan = shapes.conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, padding_mode=padding_mode)
-    return run_conv(x, w, **_plan_and_impl("conv", plan, impl, x.shape), precision=precision)
+    return _run("conv", x, w, plan, impl, precision)
 
 
 def depthwise_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -122,7 +140,7 @@ def depthwise_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="
     x, w = _args.common_dtype(x, w)
     plan = shapes.depthwise_conv(x.shape, w.shape, stride=stride, padding=padding,
                                  dilation=dilation, padding_mode=padding_mode)
-    return run_conv(x, w, **_plan_and_impl(op, plan, impl, x.shape), precision=precision)
+    return _run(op, x, w, plan, impl, precision)
 
 
 def pointwise_conv(x, w, stride=1, groups=1, *, impl="auto", precision=None):
@@ -138,7 +156,7 @@ def pointwise_conv(x, w, stride=1, groups=1, *, impl="auto", precision=None):
       w: ``(C/groups, K)``.
       stride: subsampling of the output grid.
       groups: splits maps and filters into groups, as in :func:`conv`.
-      impl: ``"auto"``, ``"lax"``, ``"einsum"`` or ``"hybrid"``, as in :func:`conv`.
+      impl: ``"auto"``, ``"lax"``, ``"shift"`` or ``"hybrid"``, as in :func:`conv`.
       precision: as in :func:`conv`.
 
     Returns:
@@ -156,7 +174,7 @@ def pointwise_conv(x, w, stride=1, groups=1, *, impl="auto", precision=None):
     x, w = _args.common_dtype(x, w)
     plan = shapes.pointwise_conv(x.shape, w.shape, stride=stride, groups=groups)
     w = w.reshape((1,) * (x.ndim - 2) + w.shape)  # (1, 1, C/groups, K)
-    return run_conv(x, w, **_plan_and_impl(op, plan, impl, x.shape), precision=precision)
+    return _run(op, x, w, plan, impl, precision)
 
 
 def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilation=1, *,
@@ -191,13 +209,16 @@ def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilati
     x, wd, wp = _args.common_dtype(x, wd, wp)
     plan = shapes.separable_conv(x.shape, wd.shape, wp.shape, stride=stride, padding=padding,
                                  dilation=dilation, padding_mode=padding_mode)
-    y = run_conv(x, wd, **_plan_and_impl(op, plan, impl, x.shape), precision=precision)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
     nd = x.ndim - 2
-    pointwise = shapes.pointwise_conv(y.shape, wp.shape)
-    pointwise_impl = {"patches": "einsum"}.get(impl, impl)  # one tap: patches == shift
-    return run_conv(y, wp.reshape((1,) * nd + wp.shape),  # (1, 1, C*M, K)
-                    **_plan_and_impl("pointwise_conv", pointwise, pointwise_impl, y.shape),
-                    precision=precision)
+    with dispatch.scope(op, impl):
+        y = run_conv(x, wd, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
+                     impl=impl, precision=precision)
+        pointwise = shapes.pointwise_conv(y.shape, wp.shape)
+        pointwise_impl = {"patches": "shift"}.get(impl, impl)  # one tap: patches == shift
+        return run_conv(y, wp.reshape((1,) * nd + wp.shape),  # (1, 1, C*M, K)
+                        window=pointwise.window, groups=1, mode="zeros", impl=pointwise_impl,
+                        precision=precision)
 
 
 def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation=1, *,
@@ -219,7 +240,7 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
         ``ws[1]`` is ``(1, kw, M, K)``.
       stride, padding, dilation, padding_mode, precision: as in :func:`conv`,
         for the full ``kh×kw`` window.
-      impl: ``"auto"``, ``"lax"``, ``"einsum"``, ``"patches"`` or ``"hybrid"``, as in
+      impl: ``"auto"``, ``"lax"``, ``"shift"``, ``"patches"`` or ``"hybrid"``, as in
         :func:`conv`, for both stages.
 
     Returns:
@@ -242,14 +263,35 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
                                            padding=padding, dilation=dilation,
                                            padding_mode=padding_mode)
     win = plan.window
-    impl = dispatch.resolve(op, impl, channels_per_group=x.shape[-1])
-    for a, w in enumerate(ws):
-        def only_axis(value, other):
-            return tuple(value[b] if b == a else other[b] for b in range(len(ws)))
-        ones, no_pads = (1,) * len(ws), ((0, 0),) * len(ws)
-        stage = Window(x.shape[1:-1], w.shape[:-2], only_axis(win.stride, ones),
-                       only_axis(win.dilation, ones), only_axis(win.pads, no_pads),
-                       only_axis(win.out_sizes, x.shape[1:-1]))
-        x = run_conv(x, w, window=stage, groups=1, mode=plan.padding_mode, impl=impl,
-                     precision=precision)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        for a, w in enumerate(ws):
+            stage = stage_window(win, a, x.shape[1:-1])
+            x = run_conv(x, w, window=stage, groups=1, mode=plan.padding_mode, impl=impl,
+                         precision=precision)
     return x
+
+
+_X = (2, 9, 9, 8)
+for _spec in (
+    registry.OpSpec("conv", conv, shapes.conv, ("lax", "shift", "patches", "split", "hybrid"),
+                    examples=(((_X, (3, 3, 8, 4)), {}),
+                              ((_X, (3, 3, 4, 6)), dict(groups=2, stride=2)),
+                              ((_X, (3, 3, 1, 8)), dict(groups=8, padding="VALID")),
+                              (((2, 6, 6, 32), (3, 3, 32, 4)), dict(dilation=2)),
+                              (((1, 10, 6), (3, 6, 4)), dict(padding_mode="reflect")))),
+    registry.OpSpec("depthwise_conv", depthwise_conv, shapes.depthwise_conv,
+                    ("lax", "shift", "patches"),
+                    examples=(((_X, (3, 3, 1, 16)), dict(stride=2)),)),
+    registry.OpSpec("pointwise_conv", pointwise_conv, shapes.pointwise_conv,
+                    ("lax", "shift", "hybrid"),
+                    examples=(((_X, (8, 4)), {}), ((_X, (4, 6)), dict(groups=2, stride=2)))),
+    registry.OpSpec("separable_conv", separable_conv, shapes.separable_conv,
+                    ("lax", "shift", "patches"), weights=("w_depthwise", "w_pointwise"),
+                    examples=(((_X, (3, 3, 1, 8), (8, 5)), dict(stride=2)),)),
+    registry.OpSpec("spatially_separable_conv", spatially_separable_conv,
+                    shapes.spatially_separable_conv, ("lax", "shift", "patches", "hybrid"),
+                    weights=("ws",),
+                    examples=(((_X, [(3, 1, 8, 4), (1, 3, 4, 5)]), dict(stride=(2, 1))),)),
+):
+    registry.register(_spec)

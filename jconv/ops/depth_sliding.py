@@ -7,7 +7,7 @@ import functools
 import jax.numpy as jnp
 
 from jconv.kernels.combine import differentiated_by
-from jconv.ops import _args, dispatch, shapes
+from jconv.ops import _args, dispatch, registry, shapes
 from jconv.ops.conv import run_conv
 
 
@@ -35,8 +35,8 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
       padding: as in :func:`jconv.conv`, for the axes ``(depth, H, W)``; default
         ``"VALID"``.
       padding_mode: as in :func:`jconv.conv`.
-      impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume), ``"einsum"``
-        (shift-and-multiply) or ``"hybrid"`` (``einsum`` forward, ``lax`` gradients).
+      impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume), ``"shift"``
+        (shift-and-multiply) or ``"shift_fwd"`` (``shift`` forward, ``lax`` gradients).
       precision: as in :func:`jconv.conv`.
 
     Returns:
@@ -57,11 +57,19 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
     x, w = _args.common_dtype(x, w)
     plan = shapes.depth_sliding_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, channels_per_group=1)
-    volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
-    forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
-                                     mode=plan.padding_mode, impl=name, precision=precision)
-             for name in ("lax", "einsum")}
-    conv = (differentiated_by(forms["einsum"], forms["lax"], forms["lax"])
-            if impl == "hybrid" else forms[impl])
-    return conv(volume, w[..., None, :])  # w as (kd, kh, kw, 1, K)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
+        forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
+                                         mode=plan.padding_mode, impl=name, precision=precision)
+                 for name in ("lax", "shift")}
+        conv = (differentiated_by(forms["shift"], forms["lax"], forms["lax"])
+                if impl == "shift_fwd" else forms[impl])
+        return conv(volume, w[..., None, :])  # w as (kd, kh, kw, 1, K)
+
+
+registry.register(registry.OpSpec(
+    "depth_sliding_conv", depth_sliding_conv, shapes.depth_sliding_conv,
+    ("lax", "shift", "shift_fwd"),
+    examples=((((2, 6, 7, 5), (3, 3, 3, 2)), {}),
+              (((1, 6, 6, 6), (2, 3, 3, 2)), dict(stride=(2, 1, 1), padding="SAME")))))

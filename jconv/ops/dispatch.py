@@ -1,16 +1,25 @@
 """Which implementation ``impl="auto"`` runs: every rule in one table.
 
 Every op has a ``lax`` path (``lax.conv_general_dilated``, ``reduce_window``, ...) and
-one or more einsum kernels (:mod:`jconv.kernels.einsum_conv`), proven equal by the tests.
-``impl="auto"`` takes the first rule below whose backend, op and condition match, else
-``lax``. Ask which kernel a call would use, and why, with :func:`which_impl`::
+other kernels (:data:`jconv.ops.registry.IMPLS` says what each name computes forward
+and for each gradient), proven equal by the tests. ``impl="auto"`` resolves the op's
+plan from the call's shapes and arguments, reads the :class:`Facts` of that plan, and
+takes the first rule below (after the op's own ``OpSpec.rules``) whose backend, op and
+condition match, else the op's first implementation (``lax`` for every built-in op).
+The op and :func:`which_impl` share that one path, so they cannot disagree::
 
-    >>> which_impl("conv", groups=64, channels_per_group=1, backend="cpu")
-    Choice(impl='einsum', reason="depthwise conv on CPU: XLA's CPU depthwise convolution is a slow path; shift-and-multiply avoids it")
-    >>> which_impl("conv", groups=2, channels_per_group=48, backend="cpu").impl
+    >>> which_impl("conv", (8, 56, 56, 64), (3, 3, 1, 64), groups=64, backend="cpu").impl
+    'shift'
+    >>> which_impl("conv", (8, 27, 27, 96), (5, 5, 48, 256), groups=2, backend="cpu").impl
     'split'
-    >>> which_impl("conv", groups=1, channels_per_group=64, backend="gpu").impl
+    >>> which_impl("conv", (8, 14, 14, 96), (3, 3, 96, 96), backend="cpu").impl
+    'hybrid'
+    >>> which_impl("conv", (8, 14, 14, 96), (3, 3, 96, 96), backend="gpu").impl
     'lax'
+
+Each op runs its computation under ``jax.named_scope(f"{op}[{impl}]")``, so profiler
+traces and the compiled HLO's ``op_name`` metadata name the kernel that ran
+(``conv[hybrid]``).
 
 The CPU rules come from ``jconv run configs/bench.py`` (2-core CPU, fp32; ratios of one
 run, forward and forward+backward; where the two disagree the rule follows
@@ -21,48 +30,43 @@ forward+backward, since a call cannot know whether it will be differentiated). O
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
 
+from jconv.ops import registry
 from jconv.ops._args import fail
-
-_CONV_LIKE = ("lax", "einsum", "patches")
-_TWO = ("lax", "einsum")
-
-IMPLS: dict[str, tuple[str, ...]] = {
-    "conv": _CONV_LIKE + ("split", "hybrid"),
-    "depthwise_conv": _CONV_LIKE,
-    "pointwise_conv": _TWO + ("hybrid",),
-    "separable_conv": _CONV_LIKE,
-    "spatially_separable_conv": _CONV_LIKE + ("hybrid",),
-    "per_map_conv": _TWO + ("hybrid",),
-    "shared_filter_conv": _TWO,
-    "conv_transpose": _TWO + ("hybrid", "phases"),
-    "local_conv": _TWO + ("hybrid",),
-    "depth_sliding_conv": _TWO + ("hybrid",),
-    "max_pool": _TWO,
-    "avg_pool": _TWO,
-    "global_avg_pool": _TWO,
-    "channel_max_pool": _TWO,
-    "local_response_norm": _TWO,
-}
-"""Implementations each op accepts besides ``"auto"``."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Facts:
-    """What the rules may look at: the backend, the op's grouping and its window size."""
+    """What the rules may look at, all read off the op's plan.
+
+    Attributes:
+      backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``.
+      groups: the plan's groups (``C`` for a depthwise conv).
+      channels_per_group: ``C / groups``.
+      taps: kernel or pooling window positions ``kh*kw`` (None without a window).
+      pixels: output positions per image ``H'*W'`` of the window (None without one).
+    """
 
     backend: str
     groups: int = 1
     channels_per_group: int | None = None
-    taps: int | None = None  # window positions of a pooling op
-    pixels: int | None = None  # output positions per image of a conv
+    taps: int | None = None
+    pixels: int | None = None
 
     @property
     def depthwise(self) -> bool:
         return self.groups > 1 and self.channels_per_group == 1
+
+    @classmethod
+    def of(cls, plan, x_shape, backend: str) -> Facts:
+        window = plan.window
+        return cls(backend, plan.groups, int(x_shape[-1]) // plan.groups,
+                   None if window is None else window.taps,
+                   None if window is None else math.prod(window.out_sizes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +80,8 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
+    """The implementation a call runs, and why: the rule, then what runs in each pass."""
+
     impl: str
     reason: str
 
@@ -84,7 +90,7 @@ BACKENDS = ("cpu", "gpu", "tpu")
 _DEPTHWISE_OPS = ("conv", "depthwise_conv", "separable_conv")
 
 RULES: tuple[Rule, ...] = (
-    Rule(("cpu",), _DEPTHWISE_OPS, lambda f: f.depthwise, "einsum",
+    Rule(("cpu",), _DEPTHWISE_OPS, lambda f: f.depthwise, "shift",
          "depthwise conv on CPU: XLA's CPU depthwise convolution is a slow path; "
          "shift-and-multiply avoids it"),
     Rule(("cpu",), ("conv",), lambda f: f.groups > 1 and not f.depthwise, "split",
@@ -93,7 +99,7 @@ RULES: tuple[Rule, ...] = (
     Rule(("cpu",), ("conv_transpose",), lambda f: True, "hybrid",
          "transposed conv on CPU: lax forward, but XLA's CPU weight gradient of an "
          "input-dilated conv is a slow path (about 15x); hybrid takes it from the scatter form"),
-    Rule(("cpu",), ("pointwise_conv",), lambda f: f.groups == 1, "einsum",
+    Rule(("cpu",), ("pointwise_conv",), lambda f: f.groups == 1, "shift",
          "1x1 conv on CPU: one einsum over the maps (a matmul) beats XLA's CPU 1x1 "
          "convolution, about 1.5-1.9x forward and 1.4-5x forward+backward (its weight "
          "gradient is a slow path)"),
@@ -101,7 +107,7 @@ RULES: tuple[Rule, ...] = (
          "k×1 and 1×k convs on CPU: XLA's CPU weight gradient of a one-axis kernel is a slow "
          "path (about 2.5x); hybrid keeps lax forward and input gradient"),
     Rule(("cpu",), ("max_pool", "avg_pool"), lambda f: f.taps is not None and f.taps <= 9,
-         "einsum",
+         "shift",
          "small pooling window on CPU: an elementwise max/add over shifted windows fuses "
          "(about 6x faster forward than reduce_window); large windows stay lax"),
     Rule(("cpu",), ("conv",),
@@ -110,52 +116,96 @@ RULES: tuple[Rule, ...] = (
          "wide conv on a small map on CPU (a late layer): XLA's CPU weight gradient is "
          "a slow path there (forward+backward 1.6x faster with shifted windows for "
          "GoogLeNet 4a); forward and input gradient stay lax"),
-    Rule(("cpu",), ("local_conv",), lambda f: True, "hybrid",
+    Rule(("cpu",), ("local_conv",), lambda f: True, "patches_grad",
          "locally connected on CPU: lax forward, but the gradients of the patch einsum "
          "(about 2x faster forward+backward)"),
-    Rule(("cpu",), ("per_map_conv",), lambda f: True, "hybrid",
+    Rule(("cpu",), ("per_map_conv",), lambda f: True, "shift_fwd",
          "per-map conv on CPU: a broadcast multiply per tap forward (about 2x faster than "
          "a one-channel lax conv), lax gradients (about 2x faster than its transpose)"),
-    Rule(("cpu",), ("depth_sliding_conv",), lambda f: True, "hybrid",
+    Rule(("cpu",), ("depth_sliding_conv",), lambda f: True, "shift_fwd",
          "depth-sliding conv on CPU: XLA's CPU 3-D conv of a one-channel volume is a slow "
          "path forward (about 45x slower than shift-and-multiply), but its gradients beat "
          "the transpose of shift-and-multiply (about 1.5x)"),
-    Rule(("cpu", "gpu", "tpu"), ("shared_filter_conv",), lambda f: True, "einsum",
+    Rule(("cpu", "gpu", "tpu"), ("shared_filter_conv",), lambda f: True, "sum_maps",
          "shared-filter conv sums the maps first: one single-channel conv, C times fewer MACs"),
 )
 
 
 def check_impl(op: str, impl: str) -> str:
-    if impl != "auto" and impl not in IMPLS[op]:
-        fail(op, "impl", impl, f"one of {('auto',) + IMPLS[op]}")
+    """``impl`` if ``op`` has it (or ``"auto"``), else a ``ValueError`` listing its names."""
+    impls = registry.get(op).impls
+    if impl != "auto" and impl not in impls:
+        fail(op, "impl", impl, f"one of {('auto',) + impls}")
     return impl
 
 
-def which_impl(op: str, *, groups: int = 1, channels_per_group: int | None = None,
-               taps: int | None = None, pixels: int | None = None,
-               backend: str | None = None) -> Choice:
-    """The implementation ``impl="auto"`` picks for ``op``, and the rule that picked it.
+def decide(op: str, facts: Facts) -> Choice:
+    """The rule ``auto`` follows for ``op`` given ``facts``: its own rules, then :data:`RULES`."""
+    spec = registry.get(op)
+    for rule in (*spec.rules, *RULES):
+        if facts.backend in rule.backends and op in rule.ops and rule.when(facts):
+            return _choice(spec, rule.impl, rule.reason)
+    default = spec.impls[0]
+    why = ("default: lax is XLA's own convolution and reduction" if default == "lax"
+           else f"default: {default} is {op}'s first implementation")
+    return _choice(spec, default, why)
 
-    Args:
-      op: an op name, e.g. ``"conv"``.
-      groups, channels_per_group: the call's ``groups`` and ``C / groups``.
-      taps: a pooling op's window size ``kh*kw``.
-      pixels: a conv's output positions per image, ``H'*W'``.
-      backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``; default ``jax.default_backend()``.
-    """
-    if op not in IMPLS:
-        fail("which_impl", "op", op, f"one of {sorted(IMPLS)}")
+
+def _choice(spec, impl: str, why: str) -> Choice:
+    return Choice(impl, f"{why}. {registry.IMPLS[impl].describe(bool(spec.weights))}")
+
+
+def _backend(backend: str | None) -> str:
     backend = backend or jax.default_backend()
     if backend not in BACKENDS:
         fail("which_impl", "backend", backend, f"one of {BACKENDS}")
-    facts = Facts(backend, groups, channels_per_group, taps, pixels)
-    for rule in RULES:
-        if facts.backend in rule.backends and op in rule.ops and rule.when(facts):
-            return Choice(rule.impl, rule.reason)
-    return Choice("lax", "default: lax is XLA's own convolution and reduction")
+    return backend
 
 
-def resolve(op: str, impl: str, **facts) -> str:
-    """``impl`` itself, or the one ``auto`` picks; raises for an unknown name."""
+def choose(op: str, impl: str, plan, x_shape, backend: str | None = None) -> Choice:
+    """What a call of ``op`` with this ``plan`` runs: ``impl`` itself, or ``auto``'s pick."""
     check_impl(op, impl)
-    return which_impl(op, **facts).impl if impl == "auto" else impl
+    if impl != "auto":
+        spec = registry.get(op)
+        return _choice(spec, impl, f"impl={impl!r} was asked for")
+    return decide(op, Facts.of(plan, x_shape, _backend(backend)))
+
+
+def which_impl(op: str, *shapes, backend: str | None = None, **kwargs) -> Choice:
+    """The implementation ``jconv.<op>`` runs for arrays of these shapes, and why.
+
+    Builds the same plan as the op (:attr:`OpSpec.plan`) and makes the same choice, so
+    the answer is what the call runs: its ``named_scope`` is ``f"{op}[{impl}]"``.
+
+    Args:
+      op: an op name, e.g. ``"conv"``.
+      *shapes: the shapes of the op's array arguments, in order (``x`` then weights).
+      backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``; default ``jax.default_backend()``.
+      **kwargs: the op's keyword arguments (``stride``, ``groups``, ``impl``, ...).
+
+    Returns:
+      a :class:`Choice`: ``impl``, and ``reason``: the rule that picked it, then which
+      kernel computes the forward pass and each gradient.
+
+    >>> c = which_impl("pointwise_conv", (8, 28, 28, 192), (192, 64), backend="cpu")
+    >>> c.impl
+    'shift'
+    >>> c.reason.split(". ")[-1]
+    'Forward: shift (shifted windows); input gradient: shift (shifted windows); weight gradient: shift (shifted windows)'
+    """
+    spec = registry.get(op, "which_impl")
+    impl = kwargs.pop("impl", "auto")
+    kwargs.pop("precision", None)
+    backend = _backend(backend)
+    plan = spec.plan(*shapes, **kwargs)
+    return choose(op, impl, plan, shapes[0], backend)
+
+
+def scope(op: str, impl: str):
+    """``jax.named_scope(f"{op}[{impl}]")``: the name the kernel's HLO carries."""
+    return jax.named_scope(f"{op}[{impl}]")
+
+
+def resolve(op: str, impl: str, plan, x_shape) -> str:
+    """The implementation name a call runs (:func:`choose`'s ``impl``)."""
+    return choose(op, impl, plan, x_shape).impl

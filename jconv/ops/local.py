@@ -11,7 +11,7 @@ from jax import lax
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import (channels_last_dnums, einsum_letters, pad_and_dilate,
                                        shifted_windows)
-from jconv.ops import _args, dispatch, padding, shapes
+from jconv.ops import _args, dispatch, padding, registry, shapes
 
 
 def _lax_local(x, w, win, pads, precision):
@@ -25,7 +25,7 @@ def _lax_local(x, w, win, pads, precision):
         dimension_numbers=channels_last_dnums(nd), precision=precision)
 
 
-def _einsum_local(x, w, win, pads, precision):
+def _patch_local(x, w, win, pads, precision):
     nd = x.ndim - 2
     c, k = w.shape[-2:]
     xp = pad_and_dilate(x, pads)
@@ -41,11 +41,11 @@ def _einsum_local(x, w, win, pads, precision):
 def _local_conv(x, w, *, plan: shapes.Plan, impl: str, precision=None):
     win = plan.window
     x, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
-    lax_local, einsum_local = (functools.partial(core, win=win, pads=pads, precision=precision)
-                               for core in (_lax_local, _einsum_local))
-    if impl == "hybrid":
-        return differentiated_by(lax_local, einsum_local, einsum_local)(x, w)
-    return {"lax": lax_local, "einsum": einsum_local}[impl](x, w)
+    lax_local, patch_local = (functools.partial(core, win=win, pads=pads, precision=precision)
+                              for core in (_lax_local, _patch_local))
+    if impl == "patches_grad":
+        return differentiated_by(lax_local, patch_local, patch_local)(x, w)
+    return {"lax": lax_local, "patches": patch_local}[impl](x, w)
 
 
 def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zeros",
@@ -63,8 +63,8 @@ def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zer
       w: ``(H', W', kh, kw, C, K)``: one ``(kh, kw, C, K)`` kernel per output position.
       stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`
         (default padding ``"VALID"``).
-      impl: ``"auto"``, ``"lax"``, ``"einsum"`` (patches contracted per position) or
-        ``"hybrid"`` (``lax`` forward, gradients of the ``einsum`` form).
+      impl: ``"auto"``, ``"lax"``, ``"patches"`` (patches contracted per position) or
+        ``"patches_grad"`` (``lax`` forward, gradients of the ``patches`` form).
 
     Returns:
       ``(N, H', W', K)``.
@@ -82,6 +82,13 @@ def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zer
     x, w = _args.common_dtype(x, w)
     plan = shapes.local_conv(x.shape, w.shape, stride=stride, padding=padding,
                              dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, channels_per_group=x.shape[-1])
-    return _local_conv(x, w, plan=plan, impl=impl, precision=precision)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return _local_conv(x, w, plan=plan, impl=impl, precision=precision)
+
+
+registry.register(registry.OpSpec(
+    "local_conv", local_conv, shapes.local_conv, ("lax", "patches", "patches_grad"),
+    examples=((((2, 6, 6, 3), (4, 4, 3, 3, 3, 4)), {}),
+              (((1, 7, 7, 2), (3, 3, 3, 3, 2, 3)), dict(stride=2, padding="VALID")))))
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
-from jconv.ops import _args, dispatch, padding, shapes
+from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops.conv import run_conv
 
 
@@ -41,7 +41,7 @@ def _per_map_lax(x, w, plan, precision):
     return y.reshape(*y.shape[:-2], c * w.shape[-1])  # (N, *S', C*K)
 
 
-def _per_map_einsum(x, w, plan, precision):
+def _per_map_shift(x, w, plan, precision):
     c, k = x.shape[-1], w.shape[-1]
     win = plan.window
     xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
@@ -54,11 +54,11 @@ def _per_map_einsum(x, w, plan, precision):
 
 @functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
 def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
-    lax_form, einsum_form = (functools.partial(f, plan=plan, precision=precision)
-                             for f in (_per_map_lax, _per_map_einsum))
-    if impl == "hybrid":
-        return differentiated_by(einsum_form, lax_form, lax_form)(x, w)
-    return {"lax": lax_form, "einsum": einsum_form}[impl](x, w)
+    lax_form, shift_form = (functools.partial(f, plan=plan, precision=precision)
+                            for f in (_per_map_lax, _per_map_shift))
+    if impl == "shift_fwd":
+        return differentiated_by(shift_form, lax_form, lax_form)(x, w)
+    return {"lax": lax_form, "shift": shift_form}[impl](x, w)
 
 
 def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -78,8 +78,8 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
       w: ``(kh, kw, K)``: ``K`` single-channel filters (no input-channel axis).
       stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`.
       impl: ``"auto"``, ``"lax"`` (maps folded into the batch, one single-channel
-        ``lax`` conv), ``"einsum"`` (a broadcast multiply per tap) or ``"hybrid"``
-        (``einsum`` forward, ``lax`` gradients).
+        ``lax`` conv), ``"shift"`` (a broadcast multiply per tap) or ``"shift_fwd"``
+        (``shift`` forward, ``lax`` gradients).
 
     Returns:
       ``(N, H', W', C*K)``.
@@ -94,8 +94,9 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
     x, w = _inputs(op, x, w)
     plan = shapes.per_map_conv(x.shape, w.shape, stride=stride, padding=padding,
                                dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, channels_per_group=1)
-    return _per_map(x, w, plan=plan, impl=impl, precision=precision)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return _per_map(x, w, plan=plan, impl=impl, precision=precision)
 
 
 def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -108,7 +109,7 @@ def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mo
     ``K`` filters give ``K`` maps from ``K*kh*kw`` weights. It is a Type 2.2 conv whose
     3-D kernel repeats the 2-D filter along the depth, so by linearity it equals a
     single-channel conv of the sum of the maps: ``impl="lax"`` runs the repeated 3-D
-    kernel, ``impl="einsum"`` sums the maps first (``C`` times fewer multiplies).
+    kernel, ``impl="sum_maps"`` sums the maps first (``C`` times fewer multiplies).
 
     Args:
       x: ``(N, H, W, C)``.
@@ -128,7 +129,13 @@ def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mo
     x, w = _inputs(op, x, w)
     plan = shapes.shared_filter_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, channels_per_group=x.shape[-1])
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return _shared_filter(x, w, plan=plan, impl=impl, precision=precision)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
+def _shared_filter(x, w, *, plan: shapes.Plan, impl: str, precision=None):
     c = x.shape[-1]
     if impl == "lax":
         w3 = jnp.broadcast_to(w[..., None, :], (*w.shape[:-1], c, w.shape[-1]))  # (kh, kw, C, K)
@@ -136,4 +143,17 @@ def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mo
                         impl="lax", precision=precision)
     total = jnp.sum(x, axis=-1, keepdims=True)  # (N, H, W, 1)
     return run_conv(total, w[..., None, :], window=plan.window, groups=1,
-                    mode=plan.padding_mode, impl="einsum", precision=precision)
+                    mode=plan.padding_mode, impl="shift", precision=precision)
+
+
+_X = (2, 9, 9, 3)
+for _spec in (
+    registry.OpSpec("per_map_conv", per_map_conv, shapes.per_map_conv,
+                    ("lax", "shift", "shift_fwd"),
+                    examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2)))),
+    registry.OpSpec("shared_filter_conv", shared_filter_conv, shapes.shared_filter_conv,
+                    ("lax", "sum_maps"),
+                    examples=(((_X, (3, 3, 4)), {}),
+                              ((_X, (3, 3, 2)), dict(padding="VALID", dilation=2)))),
+):
+    registry.register(_spec)

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
-from jconv.ops import _args, dispatch, shapes
+from jconv.ops import _args, dispatch, registry, shapes
 
 
 def _window_reduce(x, win, init, reducer, impl):
@@ -71,7 +71,7 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
       window: window size, an int or one per spatial axis.
       stride: default ``window`` (non-overlapping).
       padding: as in :func:`jconv.conv`; padded positions never win.
-      impl: ``"auto"``, ``"lax"`` (``reduce_window``) or ``"einsum"`` (max over shifted
+      impl: ``"auto"``, ``"lax"`` (``reduce_window``) or ``"shift"`` (max over shifted
         windows).
 
     Returns:
@@ -87,8 +87,9 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
     """
     x = _pool_input("max_pool", x)
     plan = shapes.max_pool(x.shape, window, stride=stride, padding=padding)
-    return _max_pool(x, plan=plan, impl=dispatch.resolve("max_pool", impl,
-                                                         taps=plan.window.taps))
+    impl = dispatch.resolve("max_pool", impl, plan, x.shape)
+    with dispatch.scope("max_pool", impl):
+        return _max_pool(x, plan=plan, impl=impl)
 
 
 def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
@@ -100,7 +101,7 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
       window, stride, padding: as in :func:`max_pool`; zeros are padded.
       count_include_pad: divide by the full window size (PyTorch's and Flax's default)
         or, if False, by the number of taps on the unpadded input.
-      impl: ``"auto"``, ``"lax"`` or ``"einsum"``.
+      impl: ``"auto"``, ``"lax"`` or ``"shift"`` (a sum over shifted windows).
 
     Returns:
       ``(N, H', W', C)``.
@@ -116,9 +117,9 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
     x = _pool_input("avg_pool", x)
     plan = shapes.avg_pool(x.shape, window, stride=stride, padding=padding,
                            count_include_pad=count_include_pad)
-    return _avg_pool(x, plan=plan, impl=dispatch.resolve("avg_pool", impl,
-                                                         taps=plan.window.taps),
-                     count_include_pad=count_include_pad)
+    impl = dispatch.resolve("avg_pool", impl, plan, x.shape)
+    with dispatch.scope("avg_pool", impl):
+        return _avg_pool(x, plan=plan, impl=impl, count_include_pad=count_include_pad)
 
 
 @functools.partial(jax.jit, static_argnames=("impl",))
@@ -138,7 +139,7 @@ def global_avg_pool(x, *, impl="auto"):
 
     Args:
       x: ``(N, H, W, C)``.
-      impl: ``"auto"``, ``"lax"`` (``lax.reduce``) or ``"einsum"``.
+      impl: ``"auto"``, ``"lax"`` (``lax.reduce``) or ``"einsum"`` (``jnp.einsum``).
 
     Returns:
       ``(N, C)``.
@@ -148,8 +149,10 @@ def global_avg_pool(x, *, impl="auto"):
     [[3.0, 4.0]]
     """
     x = _pool_input("global_avg_pool", x)
-    shapes.global_avg_pool(x.shape)
-    return _global_avg_pool(x, impl=dispatch.resolve("global_avg_pool", impl))
+    plan = shapes.global_avg_pool(x.shape)
+    impl = dispatch.resolve("global_avg_pool", impl, plan, x.shape)
+    with dispatch.scope("global_avg_pool", impl):
+        return _global_avg_pool(x, impl=impl)
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "impl"))
@@ -176,7 +179,7 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
       x: ``(N, H, W, C)``.
       group_size: maps per window.
       stride: step between windows along the maps, default ``group_size``.
-      impl: ``"auto"``, ``"lax"`` or ``"einsum"``.
+      impl: ``"auto"``, ``"lax"`` or ``"shift"`` (a max over shifted windows of maps).
 
     Returns:
       ``(N, H, W, C')``.
@@ -188,7 +191,9 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
     """
     x = _pool_input("channel_max_pool", x)
     plan = shapes.channel_max_pool(x.shape, group_size, stride=stride)
-    return _channel_max_pool(x, plan=plan, impl=dispatch.resolve("channel_max_pool", impl))
+    impl = dispatch.resolve("channel_max_pool", impl, plan, x.shape)
+    with dispatch.scope("channel_max_pool", impl):
+        return _channel_max_pool(x, plan=plan, impl=impl)
 
 
 @functools.partial(jax.jit, static_argnames=("size", "k", "alpha", "beta", "impl",
@@ -245,7 +250,25 @@ def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
     """
     op = "local_response_norm"
     x = _args.floating(op, "x", x)
-    shapes.local_response_norm(x.shape, size, k, alpha, beta)
-    return _local_response_norm(x, size=size, k=float(k), alpha=float(alpha),
-                                beta=float(beta), impl=dispatch.resolve(op, impl),
-                                precision=precision)
+    plan = shapes.local_response_norm(x.shape, size, k, alpha, beta)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return _local_response_norm(x, size=size, k=float(k), alpha=float(alpha),
+                                    beta=float(beta), impl=impl, precision=precision)
+
+
+_X = (2, 9, 9, 4)
+for _spec in (
+    registry.OpSpec("max_pool", max_pool, shapes.max_pool, ("lax", "shift"), weights=(),
+                    examples=(((_X, 3), dict(stride=2)), ((_X, 2), dict(padding="SAME")))),
+    registry.OpSpec("avg_pool", avg_pool, shapes.avg_pool, ("lax", "shift"), weights=(),
+                    examples=(((_X, 3), dict(stride=2)),
+                              ((_X, 2), dict(padding="SAME", count_include_pad=False)))),
+    registry.OpSpec("global_avg_pool", global_avg_pool, shapes.global_avg_pool,
+                    ("lax", "einsum"), weights=(), examples=(((_X,), {}),)),
+    registry.OpSpec("channel_max_pool", channel_max_pool, shapes.channel_max_pool,
+                    ("lax", "shift"), weights=(), examples=(((_X, 2), {}),)),
+    registry.OpSpec("local_response_norm", local_response_norm, shapes.local_response_norm,
+                    ("lax", "einsum"), weights=(), examples=(((_X,), dict(size=3)),)),
+):
+    registry.register(_spec)

@@ -11,7 +11,7 @@ from jax import lax
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import channels_last_dnums, scatter_transpose_conv
 from jconv.kernels.phase_transpose import phase_transpose_conv
-from jconv.ops import _args, dispatch, shapes
+from jconv.ops import _args, dispatch, registry, shapes
 
 
 def _lax_transpose(x, w, win, groups, precision):
@@ -37,7 +37,7 @@ def _phase_convs(x, w, win, groups, precision):
 # Each combination: (forward, x term of the tangent, w term of the tangent).
 _KERNELS = {
     "lax": (_lax_transpose,),
-    "einsum": (_scatter,),
+    "shift": (_scatter,),
     # Reverse mode transposes the x term into XLA's strided conv (fast) and the w term
     # into one strided slice and channel contraction per tap, instead of XLA's CPU
     # weight gradient of an input-dilated conv (about 15x slower).
@@ -95,12 +95,12 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
         ``max(stride, dilation)`` (PyTorch's rule); it resolves the output size a
         strided forward conv leaves ambiguous.
       dilation, groups: as in :func:`jconv.conv`.
-      impl: ``"auto"``, ``"lax"`` (a conv over the zero-dilated input), ``"einsum"``
+      impl: ``"auto"``, ``"lax"`` (a conv over the zero-dilated input), ``"shift"``
         (strided placement of each tap's product; no multiply by an inserted zero),
-        ``"hybrid"`` (``lax`` forward; the weight gradient by the ``einsum`` form) or
+        ``"hybrid"`` (``lax`` forward; the weight gradient by the ``shift`` form) or
         ``"phases"`` (one dense stride-1 ``lax`` conv per output phase ``position mod
         stride``, interleaved, no multiply by an inserted zero, see
-        :mod:`jconv.kernels.phase_transpose`; the weight gradient by the ``einsum`` form).
+        :mod:`jconv.kernels.phase_transpose`; the weight gradient by the ``shift`` form).
       precision: as in :func:`jconv.conv`.
 
     Returns:
@@ -120,6 +120,12 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
     x, w = _args.common_dtype(x, w)
     plan = shapes.conv_transpose(x.shape, w.shape, stride=stride, padding=padding,
                                  output_padding=output_padding, dilation=dilation, groups=groups)
-    impl = dispatch.resolve(op, impl, groups=plan.groups,
-                            channels_per_group=x.shape[-1] // plan.groups)
-    return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
+    impl = dispatch.resolve(op, impl, plan, x.shape)
+    with dispatch.scope(op, impl):
+        return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
+
+
+registry.register(registry.OpSpec(
+    "conv_transpose", conv_transpose, shapes.conv_transpose, ("lax", "shift", "hybrid", "phases"),
+    examples=((((2, 5, 5, 6), (3, 3, 6, 4)), dict(stride=2, padding=1, output_padding=1)),
+              (((2, 4, 4, 4), (4, 4, 2, 6)), dict(stride=2, groups=2)))))

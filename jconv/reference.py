@@ -380,3 +380,18 @@ __all__ = [
     "local_conv", "depth_sliding_conv", "pointwise_conv",
     "max_pool", "avg_pool", "global_avg_pool", "channel_max_pool", "local_response_norm",
 ]
+
+
+def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilation=1,
+                   padding_mode="zeros"):
+    """Depthwise, then pointwise."""
+    y = depthwise_conv(x, w_depthwise, stride, padding, dilation, padding_mode)
+    return pointwise_conv(y, w_pointwise)
+
+
+def spatially_separable_conv(x, ws, stride=1, padding="SAME", dilation=1, padding_mode="zeros"):
+    """One Type 2.2 conv whose kernel is the product of the 1-D kernels."""
+    full = np.asarray(ws[0], np.float64)
+    for w in ws[1:]:  # broadcast product over the spatial axes, contracted over channels
+        full = np.einsum("...cm,...mk->...ck", full, np.asarray(w, np.float64))
+    return conv(x, full, stride, padding, dilation, 1, padding_mode)
