@@ -16,6 +16,8 @@ for a GPU machine, see ``experiments/bench_gpu.sh``)::
 
 import ml_collections
 
+from experiments.bench import run  # what this config runs: run(config, workdir)
+
 ARGS = (None, "smoke", "gpu")
 SMOKE_CASES = ("conv_late", "grouped_late", "depthwise_late", "conv_transpose", "max_pool_late",
                "mobilenet_block")
@@ -23,10 +25,9 @@ SMOKE_CASES = ("conv_late", "grouped_late", "depthwise_late", "conv_transpose", 
 
 def get_config(arg=None):
     if arg not in ARGS:
-        raise ValueError(f"configs/bench.py: arg={arg!r}; expected one of {ARGS}")
+        raise ValueError(f"arg={arg!r}; expected one of {ARGS}")
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
-    config.experiment = "bench"
     config.seed = 0
     config.batch = 1 if smoke else 8 if arg == "gpu" else 4
     # Smoke shrinks every case: spatial sizes and channel counts capped (kernels kept).

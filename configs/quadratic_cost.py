@@ -15,15 +15,16 @@ Run (about 3 minutes on 2 CPU cores; ``:smoke`` takes seconds)::
 
 import ml_collections
 
+from experiments.quadratic_cost import run  # what this config runs: run(config, workdir)
+
 VARIANTS = ("type1", "type2_1", "type2_2", "separable", "bottleneck")
 
 
 def get_config(arg=None):
     if arg not in (None, "smoke"):
-        raise ValueError(f"configs/quadratic_cost.py: arg={arg!r}; expected None or 'smoke'")
+        raise ValueError(f"arg={arg!r}; expected None or 'smoke'")
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
-    config.experiment = "quadratic_cost"
     config.seed = 0
     config.image = "camera"  # scikit-image's bundled grey image, resized to height×width
     config.height = 8 if smoke else 24

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import ml_collections
 
+from experiments.report import run  # what this config runs: run(config, workdir)
+
 
 def _quadratic_config(smoke: bool) -> ml_collections.ConfigDict:
     """The quadratic-cost experiment's own config, reduced to run inside the report."""
@@ -36,10 +38,9 @@ def _quadratic_config(smoke: bool) -> ml_collections.ConfigDict:
 
 def get_config(arg=None):
     if arg not in (None, "smoke"):
-        raise ValueError(f"configs/report.py: arg={arg!r}; expected None or 'smoke'")
+        raise ValueError(f"arg={arg!r}; expected None or 'smoke'")
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
-    config.experiment = "report"
     config.seed = 0
     # The question: layer 1 has k1 filters on an n×m grey image, layer 2 k2 filters of 5×5.
     config.k1 = 4

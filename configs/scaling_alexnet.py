@@ -11,7 +11,7 @@ and test accuracy (about 15 minutes on 2 CPU cores; ``:smoke`` about a minute)::
 67 is the smallest input AlexNet's table fits (conv1 11×11/4, three 3×3/2 pools).
 """
 
-from experiments.scaling import make_config
+from experiments.scaling import make_config, run  # run(config, workdir): what this runs
 
 
 def get_config(arg=None):

@@ -9,7 +9,7 @@ and test accuracy (about 25 minutes on 2 CPU cores; ``:smoke`` about a minute, a
     jconv run configs/scaling_googlenet.py --config.variants='("standard", "separable")'
 """
 
-from experiments.scaling import make_config
+from experiments.scaling import make_config, run  # run(config, workdir): what this runs
 
 
 def get_config(arg=None):

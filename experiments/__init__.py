@@ -1,4 +1,5 @@
 """One module per experiment, each with ``run(config, workdir)``; run them with ``jconv run``.
 
-The config files in ``configs/`` name their experiment module in ``config.experiment``.
+Each config file in ``configs/`` names what it runs by importing it
+(``from experiments.quadratic_cost import run``); ``pip install -e .`` installs this package.
 """

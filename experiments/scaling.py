@@ -25,10 +25,9 @@ def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None)
     import ml_collections
 
     if arg not in (None, "smoke"):
-        raise ValueError(f"configs/scaling_{model}.py: arg={arg!r}; expected None or 'smoke'")
+        raise ValueError(f"arg={arg!r}; expected None or 'smoke'")
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
-    config.experiment = "scaling"
     config.model = model
     config.input_size = smoke_input_size if smoke else input_size  # the digits, resized
     config.in_channels = 1

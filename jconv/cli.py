@@ -2,7 +2,12 @@
 
 * ``jconv run configs/NAME.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR]``: runs an
   experiment (:mod:`jconv.runner`);
+* ``jconv summary MODEL [--config.KEY=VALUE ...] [--json]``: per-layer table of a model
+  (:mod:`jconv.summary`);
 * ``jconv demo``: every conv variant on the camera image (:mod:`jconv.demo`).
+
+``--config.KEY=VALUE`` overrides are parsed by ``ml_collections.config_flags``
+(:func:`jconv.runner.apply_override`); an unusable one exits with status 2 and a message.
 
 Each command parses its options and hands them to one function.
 """

@@ -1,10 +1,11 @@
 """The experiment runner: a config file in, a work directory of measurements out.
 
 ``jconv run configs/NAME.py[:ARG] [--config.KEY=VALUE ...] [--workdir DIR]`` loads
-``get_config(ARG)`` from the file (a locked ``ml_collections.ConfigDict`` whose
-``experiment`` field names a module of ``experiments/``), applies the overrides, and
-calls that module's ``run(config, workdir)``. The work directory (default
-``runs/NAME`` or ``runs/NAME_ARG``) receives:
+``get_config(ARG)`` from the file (a locked ``ml_collections.ConfigDict``), applies the
+overrides, and calls the file's ``run(config, workdir)``: the config file names what it
+runs by importing it (``from experiments.quadratic_cost import run``), so this library
+never imports ``experiments`` itself. The work directory (default ``runs/NAME`` or
+``runs/NAME_ARG``) receives:
 
 * ``config.json``: the resolved config;
 * ``measurements.jsonl``: one JSON line per measurement, flushed and synced as it is
@@ -13,15 +14,18 @@ calls that module's ``run(config, workdir)``. The work directory (default
 * whatever the experiment writes from them: a summary CSV, PNG plots.
 
 Every config takes the ``smoke`` argument (``configs/NAME.py:smoke``), which shrinks the
-run to seconds. A wrong key, type or value is a :class:`ConfigError` naming the key, the
-value and the file.
+run to seconds. Overrides are parsed by ``ml_collections.config_flags`` into the type of
+the field they replace (a tuple is given whole: ``--config.widths='(8, 16)'``); a wrong
+key, type or value is a :class:`ConfigError` naming the key, the value and the file.
+
+The file itself is read here, not by ``config_flags.DEFINE_config_file``, which loads it
+with the deprecated ``load_module`` into one shared ``sys.modules`` entry and defers a
+missing file's error to the config's first use.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import importlib
 import importlib.util
 import json
 import os
@@ -31,90 +35,94 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 
 class ConfigError(ValueError):
     """A config file, argument or override that cannot be used."""
 
 
-def _read_config_file(path: Path, arg: str | None) -> ml_collections.ConfigDict:
+def _read_config_file(path: Path, arg: str | None):
+    """Executes the config file; returns it as a module and its locked config."""
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    _add_project_root(path)  # config files may import experiments' shared settings
     spec = importlib.util.spec_from_file_location(f"jconv_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as error:
+        hint = ("; experiments/ is installed with the repository: pip install -e ."
+                if error.name == "experiments" else "")
+        raise ConfigError(f"{path}: {error}{hint}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config(arg=None)")
-    config = module.get_config(arg) if arg is not None else module.get_config()
+    if not callable(getattr(module, "run", None)):
+        raise ConfigError(f"{path}: names no experiment: import its run(config, workdir), "
+                          "e.g. `from experiments.quadratic_cost import run`")
+    try:
+        config = module.get_config(arg) if arg is not None else module.get_config()
+    except ValueError as error:  # how a config file refuses an argument
+        raise ConfigError(f"{path}: {error}") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config returned {type(config).__name__}, "
                           "expected an ml_collections.ConfigDict")
-    if "experiment" not in config:
-        raise ConfigError(f"{path}: the config has no 'experiment' key naming a module of "
-                          "experiments/")
     config.lock()
-    return config
+    return module, config
 
 
-def _parse_value(text: str, current: Any, key: str, path: Path) -> Any:
-    """Parses an override's text into the type of the field it replaces."""
-    if isinstance(current, str):
-        return text
-    if isinstance(current, bool):
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"{path}: --config.{key}={text!r}: expected a bool (true/false)")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ConfigError(f"{path}: --config.{key}={text!r}: expected a value of type "
-                          f"{type(current).__name__} (like {current!r})") from None
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if isinstance(current, tuple) and not isinstance(value, tuple):
-        value = (value,)
-    if current is not None and type(value) is not type(current):
-        raise ConfigError(f"{path}: --config.{key}={text!r}: expected {type(current).__name__} "
-                          f"(like {current!r}), got {type(value).__name__}")
-    return value
+def apply_override(config: ml_collections.ConfigDict, override: str, path: Path | str) -> None:
+    """Applies one ``--config.KEY=VALUE`` (or ``KEY=VALUE``) override in place.
 
+    ``ml_collections.config_flags`` parses the value into the field's type:
 
-def apply_override(config: ml_collections.ConfigDict, override: str, path: Path) -> None:
-    """Applies one ``--config.KEY=VALUE`` (or ``KEY=VALUE``) override in place."""
-    text = override.removeprefix("--").removeprefix("config.")
-    if "=" not in text:
+    >>> config = ml_collections.ConfigDict({"widths": (4, 8), "rate": 0.5, "flag": False})
+    >>> for override in ("--config.widths=(8, 16)", "--config.rate=2", "--config.flag=true"):
+    ...     apply_override(config, override, "toy.py")
+    >>> config.widths, config.rate, config.flag
+    ((8, 16), 2.0, True)
+    >>> apply_override(config, "--config.rate=fast", "toy.py")
+    Traceback (most recent call last):
+    ...
+    jconv.runner.ConfigError: toy.py: --config.rate='fast': expected float (like 2.0): ...
+    """
+    key, sep, value = override.removeprefix("--").removeprefix("config.").partition("=")
+    if not sep or not key:
         raise ConfigError(f"{path}: override {override!r}: expected --config.KEY=VALUE")
-    key, value_text = text.split("=", 1)
-    *parents, leaf = key.split(".")
-    node = config
-    for i, part in enumerate(parents + [leaf]):
+    where = f"{path}: --config.{key}={value!r}"
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-            raise ConfigError(f"{path}: --config.{key}={value_text!r}: no key "
-                              f"{'.'.join((parents + [leaf])[:i + 1])!r}; known keys: {known}")
-        if i < len(parents):
-            node = node[part]
-    value = _parse_value(value_text, node[leaf], key, path)
+            raise ConfigError(f"{where}: no key {'.'.join(parts[:i + 1])!r}; known keys: {known}")
+        node = node[part]
+    argv = ["jconv", f"--config.{key}={value}"]
     try:
-        node[leaf] = value
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{path}: --config.{key}={value_text!r}: {error}") from None
+        # A FlagValues of its own: the override flags config_flags defines die with it.
+        flag_values = flags.FlagValues()
+        config_flags.DEFINE_config_dict("config", config, flag_values=flag_values,
+                                        lock_config=False, sys_argv=argv)
+        flag_values(argv)
+    except (flags.Error, TypeError, ValueError) as error:
+        reason = str(error).removeprefix(f"flag {argv[1]}: ")
+        raise ConfigError(f"{where}: expected {type(node).__name__} (like {node!r}): "
+                          f"{reason}") from None
+
+
+def _load(spec: str, overrides: Sequence[str]):
+    path_text, _, arg = spec.partition(":")
+    path, arg = Path(path_text), arg or None
+    module, config = _read_config_file(path, arg)
+    for override in overrides:
+        apply_override(config, override, path)
+    return module, config, path, arg
 
 
 def load(spec: str, overrides: Sequence[str] = ()) -> tuple[ml_collections.ConfigDict, Path,
                                                               str | None]:
     """Loads ``path[:arg]`` and applies ``overrides``; returns (config, path, arg)."""
-    path_text, _, arg = spec.partition(":")
-    path = Path(path_text)
-    config = _read_config_file(path, arg or None)
-    for override in overrides:
-        apply_override(config, override, path)
-    return config, path, arg or None
+    _, config, path, arg = _load(spec, overrides)
+    return config, path, arg
 
 
 def _to_json(value: Any) -> Any:
@@ -180,13 +188,21 @@ class Store:
         return len(self._records)
 
 
+def _without_legacy_keys(previous: dict, resolved: dict) -> dict:
+    """``previous`` without the ``experiment`` keys that configs carried before they named
+    their run function by import, where the resolved config has none: such a run resumes."""
+    return {k: _without_legacy_keys(v, resolved[k]) if isinstance(v, dict)
+            and isinstance(resolved.get(k), dict) else v
+            for k, v in previous.items() if k != "experiment" or k in resolved}
+
+
 def check_workdir(workdir: Path, config: ml_collections.ConfigDict, path: Path) -> None:
     """Writes ``config.json``, refusing a work directory that holds another config's run."""
     workdir.mkdir(parents=True, exist_ok=True)
     resolved = config_json(config)
     saved = workdir / "config.json"
     if saved.exists():
-        previous = json.loads(saved.read_text())
+        previous = _without_legacy_keys(json.loads(saved.read_text()), resolved)
         if previous != resolved:
             changed = sorted(k for k in set(previous) | set(resolved)
                              if previous.get(k) != resolved.get(k))
@@ -206,26 +222,9 @@ def progress(total: int, done: int, desc: str) -> Iterator[Any]:
         yield bar
 
 
-def _add_project_root(config_path: Path) -> Path:
-    root = config_path.resolve().parent.parent  # configs/ sits beside experiments/
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return root
-
-
-def _experiment_module(name: str, config_path: Path):
-    root = _add_project_root(config_path)
-    try:
-        return importlib.import_module(f"experiments.{name}")
-    except ModuleNotFoundError as error:
-        raise ConfigError(f"{config_path}: experiment={name!r}: no module "
-                          f"experiments/{name}.py under {root} ({error})") from None
-
-
 def run(spec: str, overrides: Sequence[str] = (), workdir: str | Path | None = None) -> Path:
     """Runs the experiment of config ``spec`` (``path[:arg]``) into ``workdir``."""
-    config, path, arg = load(spec, overrides)
-    module = _experiment_module(config.experiment, path)
+    module, config, path, arg = _load(spec, overrides)
     if workdir is None:
         workdir = Path("runs") / (path.stem + (f"_{arg}" if arg else ""))
     workdir = Path(workdir)

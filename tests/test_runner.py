@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = textwrap.dedent('''
     import ml_collections
 
+    from experiments.quadratic_cost import run
+
     def get_config(arg=None):
         config = ml_collections.ConfigDict()
-        config.experiment = "quadratic_cost"
         config.repeats = 3
         config.rate = 0.5
         config.name = "camera"
@@ -50,12 +51,23 @@ def test_overrides_are_typed(config_file):
             config.nested.depth) == (7, 2.0, "coins", (1, 2, 3), True, 5)
 
 
+def test_tuples_take_lists_and_single_values(config_file):
+    config, _, _ = runner.load(str(config_file), ["--config.widths=[16, 32]"])
+    assert config.widths == (16, 32)
+    config, _, _ = runner.load(str(config_file), ["--config.widths=16"])
+    assert config.widths == (16,)
+
+
 @pytest.mark.parametrize("override, pattern", [
     ("--config.repets=7", r"toy\.py: --config\.repets='7': no key 'repets'; known keys: \["),
     ("--config.nested.dpth=1", r"toy\.py: --config\.nested\.dpth='1': no key 'nested\.dpth'"),
-    ("--config.repeats=seven", r"toy\.py: --config\.repeats='seven': expected a value of type int"),
-    ("--config.repeats=2.5", r"toy\.py: --config\.repeats='2\.5': expected int .* got float"),
-    ("--config.flag=maybe", r"toy\.py: --config\.flag='maybe': expected a bool"),
+    ("--config.repeats.x=1", r"toy\.py: --config\.repeats\.x='1': no key 'repeats\.x'"),
+    ("--config.repeats=seven", r"toy\.py: --config\.repeats='seven': expected int \(like 3\): "
+                               r"invalid literal"),
+    ("--config.repeats=2.5", r"toy\.py: --config\.repeats='2\.5': expected int \(like 3\)"),
+    ("--config.rate=fast", r"toy\.py: --config\.rate='fast': expected float \(like 0\.5\)"),
+    ("--config.flag=maybe", r"toy\.py: --config\.flag='maybe': expected bool \(like False\)"),
+    ("--config.widths=(1, 2", r"toy\.py: --config\.widths='\(1, 2': expected tuple"),
     ("--config.repeats", r"toy\.py: override '--config\.repeats': expected --config\.KEY=VALUE"),
 ])
 def test_bad_override_names_key_value_and_file(config_file, override, pattern):
@@ -64,13 +76,55 @@ def test_bad_override_names_key_value_and_file(config_file, override, pattern):
 
 
 def test_bad_config_file(tmp_path):
-    with pytest.raises(runner.ConfigError, match="does not exist"):
+    with pytest.raises(runner.ConfigError, match=r"config file '.*missing\.py' does not exist"):
         runner.load(str(tmp_path / "missing.py"))
     path = tmp_path / "bad.py"
     path.write_text("import ml_collections\ndef get_config():\n"
                     "    return ml_collections.ConfigDict({'x': 1})\n")
-    with pytest.raises(runner.ConfigError, match=r"bad\.py: the config has no 'experiment'"):
+    with pytest.raises(runner.ConfigError, match=r"bad\.py: names no experiment: import its run"):
         runner.load(str(path))
+    path.write_text("from experiments.no_such_experiment import run\n")
+    with pytest.raises(runner.ConfigError,
+                       match=r"bad\.py: No module named 'experiments\.no_such_experiment'$"):
+        runner.load(str(path))
+    with pytest.raises(runner.ConfigError, match=r"cost\.py: arg='huge'; expected None"):
+        runner.load(str(ROOT / "configs" / "quadratic_cost.py:huge"))
+
+
+def test_a_config_file_names_what_it_runs_without_experiments(tmp_path):
+    """jconv imports nothing of experiments/ and leaves sys.path alone."""
+    path = tmp_path / "own.py"
+    path.write_text(textwrap.dedent('''
+        import ml_collections
+
+        def run(config, workdir):
+            (workdir / "done").write_text(str(config.n))
+
+        def get_config():
+            return ml_collections.ConfigDict({"n": 1})
+    '''))
+    code = textwrap.dedent(f'''
+        import sys
+
+        class NotInstalled:  # experiments/ as if jconv were installed without it
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "experiments":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+        sys.meta_path.insert(0, NotInstalled())
+        before = list(sys.path)
+        from jconv import cli
+        argv = ["run", {str(path)!r}, "--config.n=2", "--workdir", {str(tmp_path / "w")!r}]
+        assert cli.main(argv) == 0
+        assert sys.path == before and "experiments" not in sys.modules
+        assert cli.main(["run", {str(ROOT / "configs" / "quadratic_cost.py")!r}]) == 2
+    ''')
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "w" / "done").read_text() == "2"
+    assert ("quadratic_cost.py: No module named 'experiments'; experiments/ is installed with "
+            "the repository: pip install -e ." in done.stderr)
 
 
 def test_workdir_of_another_config_is_refused(config_file, tmp_path):
@@ -80,6 +134,18 @@ def test_workdir_of_another_config_is_refused(config_file, tmp_path):
     other, _, _ = runner.load(str(config_file), ["--config.repeats=9"])
     with pytest.raises(runner.ConfigError, match=r"different config \(differs in \['repeats'\]"):
         runner.check_workdir(tmp_path / "w", other, path)
+
+
+def test_workdir_of_a_config_with_an_experiment_key_resumes(config_file, tmp_path):
+    """config.json written when configs named their module in ``experiment``."""
+    config, path, _ = runner.load(str(config_file))
+    saved = runner.config_json(config)
+    saved["experiment"] = "quadratic_cost"
+    saved["nested"]["experiment"] = "quadratic_cost"
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "config.json").write_text(json.dumps(saved))
+    runner.check_workdir(tmp_path / "w", config, path)
+    assert "experiment" not in json.loads((tmp_path / "w" / "config.json").read_text())
 
 
 def test_store_resumes_and_drops_a_partial_line(tmp_path):
@@ -107,6 +173,15 @@ def test_cli_reports_a_bad_override(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "configs/quadratic_cost.py: --config.widthz='(4,)': no key 'widthz'" in out
+    assert "Traceback" not in out
+    proc = _run_cli("configs/quadratic_cost.py:smoke", "--config.repeats=many",
+                    "--workdir", str(tmp_path))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in out
+    assert "configs/quadratic_cost.py: --config.repeats='many': expected int (like 1)" in out
+    proc = _run_cli("configs/no_such.py", "--workdir", str(tmp_path))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "config file 'configs/no_such.py' does not exist" in out
 
 
 def test_killed_run_resumes_with_every_measurement_once(tmp_path):
@@ -127,7 +202,6 @@ def test_killed_run_resumes_with_every_measurement_once(tmp_path):
     assert done.returncode == 0, out
     keys = [json.dumps(json.loads(line)["key"], sort_keys=True)
             for line in log.read_text().splitlines()]
-    sys.path.insert(0, str(ROOT))
     from experiments import quadratic_cost
 
     config, _, _ = runner.load(str(ROOT / "configs/quadratic_cost.py:smoke"))
