@@ -14,7 +14,7 @@ from jconv import cost, reference
 from jconv.ops import *  # noqa: F403
 from jconv.ops import BUILTIN_OPS, __all__, registry
 
-for _name in BUILTIN_OPS:  # the NumPy ground truth of every built-in op
-    registry.update(_name, reference=getattr(reference, _name))
+for _name in BUILTIN_OPS:  # each built-in op's cost formula and NumPy ground truth
+    registry.update(_name, cost=getattr(cost, _name), reference=getattr(reference, _name))
 
 __version__ = "0.1.0"

@@ -18,8 +18,7 @@ from typing import Any
 
 import ml_collections
 
-from jconv import cost
-from jconv.ops.shapes import PLANS
+from jconv.ops import registry
 
 MODEL_DEFAULTS = dict(variant="standard", width=1.0, input_size=0, in_channels=3,
                       num_classes=1000, aux_classifiers=False)
@@ -33,8 +32,9 @@ def config(model: str) -> ml_collections.ConfigDict:
 
 
 def _macs(info) -> int:
-    if info.op in PLANS:  # a jconv op: the cost model, dense taps
-        return getattr(cost, info.op)(info.in_shape, *info.args, **info.kwargs).macs
+    spec = registry.REGISTRY.get(info.op)
+    if spec is not None and spec.cost is not None:  # a jconv op: its cost formula, dense taps
+        return spec.cost(info.in_shape, *info.args, **info.kwargs).macs
     if info.op == "linear":
         return info.in_shape[0] * info.kernel_shapes[0][0] * info.kernel_shapes[0][1]
     return 0  # batch_norm, dropout, flatten, concat, adaptive pooling: no multiply-adds

@@ -230,7 +230,7 @@ def _orders(x, w) -> dict:
     kd = w.shape[0]
     flip = (1, 2, 3)
     out = {"lax (XLA's loop order)": jconv.depth_sliding_conv(x, w, impl="lax"),
-           "einsum (one shifted window per tap)": jconv.depth_sliding_conv(x, w, impl="einsum")}
+           "shift (one shifted window per tap)": jconv.depth_sliding_conv(x, w, impl="shift")}
     swapped = jconv.depth_sliding_conv(jnp.swapaxes(x, 1, 2), jnp.swapaxes(w, 1, 2), impl="lax")
     out["axes permuted: W before H"] = jnp.swapaxes(swapped, 2, 3)
     backwards = jconv.depth_sliding_conv(jnp.flip(x, (1, 2, 3)), jnp.flip(w, (0, 1, 2)),

@@ -41,8 +41,9 @@ class OpLayer(_Layer):
                              "LayerForm (OpSpec.layer)")
         self.op, self.in_features, self.impl, self.precision = op, in_features, impl, precision
         self.use_bias = use_bias
-        self.op_kwargs = spec.layer.op_kwargs(stride, padding)
-        shapes = spec.layer.weights(in_features, out_features, _kernel_size(kernel_size))
+        kernel = _kernel_size(kernel_size)
+        self.op_kwargs = spec.layer.op_kwargs(kernel, stride, padding)
+        shapes = spec.layer.weights(in_features, out_features, kernel)
         self.weight_names = tuple(shapes)
         for name, shape in shapes.items():
             init = he_normal(max(1, math.prod(shape[:-1])))

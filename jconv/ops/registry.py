@@ -91,14 +91,14 @@ class LayerForm:
       weights: ``(C, K, kernel) -> {argument name: shape}``, the op's weight arguments
         (in call order) for a layer with kernel size ``kernel`` (a tuple).
       out_features: ``(C, K) -> `` the layer's output maps (default ``K``).
-      op_kwargs: ``(stride, padding) -> `` the op's keyword arguments (default
+      op_kwargs: ``(kernel, stride, padding) -> `` the op's keyword arguments (default
         ``dict(stride=stride, padding=padding)``).
     """
 
     weights: Callable[[int, int, tuple], dict[str, tuple]]
     out_features: Callable[[int, int], int] = lambda c, k: k
-    op_kwargs: Callable[[Any, Any], dict] = lambda stride, padding: dict(stride=stride,
-                                                                         padding=padding)
+    op_kwargs: Callable[[tuple, Any, Any], dict] = (
+        lambda kernel, stride, padding: dict(stride=stride, padding=padding))
 
 
 @dataclasses.dataclass(frozen=True)
