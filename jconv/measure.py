@@ -6,12 +6,19 @@
 128
 >>> median_seconds(compiled, jnp.ones((4, 8)), jnp.ones((8, 2)), repeats=3) > 0
 True
+>>> timed = interleaved({"a": blocking(compiled, jnp.ones((4, 8)), jnp.ones((8, 2)))},
+...                     warmup=1, repeats=3)
+>>> sorted(timed["a"]), len(timed["a"]["times_s"])
+(['min_s', 'number', 'time_s', 'times_s'], 3)
 """
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 import time
+from collections.abc import Callable
 
 import jax
 
@@ -37,12 +44,48 @@ def xla_flops(compiled) -> int | None:
     return int(round(sum(flops)))
 
 
+def blocking(fn, *args) -> Callable[[], object]:
+    """A no-argument call of ``fn(*args)`` that waits for the result to be computed."""
+    return lambda: jax.block_until_ready(fn(*args))
+
+
+def seconds(call: Callable[[], object], number: int = 1) -> float:
+    """Wall time of ``number`` back-to-back ``call()``s, in total."""
+    start = time.perf_counter()
+    for _ in range(number):
+        call()
+    return time.perf_counter() - start
+
+
+def interleaved(calls: dict[str, Callable[[], object]], warmup: int, repeats: int,
+                min_sample_s: float = 0.0) -> dict[str, dict]:
+    """Times every call ``repeats`` times, round-robin in a shuffled order each round, so
+    that load from other processes, and the state one call leaves for the next, fall on
+    every implementation alike; median and minimum per call.
+
+    Each sample is the mean of ``number`` back-to-back calls, with ``number`` the
+    smallest count whose total time, judged from the last warm-up call, reaches
+    ``min_sample_s`` (as ``timeit.autorange`` does): short calls are averaged over
+    enough runs to rise above timer and scheduler noise.
+    """
+    numbers = {}
+    for name, call in calls.items():
+        elapsed = 0.0
+        for _ in range(warmup):
+            elapsed = seconds(call)
+        numbers[name] = max(1, math.ceil(min_sample_s / elapsed)) if elapsed else 1
+    times = {name: [] for name in calls}
+    order = list(calls)
+    rng = random.Random(0)
+    for _ in range(repeats):
+        rng.shuffle(order)  # no implementation always follows the same one
+        for name in order:
+            times[name].append(seconds(calls[name], numbers[name]) / numbers[name])
+    return {name: {"time_s": statistics.median(t), "min_s": min(t), "times_s": t,
+                   "number": numbers[name]}
+            for name, t in times.items()}
+
+
 def median_seconds(fn, *args, repeats: int) -> float:
     """Median wall time of ``fn(*args)`` over ``repeats`` calls, after one warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved({"fn": blocking(fn, *args)}, warmup=1, repeats=repeats)["fn"]["time_s"]

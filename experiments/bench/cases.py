@@ -1,0 +1,143 @@
+"""The benchmark's cases: one layer of a real network each, as data naming its op, the
+shapes of its arrays and its keyword arguments; and what is known of a case without
+running it (its FLOPs, the implementations it times, what ``auto`` picks)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jconv
+from jconv import cost
+from jconv.ops import dispatch, registry
+
+POOLS = ("max_pool", "avg_pool", "local_response_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One layer: ``op`` on arrays of ``shapes(dims)``, with keyword arguments ``kwargs``."""
+
+    name: str
+    op: str
+    layer: str
+    dims: dict
+    shapes: Callable[[dict], tuple]
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def _x(d):
+    return (d["B"], d["H"], d["H"], d["C"])
+
+
+def _local(d, k):
+    """Weights of a ``k×k`` locally connected layer: a ``k×k×C×K`` kernel per output."""
+    kernel = (k, k, d["C"], d["K"])
+    return (*jconv.output_shape("conv", _x(d), kernel, padding="VALID")[1:3], *kernel)
+
+
+CASES = (
+    Case("conv_early", "conv", "MobileNet conv1 3×3/2 224² 3→32", dict(H=224, C=3, K=32),
+         lambda d: (_x(d), (3, 3, d["C"], d["K"])), dict(stride=2)),
+    Case("conv_late", "conv", "GoogLeNet 4a 3×3", dict(H=14, C=96, K=208),
+         lambda d: (_x(d), (3, 3, d["C"], d["K"]))),
+    Case("grouped_early", "conv", "AlexNet conv2 5×5 g2", dict(H=27, C=96, K=256),
+         lambda d: (_x(d), (5, 5, d["C"] // 2, d["K"])), dict(groups=2)),
+    Case("grouped_late", "conv", "AlexNet conv4 3×3 g2", dict(H=13, C=384, K=384),
+         lambda d: (_x(d), (3, 3, d["C"] // 2, d["K"])), dict(groups=2)),
+    Case("depthwise_early", "depthwise_conv", "MobileNet dw 56×56×128", dict(H=56, C=128),
+         lambda d: (_x(d), (3, 3, 1, d["C"]))),
+    Case("depthwise_s2", "depthwise_conv", "MobileNet dw/2 112×112×64", dict(H=112, C=64),
+         lambda d: (_x(d), (3, 3, 1, d["C"])), dict(stride=2)),
+    Case("depthwise_late", "depthwise_conv", "MobileNet dw 14×14×512", dict(H=14, C=512),
+         lambda d: (_x(d), (3, 3, 1, d["C"]))),
+    Case("pointwise_early", "pointwise_conv", "MobileNet pw 56×56 128→128",
+         dict(H=56, C=128, K=128), lambda d: (_x(d), (d["C"], d["K"]))),
+    Case("pointwise_late", "pointwise_conv", "MobileNet pw 7×7 1024→1024",
+         dict(H=7, C=1024, K=1024), lambda d: (_x(d), (d["C"], d["K"]))),
+    Case("separable", "separable_conv", "MobileNet dw+pw 28×28 256→256",
+         dict(H=28, C=256, K=256), lambda d: (_x(d), (3, 3, 1, d["C"]), (d["C"], d["K"]))),
+    Case("spatially_separable", "spatially_separable_conv", "Inception-v3 7×1,1×7 17×17",
+         dict(H=17, C=128, K=128),
+         lambda d: (_x(d), (7, 1, d["C"], d["K"]), (1, 7, d["K"], d["K"]))),
+    Case("per_map", "per_map_conv", "Type 1 5×5, 16 maps × 8 filters", dict(H=28, C=16, K=8),
+         lambda d: (_x(d), (5, 5, d["K"]))),
+    Case("shared_filter", "shared_filter_conv", "Type 2.1 5×5, 64 maps, 32 filters",
+         dict(H=28, C=64, K=32), lambda d: (_x(d), (5, 5, d["K"]))),
+    Case("conv_transpose", "conv_transpose", "decoder 4×4/2 14→28, 64→32",
+         dict(H=14, C=64, K=32), lambda d: (_x(d), (4, 4, d["C"], d["K"])),
+         dict(stride=2, padding=1)),
+    Case("conv_transpose_late", "conv_transpose", "decoder 3×3/2 7→14, 256→128",
+         dict(H=7, C=256, K=128), lambda d: (_x(d), (3, 3, d["C"], d["K"])),
+         dict(stride=2, padding=1, output_padding=1)),
+    Case("local_conv", "local_conv", "locally connected 3×3, 13×13×32", dict(H=13, C=32, K=32),
+         lambda d: (_x(d), _local(d, 3))),
+    Case("depth_sliding", "depth_sliding_conv", "3×3×3 over 64 maps, 8 filters",
+         dict(H=28, C=64, K=8), lambda d: (_x(d), (3, 3, 3, d["K"]))),
+    Case("max_pool_early", "max_pool", "AlexNet pool1 3×3/2", dict(H=55, C=96),
+         lambda d: (_x(d),), dict(window=3, stride=2)),
+    Case("max_pool_late", "max_pool", "GoogLeNet 3×3/1 SAME 28×28×256", dict(H=28, C=256),
+         lambda d: (_x(d),), dict(window=3, stride=1, padding="SAME")),
+    Case("avg_pool", "avg_pool", "GoogLeNet inception pool 3×3/1 28×28×192", dict(H=28, C=192),
+         lambda d: (_x(d),), dict(window=3, stride=1, padding="SAME")),
+    Case("avg_pool_global", "avg_pool", "GoogLeNet final 7×7 pool", dict(H=7, C=1024),
+         lambda d: (_x(d),), dict(window=7)),
+    Case("lrn_early", "local_response_norm", "AlexNet LRN 55×55×96", dict(H=55, C=96),
+         lambda d: (_x(d),)),
+    Case("lrn_late", "local_response_norm", "AlexNet LRN 27×27×256", dict(H=27, C=256),
+         lambda d: (_x(d),)),
+    Case("mobilenet_block", "separable_conv", "MobileNet block train step 28×28 256→256",
+         dict(H=28, C=256, K=256), lambda d: (_x(d), (3, 3, 1, d["C"]), (d["C"], d["K"]))),
+)
+TRAIN_STEP = "mobilenet_block"
+NAIVE = "naive"  # per_map_conv as a framework would run it (tiled depthwise lax conv)
+
+
+def selected(config) -> list[Case]:
+    """The cases ``config.cases`` names, in table order (all of them for ``()``)."""
+    names = [c.name for c in CASES]
+    unknown = set(config.cases) - set(names)
+    if unknown:
+        raise ValueError(f"config.cases has unknown {sorted(unknown)}; known {names}")
+    return [c for c in CASES if not config.cases or c.name in config.cases]
+
+
+def case_shapes(case: Case, config) -> tuple:
+    """The case's array shapes at ``config.batch``, capped by ``max_size``/``max_channels``."""
+    dims = dict(case.dims, B=config.batch)
+    for key in dims:
+        cap = {"H": config.max_size}.get(key, config.max_channels if key != "B" else 0)
+        if cap:
+            dims[key] = min(dims[key], cap)
+    return case.shapes(dims)
+
+
+def call(case: Case, fn, arrays, **extra):
+    """``fn`` (``jconv.<op>``, ``cost.<op>``, ...) on the case's arrays (or their shapes)
+    and keyword arguments, with ``extra`` keywords."""
+    kwargs = dict(case.kwargs, **extra)
+    if case.op == "spatially_separable_conv":
+        return fn(arrays[0], list(arrays[1:]), **kwargs)
+    return fn(*arrays, **kwargs)
+
+
+def flops(case: Case, shape_list, pass_: str) -> float:
+    """Dense FLOPs of the case's pass, from :mod:`jconv.cost`."""
+    forward = call(case, getattr(cost, case.op), shape_list).flops
+    if case.name == TRAIN_STEP:  # SGD update
+        forward += jconv.param_count(case.op, *shape_list[1:], bias=False) * 2 / 3
+    return forward * ({"fwd": 1, "fwd_bwd": 2 if case.op in POOLS else 3}[pass_])
+
+
+def impls(case: Case) -> tuple[str, ...]:
+    """What the case times: the op's impls, its naive framework form if any, and auto."""
+    if case.name == TRAIN_STEP:
+        return ("lax", "shift", "auto")
+    naive = (NAIVE,) if case.op == "per_map_conv" else ()
+    return registry.get(case.op).impls + naive + ("auto",)
+
+
+def auto_choice(case: Case, shape_list) -> dispatch.Choice:
+    """What ``impl="auto"`` runs for the case, and why (:func:`jconv.which_impl`)."""
+    return call(case, lambda *shapes, **kwargs: jconv.which_impl(case.op, *shapes, **kwargs),
+                shape_list)
