@@ -10,11 +10,12 @@
 (1, 8, 8, 6)
 """
 
-from jconv import cost, reference
+from jconv import cost, reference, torch_ports
 from jconv.ops import *  # noqa: F403
 from jconv.ops import BUILTIN_OPS, __all__, registry
 
-for _name in BUILTIN_OPS:  # each built-in op's cost formula and NumPy ground truth
-    registry.update(_name, cost=getattr(cost, _name), reference=getattr(reference, _name))
+for _name in BUILTIN_OPS:  # each built-in op's cost formula, NumPy truth and PyTorch form
+    registry.update(_name, cost=getattr(cost, _name), reference=getattr(reference, _name),
+                    torch=torch_ports.PORTS.get(_name))
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ import numpy as np
 
 from experiments import bench
 from jconv import runner
-from jconv.ops import shapes
+from jconv.ops import registry
 
 
 def test_bench_smoke_writes_its_files(tmp_path):
@@ -36,10 +36,7 @@ def test_every_case_is_a_valid_call():
     config = runner.load("configs/bench.py")[0]
     for case in bench.CASES:
         shape_list = bench.case_shapes(case, config)
-        if case.op == "spatially_separable_conv":
-            shapes.spatially_separable_conv(shape_list[0], shape_list[1:], **case.kwargs)
-        else:
-            getattr(shapes, case.op)(*shape_list, **case.kwargs)
+        bench.call(case, registry.get(case.op).plan, shape_list)
         assert bench.flops(case, shape_list, "fwd") > 0
         assert bench.flops(case, shape_list, "fwd_bwd") > bench.flops(case, shape_list, "fwd")
 

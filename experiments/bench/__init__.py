@@ -35,23 +35,23 @@ from pathlib import Path
 import jax
 
 import jconv  # noqa: F401  (the tests reach the ops as bench.jconv)
-from experiments.bench.cases import (CASES, NAIVE, POOLS, TRAIN_STEP, Case, auto_choice,
-                                     case_shapes, flops, impls, selected)
+from experiments.bench.cases import (CASES, NAIVE, POOLS, TRAIN_STEP, Case, auto_choice, call,
+                                     case_shapes, flops, impls, registered_cases, selected)
 from experiments.bench.jax_calls import call_arrays, jax_fn, random_arrays
 from experiments.bench.measurements import environment, matmul_peak, measure_group, threads
 from experiments.bench.report import ratios, rows, summarize
 from experiments.bench.targets import TARGETS, targets_section
-from experiments.bench.torch_ports import PORTS, import_torch, torch_call, torch_fn
+from experiments.bench.torch_ports import import_torch, torch_call, torch_fn
 from jconv.runner import Store, progress
 
 # The names the tests have used since this was one module.
 _arrays, _ratios, _targets, _torch = random_arrays, ratios, targets_section, import_torch
 
 __all__ = [
-    "CASES", "NAIVE", "POOLS", "PORTS", "TARGETS", "TRAIN_STEP", "Case", "auto_choice",
+    "CASES", "NAIVE", "POOLS", "TARGETS", "TRAIN_STEP", "Case", "auto_choice", "call",
     "call_arrays", "case_shapes", "environment", "flops", "impls", "import_torch", "jax_fn",
-    "matmul_peak", "measure_group", "plan", "random_arrays", "ratios", "rows", "run",
-    "selected", "summarize", "targets_section", "threads", "torch_call", "torch_fn",
+    "matmul_peak", "measure_group", "plan", "random_arrays", "ratios", "registered_cases", "rows",
+    "run", "selected", "summarize", "targets_section", "threads", "torch_call", "torch_fn",
 ]
 
 

@@ -8,8 +8,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jconv
-from jconv import cost
-from jconv.ops import dispatch, registry
+from jconv.ops import BUILTIN_OPS, dispatch, registry
 
 POOLS = ("max_pool", "avg_pool", "local_response_norm")
 
@@ -93,13 +92,31 @@ TRAIN_STEP = "mobilenet_block"
 NAIVE = "naive"  # per_map_conv as a framework would run it (tiled depthwise lax conv)
 
 
+def registered_cases() -> tuple[Case, ...]:
+    """One case per variant registered beyond jconv's own ops (``OpSpec.layer``): the
+    layer it puts in place of GoogLeNet 3a's 3×3 conv (28×28, 96→128)."""
+    out = []
+    for variant, spec in registry.variants().items():
+        if spec.name in BUILTIN_OPS:
+            continue
+        form = spec.layer
+        out.append(Case(spec.name, spec.name, f"variant {variant!r} for GoogLeNet 3a 3×3",
+                        dict(H=28, C=96, K=128),
+                        lambda d, form=form: (_x(d), *form.weights(d["C"], d["K"], (3, 3))
+                                              .values()),
+                        form.op_kwargs((3, 3), 1, "SAME")))
+    return tuple(out)
+
+
 def selected(config) -> list[Case]:
-    """The cases ``config.cases`` names, in table order (all of them for ``()``)."""
-    names = [c.name for c in CASES]
+    """The cases ``config.cases`` names, in table order (all of them for ``()``), the
+    registered variants' cases (:func:`registered_cases`) last."""
+    cases = CASES + registered_cases()
+    names = [c.name for c in cases]
     unknown = set(config.cases) - set(names)
     if unknown:
         raise ValueError(f"config.cases has unknown {sorted(unknown)}; known {names}")
-    return [c for c in CASES if not config.cases or c.name in config.cases]
+    return [c for c in cases if not config.cases or c.name in config.cases]
 
 
 def case_shapes(case: Case, config) -> tuple:
@@ -123,7 +140,7 @@ def call(case: Case, fn, arrays, **extra):
 
 def flops(case: Case, shape_list, pass_: str) -> float:
     """Dense FLOPs of the case's pass, from :mod:`jconv.cost`."""
-    forward = call(case, getattr(cost, case.op), shape_list).flops
+    forward = call(case, registry.get(case.op).cost, shape_list).flops
     if case.name == TRAIN_STEP:  # SGD update
         forward += jconv.param_count(case.op, *shape_list[1:], bias=False) * 2 / 3
     return forward * ({"fwd": 1, "fwd_bwd": 2 if case.op in POOLS else 3}[pass_])

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jconv
+from jconv.ops import registry
 from experiments.bench.cases import NAIVE, POOLS, TRAIN_STEP, Case, call
 
 
@@ -43,7 +44,7 @@ def jax_fn(case: Case, impl: str, pass_: str, n_arrays: int):
             return _block(impl, *arrays)
     else:
         def forward(*arrays):
-            return call(case, getattr(jconv, case.op), arrays, impl=impl)
+            return call(case, registry.get(case.op).fn, arrays, impl=impl)
     if pass_ == "fwd":
         return jax.jit(forward)
     n_grad = 1 if case.op in POOLS else n_arrays
