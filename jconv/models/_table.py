@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jconv.nn import layers as L
+from jconv.nn import pooling as P
 from jconv.nn.variants import ConvSpec, check_variant, make_conv
 
 
@@ -134,14 +135,14 @@ def _make(ctx: Context, path: str, kind: str, kw: dict, x_shape) -> nnx.Module:
         return L.PointwiseConv(c, kw["features"], stride=kw.get("stride", 1),
                                use_bias=kw.get("use_bias", True), impl=impl, rngs=rngs)
     if kind in ("max_pool", "avg_pool"):
-        cls = L.MaxPool if kind == "max_pool" else L.AvgPool
+        cls = P.MaxPool if kind == "max_pool" else P.AvgPool
         return cls(kw["window"], kw.get("stride"), kw.get("padding", "VALID"), impl=impl)
     if kind == "global_avg_pool":
-        return L.GlobalAvgPool(impl=impl)
+        return P.GlobalAvgPool(impl=impl)
     if kind == "adaptive_avg_pool":
-        return L.AdaptiveAvgPool(kw["size"])
+        return P.AdaptiveAvgPool(kw["size"])
     if kind == "lrn":
-        return L.LocalResponseNorm(impl=impl)
+        return P.LocalResponseNorm(impl=impl)
     if kind == "batch_norm":
         return nnx.BatchNorm(c, rngs=rngs)
     if kind == "flatten":

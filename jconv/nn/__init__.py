@@ -4,10 +4,10 @@ Letters: ``N`` batch, ``H W`` spatial, ``C`` input maps, ``K`` filters; activati
 ``(N, H, W, C)``, kernels ``H W I O``.
 """
 
-from jconv.nn.layers import (AdaptiveAvgPool, AvgPool, Conv, DepthwiseConv, GlobalAvgPool,
-                             LocalResponseNorm, MaxPool, PerMapConv, PointwiseConv,
-                             SeparableConv, SharedFilterConv, count_params, he_normal)
+from jconv.nn.layers import (Conv, DepthwiseConv, PerMapConv, PointwiseConv, SeparableConv,
+                             SharedFilterConv, count_params, he_normal)
 from jconv.nn.op_layer import OpLayer
+from jconv.nn.pooling import AdaptiveAvgPool, AvgPool, GlobalAvgPool, LocalResponseNorm, MaxPool
 from jconv.nn.variants import VARIANTS, ConvSpec, check_variant, make_conv, variants
 
 __all__ = [
