@@ -129,7 +129,11 @@ def analytic(variant: str, k1, k2, config) -> dict:
 
 
 def curves(config) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """Every analytic curve, one ``vmap`` of :func:`analytic` over the widths each."""
+    """Every analytic curve, one ``vmap`` of :func:`analytic` over the widths each.
+
+    The vmapped counts are exact (:class:`jconv.cost.Count`); ``np.asarray`` makes them
+    ``int64`` arrays.
+    """
     ks = jnp.asarray(config.widths)
     result = {}
     for variant in config.variants:
@@ -203,8 +207,7 @@ def run(config, workdir: Path) -> dict:
                 continue
             i = list(config.widths).index(key["k2"])
             curve = analytic_curves[key["sweep"], key["variant"]]
-            values = {m: float(curve[m][i]) for m in ("params", "flops", "flops_in_bounds")}
-            values["maps"] = int(curve["maps"][i])
+            values = {m: int(curve[m][i]) for m in ("params", "flops", "flops_in_bounds", "maps")}
             bar.set_postfix_str(f"{key['variant']} k1={key['k1']} k2={key['k2']}")
             store.add(key, {**values, **measure(key["variant"], key["k1"], key["k2"], x, config)})
             bar.update()

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from jconv import cost
 from jconv.ops import shapes as jconv_shapes
 from tests.strategies import geometries, split
-from tests.tolerance import assert_close
 
 XLA_EXAMPLES = settings(max_examples=12)  # each example compiles; keep the suite fast
 
@@ -272,11 +271,11 @@ def test_xla_conv_transpose(x_shape, w_shape, kwargs):
     assert_xla_in_bounds("conv_transpose", x_shape, w_shape, **kwargs)
 
 
-def test_xla_conv_transpose_einsum_scatters_before_cropping():
+def test_xla_conv_transpose_shift_scatters_before_cropping():
     x, w, kw = TRANSPOSE_CASES[1]
     full = (16 - 1) * 2 + 3  # uncropped size F per axis
     taps, k = 9, 6
-    result = cost.compare("conv_transpose", x, w, impl="einsum", **kw)
+    result = cost.compare("conv_transpose", x, w, impl="shift", **kw)
     assert result["xla"] == result["ours_dense"] + (taps - 1) * 2 * full * full * k
 
 
@@ -290,38 +289,38 @@ LOCAL_CASES = [
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", LOCAL_CASES)
 def test_xla_local_conv(x_shape, w_shape, kwargs):
-    """lax extracts patches with a one-hot grouped conv first; the einsum path is dense."""
+    """lax extracts patches with a one-hot grouped conv first; the patches path is dense."""
     c = cost.local_conv(x_shape, w_shape, **kwargs)
     n, ch, k, taps = x_shape[0], x_shape[-1], w_shape[-1], w_shape[2] * w_shape[3]
     in_bounds_positions = c.macs_in_bounds // (n * ch * k)  # A_h * A_w
     patches = 2 * n * in_bounds_positions * ch * taps
     lax_count = cost.xla_cost("local_conv", x_shape, w_shape, impl="lax", **kwargs)
     assert lax_count == c.flops + patches + 2 * taps**2
-    assert cost.xla_cost("local_conv", x_shape, w_shape, impl="einsum", **kwargs) == c.flops
+    assert cost.xla_cost("local_conv", x_shape, w_shape, impl="patches", **kwargs) == c.flops
 
 
-@pytest.mark.parametrize("impl", ["einsum", "patches"])
+@pytest.mark.parametrize("impl", ["shift", "patches"])
 @pytest.mark.parametrize("groups, cg", [(1, 4), (2, 2), (4, 1)])
 def test_xla_conv_kernels_count_dense(impl, groups, cg):
     x, w = (2, 10, 10, 4), (3, 3, cg, 8)
     c = cost.conv(x, w, groups=groups)
     outputs = 2 * 10 * 10 * 8
     expected = {"patches": c.flops,  # one contraction over the padded patches
-                "einsum": c.flops + (9 - 1) * outputs if cg > 1 else c.flops - outputs}[impl]
+                "shift": c.flops + (9 - 1) * outputs if cg > 1 else c.flops - outputs}[impl]
     assert cost.xla_cost("conv", x, w, impl=impl, groups=groups) == expected
 
 
-def test_xla_einsum_map_types():
+def test_xla_shift_map_types():
     x, w = (2, 10, 10, 4), (3, 3, 5)
     outputs = 2 * 10 * 10 * 5
     per_map = cost.per_map_conv(x, w, stride=2)
-    assert cost.xla_cost("per_map_conv", x, w, impl="einsum", stride=2) == (
+    assert cost.xla_cost("per_map_conv", x, w, impl="shift", stride=2) == (
         per_map.flops - 2 * 5 * 5 * 4 * 5)
     shortcut = cost.shared_filter_conv(x, w, shortcut=True)
-    assert cost.xla_cost("shared_filter_conv", x, w, impl="einsum") == shortcut.flops - outputs
+    assert cost.xla_cost("shared_filter_conv", x, w, impl="sum_maps") == shortcut.flops - outputs
     depth = cost.depth_sliding_conv((2, 10, 10, 12), (3, 3, 3, 4), padding="SAME",
                                     stride=(2, 1, 1))
-    assert cost.xla_cost("depth_sliding_conv", (2, 10, 10, 12), (3, 3, 3, 4), impl="einsum",
+    assert cost.xla_cost("depth_sliding_conv", (2, 10, 10, 12), (3, 3, 3, 4), impl="shift",
                          padding="SAME", stride=(2, 1, 1)) == (
         depth.flops - 2 * 6 * 10 * 10 * 4)
 
@@ -379,10 +378,10 @@ def test_vmapped_curve_of_1000_widths_compiles_once():
         t1 = cost.per_map_conv((8, 56, 56, k), (5, 5, k))
         expected.append((c.params, c.flops, c.flops_in_bounds, c.activation_bytes, k,
                          t1.flops_in_bounds))
-    expected = np.array(expected, dtype=np.float64)  # 4.5e11 FLOPs at k=1000: past int32
+    expected = np.array(expected, dtype=np.int64)  # 4.5e11 FLOPs at k=1000: past int32
     assert expected[:, 1].max() > 2**38
     for column, values in enumerate(curve):
-        assert_close(values, expected[:, column], dtype=np.float32)
+        np.testing.assert_array_equal(np.asarray(values), expected[:, column])
 
 
 @pytest.mark.parametrize("op, shapes_of_k", [
@@ -410,12 +409,68 @@ def test_every_op_traces(op, shapes_of_k):
             if name == "output_shape":
                 assert tuple(int(np.asarray(v)[i]) for v in value) == want
             else:
-                assert_close(np.asarray(value)[i], want, dtype=np.float32, err_msg=f"{op} {name}")
+                assert isinstance(value, cost.Count), (op, name)
+                assert value.tolist()[i] == want, (op, name)
 
 
-def test_traced_counts_are_floats():
-    flops = jax.jit(lambda k: cost.conv((1, 4, 4, k), (3, 3, k, k)).flops)(3)
-    assert jnp.issubdtype(flops.dtype, jnp.floating)
+def test_traced_counts_are_exact():
+    """Past 2**53 under jit and past 2**24 under vmap, equal to the concrete Python int."""
+    big = (4096, 1024, 1024, 1024), (7, 7, 1024, 1024)
+    want = cost.conv(*big).flops
+    assert isinstance(want, int) and want > 2**53
+    flops = jax.jit(lambda n, k: cost.conv((n, *big[0][1:-1], k), (7, 7, k, k)).flops)(
+        4096, 1024)
+    assert isinstance(flops, cost.Count)
+    assert int(flops) == flops.tolist() == want
+    assert float(flops) == float(want)
+
+    ks = [64, 128, 1000]
+    macs = jax.vmap(lambda k: cost.conv((8, 224, 224, 64), (3, 3, 64, k)).macs)(jnp.array(ks))
+    wants = [cost.conv((8, 224, 224, 64), (3, 3, 64, k)).macs for k in ks]
+    assert min(wants) > 2**24 and max(wants) > 2**31
+    values = np.asarray(macs)
+    assert values.dtype == np.int64 and values.tolist() == wants == macs.tolist()
+    assert np.asarray(macs, dtype=np.float64).tolist() == [float(w) for w in wants]
+    assert repr(macs) == f"Count({wants})"
+
+
+def test_a_traced_batch_makes_every_count_exact():
+    """One traced entry turns every count into a Count, even those that do not depend on it."""
+    c = jax.vmap(lambda n: cost.conv((n, 64, 64, 512), (3, 3, 512, 2048)))(jnp.array([1, 2]))
+    concrete = cost.conv((1, 64, 64, 512), (3, 3, 512, 2048))
+    assert all(isinstance(v, cost.Count) for v in c[:-1])
+    assert c.weight_bytes.tolist() == [concrete.weight_bytes] * 2  # past 2**31
+    assert c.flops.tolist() == [concrete.flops, 2 * concrete.flops]
+
+
+def count_expression(a, b, c, d, hi, lo):
+    """``x*x*a - (d - x)*c`` with ``x = a*b - (hi*2**31 + lo)*c + d``: past 2**180."""
+    constant = cost.Count.of(hi) * 2**31 + lo
+    x = cost.Count.of(a) * b - constant * c + d
+    return x * x * a - (d - x) * c
+
+
+COUNT_EXPRESSION = jax.jit(count_expression)  # one trace: the limb counts are fixed
+
+
+@given(st.lists(st.integers(-2**31, 2**31 - 1), min_size=6, max_size=6))
+def test_count_arithmetic_is_exact(values):
+    a, b, c, d, hi, lo = values
+    x = a * b - (hi * 2**31 + lo) * c + d
+    assert int(COUNT_EXPRESSION(*map(jnp.int32, values))) == x * x * a - (d - x) * c
+
+
+def test_count_of_constants_and_arrays():
+    values = (-2**31, 2**31 - 1, 7, -3, 2**31 - 1, -2**31)
+    a, b, c, d, hi, lo = values
+    x = a * b - (hi * 2**31 + lo) * c + d
+    assert int(count_expression(*values)) == x * x * a - (d - x) * c  # all Python ints
+    batch = cost.Count.of(jnp.arange(3)) * 2**40 - np.int64(1)  # NumPy defers to Count
+    assert np.asarray(batch).tolist() == [-1, 2**40 - 1, 2**41 - 1]
+    with pytest.raises(TypeError, match="scalar"):
+        int(batch)
+    with pytest.raises(TypeError):
+        cost.Count.of(1.5)
 
 
 # --------------------------------------------------------------------------- validation

@@ -3,6 +3,8 @@
 Expectations are arithmetic on named sizes, never computed by jconv.
 """
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -10,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jconv
-from tests import reference
+from jconv import reference
+from jconv.ops import window
+from jconv.ops.shapes import PLANS
 
 # --------------------------------------------------------------------------- param counts
 
@@ -119,7 +123,7 @@ def windows(draw, axes, *, max_size=9, max_kernel=4, dilate=True):
                 expected=tuple(expected) if fits else None)
 
 
-IMPL = st.sampled_from(["lax", "einsum"])
+IMPL = st.sampled_from(["lax", "shift"])
 
 
 def result_shape(fn, x_shape, *args, **kw):
@@ -144,7 +148,7 @@ def check(op, x_shape, w_shape, kw, expected_shape, impl):
 
 
 @given(g=windows(2), n=st.integers(1, 2), groups=st.sampled_from([1, 2]),
-       k_per_group=st.integers(1, 2), impl=st.sampled_from(["lax", "einsum", "patches"]))
+       k_per_group=st.integers(1, 2), impl=st.sampled_from(["lax", "shift", "patches"]))
 def test_conv_output_shape(g, n, groups, k_per_group, impl):
     c, k = 2 * groups, k_per_group * groups
     expected = g["expected"] and (n, *g["expected"], k)
@@ -263,7 +267,7 @@ def test_conv_transpose_pytorch_examples(h, k, s, p, op, d, expected):
                                                        output_padding=1),
      (1, (3 - 1) * 2 - 2 + 2 + 1 + 1, (4 - 1) * 2 - 2 + 2 + 1 + 1, 5)),
 ])
-@pytest.mark.parametrize("impl", ["lax", "einsum"])
+@pytest.mark.parametrize("impl", ["lax", "shift"])
 def test_executed_shapes(op, x_shape, w_shape, kw, expected, impl):
     """A few sweeps' cases run for real (compiled and executed), on every impl."""
     assert jconv.output_shape(op, x_shape, w_shape, **kw) == expected
@@ -271,7 +275,7 @@ def test_executed_shapes(op, x_shape, w_shape, kw, expected, impl):
     assert y.shape == expected
 
 
-@pytest.mark.parametrize("impl", ["lax", "einsum"])
+@pytest.mark.parametrize("impl", ["lax", "shift"])
 def test_executed_max_pool_shape(impl):
     kw = dict(stride=(1, 2), padding=((0, 1), (1, 1)))
     assert jconv.output_shape("max_pool", (1, 5, 6, 3), (2, 3), **kw) == (1, 5, 3, 3)
@@ -301,3 +305,75 @@ def test_1337_maps(kw, expected):
     w = jax.ShapeDtypeStruct(W345, jnp.float32)
     assert jax.eval_shape(lambda x, w: jconv.depth_sliding_conv(x, w, **kw), x, w).shape \
         == expected
+
+
+# --------------------------------------------------------------------------- window arithmetic
+
+
+@given(g=windows(2, max_size=7, max_kernel=4))
+def test_in_bounds_counts_per_position(g):
+    """Taps on real input per output position: a brute-force double loop, and its sum."""
+    if g["expected"] is None:
+        return
+    win = PLANS["conv"]((1, *g["sizes"], 1), (*g["kernel"], 1, 1), **g["kw"]).window
+    counts = win.in_bounds_counts()
+    assert counts.shape == win.out_sizes
+    for pos in itertools.product(*map(range, win.out_sizes)):
+        brute = sum(all(0 <= o * s + t * d - lo < size for o, t, s, d, (lo, _), size
+                        in zip(pos, tap, win.stride, win.dilation, win.pads, win.in_sizes))
+                    for tap in itertools.product(*map(range, win.kernel)))
+        assert counts[pos] == brute
+    assert counts.sum() == win.in_bounds_taps <= win.dense_taps == counts.size * win.taps
+
+
+def test_window_functions():
+    assert window.extent(3, 2) == 5
+    assert window.output_size(7, 5, 2, (1, 1)) == (7 + 2 - 5) // 2 + 1
+    assert window.same_pads(7, 3, 2) == (1, 1)  # ceil(7/2) = 4 outputs need 9 positions
+    assert window.centered_pads(4) == (2, 1)
+    # PyTorch's ConvTranspose size (H-1)s - 2p + d(k-1) + output_padding + 1; the crops
+    # are (p, p - output_padding).
+    assert window.transposed_size(7, window.extent(4, 1), 2, (1, 1)) == 14  # DCGAN
+    assert window.transposed_size(4, 3, 2, (1, 1 - 1)) == (4 - 1) * 2 - 2 + 2 + 1 + 1
+    assert window.in_bounds_per_tap(5, 3, pad_lo=1, out_size=5) == [4, 5, 4]
+    stage = PLANS["conv"]((1, 9, 9, 1), (3, 5, 1, 1), stride=2).window.stage(1, (9, 9))
+    assert (stage.kernel, stage.stride, stage.out_sizes) == ((1, 5), (1, 2), (9, 5))
+
+
+# --------------------------------------------------------------------------- traced entries
+
+
+def traced_plan(op, shapes_of_k, **kw):
+    """``PLANS[op]`` under vmap over ``k``: the output shape for k = 2, 3."""
+    out = jax.vmap(lambda k: PLANS[op](*shapes_of_k(k), **kw).out_shape)(jnp.array([2, 3]))
+    return [tuple(int(v[i]) for v in out) for i in range(2)]
+
+
+@pytest.mark.parametrize("op, shapes_of_k, kw", [
+    ("conv", lambda k: ((k, 8, 8, 2 * k), (3, 3, k, 4)), dict(groups=2)),
+    ("depthwise_conv", lambda k: ((1, 8, 8, k), (3, 3, 1, 2 * k)), {}),
+    ("separable_conv", lambda k: ((1, 8, 8, k), (3, 3, 1, k), (k, 5)), {}),
+    ("spatially_separable_conv", lambda k: ((1, 8, 8, k), [(3, 1, k, k), (1, 3, k, 4)]), {}),
+    ("per_map_conv", lambda k: ((1, 8, 8, k), (3, 3, k)), dict(stride=2)),
+    ("conv_transpose", lambda k: ((1, 4, 4, k), (3, 3, k, k)), dict(stride=2)),
+    ("local_conv", lambda k: ((1, 8, 8, k), (6, 6, 3, 3, k, 4)), {}),
+    ("channel_max_pool", lambda k: ((1, 8, 8, 4 * k), 2), {}),
+    ("local_response_norm", lambda k: ((1, 8, 8, k),), {}),
+])
+def test_plans_take_traced_counts(op, shapes_of_k, kw):
+    """Batch, channel and filter counts may be traced: the plan is the concrete one's."""
+    assert traced_plan(op, shapes_of_k, **kw) == [PLANS[op](*shapes_of_k(k), **kw).out_shape
+                                                  for k in (2, 3)]
+
+
+def test_traced_plans_check_what_they_can():
+    with pytest.raises(ValueError, match="groups"):  # concrete K checked with traced C
+        traced_plan("conv", lambda c: ((1, 8, 8, c), (3, 3, c, 5)), groups=2)
+    with pytest.raises(ValueError, match="fits the padded input"):
+        traced_plan("conv", lambda c: ((1, 4, 4, c), (7, 7, c, 2)), padding="VALID")
+    with pytest.raises(TypeError, match="spatial sizes"):
+        traced_plan("conv", lambda h: ((1, h, 8, 3), (3, 3, 3, 4)))
+    with pytest.raises(TypeError, match="kernel sizes"):
+        traced_plan("conv", lambda k: ((1, 8, 8, 3), (k, 3, 3, 4)))
+    with pytest.raises(TypeError, match="depth"):
+        traced_plan("depth_sliding_conv", lambda c: ((1, 8, 8, c), (3, 3, 3, 4)))

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jconv.kernels.combine import differentiated_by
+from jconv.ops.window import extent, output_size, transposed_size
 
 
 def channels_last_dnums(nd: int) -> lax.ConvDimensionNumbers:
@@ -99,8 +100,9 @@ def contract(xs, w_tap, groups: int, precision=None, preferred_element_type=None
     return y.reshape(*xs.shape[:-1], k)  # (..., K)
 
 
-def _out_sizes(xp_shape, extent, stride):
-    return tuple((size - e) // s + 1 for size, e, s in zip(xp_shape[1:-1], extent, stride))
+def _out_sizes(xp_shape, kernel, dilation, stride):
+    """Output sizes of the window over the already padded ``xp`` of shape ``(N, *S, C)``."""
+    return tuple(map(output_size, xp_shape[1:-1], map(extent, kernel, dilation), stride))
 
 
 def shift_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
@@ -114,8 +116,7 @@ def shift_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precis
                                     preferred_element_type)
     kernel = w.shape[:-2]
     xp = pad_and_dilate(x, pads, lhs_dilation)
-    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-    out_sizes = _out_sizes(xp.shape, extent, stride)
+    out_sizes = _out_sizes(xp.shape, kernel, dilation, stride)
     out = None
     for tap, xs in shifted_windows(xp, kernel, stride, dilation, out_sizes):
         y = contract(xs, w[tap], groups, precision, preferred_element_type)
@@ -153,8 +154,7 @@ def _depthwise_rows(xp, w, stride, dilation, out_sizes):
     if ho * row_bytes <= DEPTHWISE_UNCHUNKED_BYTES or rows >= ho:
         return _depthwise_taps(xp, w, stride, dilation, out_sizes)
     blocks = -(-ho // rows)
-    extent = (w.shape[0] - 1) * dilation[0] + 1
-    in_rows = (rows - 1) * stride[0] + extent
+    in_rows = transposed_size(rows, extent(w.shape[0], dilation[0]), stride[0])  # rows read
     short = (blocks - 1) * rows * stride[0] + in_rows - xp.shape[1]
     xp = lax.pad(xp, jnp.zeros((), xp.dtype),
                  [(0, 0, 0), (0, max(0, short), 0)] + [(0, 0, 0)] * (xp.ndim - 2))
@@ -185,12 +185,12 @@ def depthwise_shift_conv(x, w, stride, pads, dilation, lhs_dilation=None,
     multiplier = w.shape[-1] // x.shape[-1]
     if multiplier > 1:
         x = jnp.repeat(x, multiplier, axis=-1)  # (N, *S, C*M)
-    extent = [(k - 1) * d + 1 for k, d in zip(w.shape[:-2], dilation)]
 
     def taps(form):
         def conv(x, w):
             xp = pad_and_dilate(x, pads, lhs_dilation)
-            return form(xp, w, stride, dilation, _out_sizes(xp.shape, extent, stride))
+            return form(xp, w, stride, dilation,
+                        _out_sizes(xp.shape, w.shape[:-2], dilation, stride))
         return conv
 
     plain = taps(_depthwise_taps)
@@ -203,8 +203,7 @@ def patch_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precis
     kernel = w.shape[:-2]
     cg, k = w.shape[-2:]
     xp = pad_and_dilate(x, pads, lhs_dilation)
-    extent = [(kk - 1) * d + 1 for kk, d in zip(kernel, dilation)]
-    out_sizes = _out_sizes(xp.shape, extent, stride)
+    out_sizes = _out_sizes(xp.shape, kernel, dilation, stride)
     windows = [xs for _, xs in shifted_windows(xp, kernel, stride, dilation, out_sizes)]
     patches = jnp.stack(windows, axis=-2)  # (N, *S', T, C)
     patches = patches.reshape(*patches.shape[:-1], groups, cg)  # (N, *S', T, G, C/G)
@@ -267,7 +266,7 @@ def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=No
     """
     kernel = w.shape[:-2]
     in_sizes = x.shape[1:-1]
-    full = [(i - 1) * s + (k - 1) * d + 1
+    full = [transposed_size(i, extent(k, d), s)
             for i, s, k, d in zip(in_sizes, stride, kernel, dilation)]
     out = None
     for tap in itertools.product(*(range(k) for k in kernel)):
@@ -309,8 +308,8 @@ def _lax_signature(core):
             if any(d != 1 for d in lhs_dilation):
                 raise ValueError(f"{core.__name__}: string padding={padding!r} with "
                                  f"lhs_dilation={lhs_dilation}; give explicit (low, high) pairs")
-            extent = [(k - 1) * d + 1 for k, d in zip(w.shape[:-2], rhs_dilation)]
-            padding = lax.padtype_to_pads(x.shape[1:-1], extent, window_strides, padding)
+            extents = list(map(extent, w.shape[:-2], rhs_dilation))
+            padding = lax.padtype_to_pads(x.shape[1:-1], extents, window_strides, padding)
         y = core(x, w, tuple(window_strides), tuple(map(tuple, padding)), rhs_dilation,
                  feature_group_count, lhs_dilation, precision, preferred_element_type)
         return jnp.transpose(y, inverse)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jconv.kernels.einsum_conv import channels_last_dnums
+from jconv.ops.window import extent, transposed_size
 
 
 class _AxisPhase(NamedTuple):
@@ -102,8 +103,8 @@ def phase_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None
     nd = x.ndim - 2
     n, sizes, k_out = x.shape[0], x.shape[1:-1], w.shape[-1]
     kernel = w.shape[:-2]
-    outs = [(i - 1) * s + (k - 1) * d + 1 - lo - hi
-            for i, s, k, d, (lo, hi) in zip(sizes, stride, kernel, dilation, crops)]
+    outs = [transposed_size(i, extent(k, d), s, crop)
+            for i, s, k, d, crop in zip(sizes, stride, kernel, dilation, crops)]
     qs = [-(-o // s) for o, s in zip(outs, stride)]  # phase outputs per axis, ceil(O/s)
     per_axis = [[_axis_phase(r, i, k, s, d, lo, q) for r in range(s)]
                 for i, k, s, d, (lo, _), q in zip(sizes, kernel, stride, dilation, crops, qs)]

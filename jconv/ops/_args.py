@@ -10,14 +10,15 @@ input maps, ``K`` filters (output maps); kernels ``H W I O``.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import operator
 from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+
+# Window and same_pads are re-exported: the window arithmetic lives in window.py.
+from jconv.ops.window import Window, extent, output_size, same_pads  # noqa: F401
 
 PADDING_MODES = ("zeros", "reflect", "edge", "circular")
 # PyTorch's name for numpy's "edge".
@@ -85,42 +86,6 @@ def padding_mode(op: str, mode: Any) -> str:
     return mode
 
 
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """Resolved geometry of a sliding window along the spatial axes.
-
-    Attributes:
-      in_sizes: input spatial sizes ``(H, W)``.
-      kernel: kernel spatial sizes ``(kh, kw)``.
-      stride, dilation: per axis.
-      pads: explicit ``(low, high)`` padding per axis.
-      out_sizes: output spatial sizes ``(H', W')``.
-    """
-
-    in_sizes: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]
-    out_sizes: tuple[int, ...]
-
-    @property
-    def extent(self) -> tuple[int, ...]:
-        """Span of the dilated kernel, ``(k - 1) * d + 1`` per axis."""
-        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
-
-    @property
-    def taps(self) -> int:
-        return math.prod(self.kernel)
-
-
-def same_pads(in_size: int, extent: int, stride: int) -> tuple[int, int]:
-    """``SAME`` padding (lax/TensorFlow rule): output ``ceil(in / stride)``, odd pad at the end."""
-    out = -(-in_size // stride)
-    total = max((out - 1) * stride + extent - in_size, 0)
-    return total // 2, total - total // 2
-
-
 def explicit_pads(op: str, padding: Any, n: int) -> tuple[tuple[int, int], ...] | str:
     """Normalises ``padding`` to "SAME", "VALID" or ``n`` non-negative (low, high) pairs."""
     expected = ('"SAME", "VALID", an int, a sequence of ints (one per spatial axis) or of '
@@ -146,35 +111,50 @@ def explicit_pads(op: str, padding: Any, n: int) -> tuple[tuple[int, int], ...] 
     return pairs
 
 
-def window(op: str, in_sizes: Sequence[int], kernel: Sequence[int], *, stride: Any,
+def require_static(op: str, name: str, values, what: str):
+    """Raises ``TypeError`` unless every value is a Python int (none traced under jit/vmap)."""
+    if not all(isinstance(v, int) for v in values):
+        fail(op, name, "a traced value", f"static ints for {what}: they decide the window",
+             TypeError)
+
+
+def window(op: str, in_sizes: Sequence[Any], kernel: Sequence[int], *, stride: Any,
            padding: Any, dilation: Any, mode: str = "zeros",
            axis_names: Sequence[str] | None = None, kernel_arg: str = "w") -> Window:
     """Resolves stride, padding and dilation against the input and kernel sizes.
 
     Raises ``ValueError`` if a dilated kernel does not fit in the padded input, or if a
-    reflect/circular padding is wider than the input allows.
+    reflect/circular padding is wider than the input allows. An input size may be a traced
+    integer where the padding is explicit (not ``"SAME"``): its output size is then traced
+    and the fit is not checked along that axis.
     """
     n = len(in_sizes)
     stride = int_tuple(op, "stride", stride, n)
     dilation = int_tuple(op, "dilation", dilation, n)
     pads = explicit_pads(op, padding, n)
-    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    require_static(op, f"{kernel_arg} window", kernel, "the kernel sizes")
+    extents = tuple(map(extent, kernel, dilation))
+    names = axis_names or [f"spatial axis {a}" for a in range(n)]
     if pads == "VALID":
         pads = ((0, 0),) * n
     elif pads == "SAME":
-        pads = tuple(same_pads(i, e, s) for i, e, s in zip(in_sizes, extent, stride))
-    names = axis_names or [f"spatial axis {a}" for a in range(n)]
+        traced = [name for name, size in zip(names, in_sizes) if not isinstance(size, int)]
+        if traced:
+            fail(op, "padding", "SAME", f"explicit padding along {traced[0]}, whose size is "
+                 "traced (SAME padding depends on it)", TypeError)
+        pads = tuple(map(same_pads, in_sizes, extents, stride))
     limit = {"reflect": lambda size: size - 1, "circular": lambda size: size}.get(mode)
-    for name, size, (lo, hi) in zip(names, in_sizes, pads):
+    static_axes = [axis for axis in zip(names, in_sizes, pads, kernel, dilation, extents)
+                   if isinstance(axis[1], int)]  # a traced size is not checked
+    for name, size, (lo, hi), *_ in static_axes:
         if limit is not None and max(lo, hi) > limit(size):
             fail(op, "padding", (lo, hi),
                  f"at most {limit(size)} per side along {name} (input size {size}) "
                  f"for padding_mode={mode!r}")
-    for name, size, (lo, hi), k, d, e in zip(names, in_sizes, pads, kernel, dilation, extent):
+    for name, size, (lo, hi), k, d, e in static_axes:
         if e > size + lo + hi:
             fail(op, f"{kernel_arg} window", tuple(kernel),
                  f"a kernel that fits the padded input along {name}: extent {e} "
                  f"(size {k}, dilation {d}) > input {size} + padding ({lo}, {hi})")
-    out = tuple((size + lo + hi - e) // s + 1
-                for size, (lo, hi), e, s in zip(in_sizes, pads, extent, stride))
+    out = tuple(map(output_size, in_sizes, extents, stride, pads))
     return Window(tuple(in_sizes), tuple(kernel), stride, dilation, pads, out)

@@ -16,6 +16,11 @@ available without arrays::
 
 Letters: ``N`` batch, ``H W`` (or ``D H W``) spatial, ``C`` input maps, ``K`` filters;
 kernels ``H W I O``.
+
+Batch, channel and filter counts may be traced integer scalars (under ``jit`` or
+``vmap``, as :mod:`jconv.cost` passes them); spatial and kernel sizes must be static
+ints, since they decide the window. A check that needs a traced value (``groups``
+divides ``C``) is skipped, and the output shape holds the traced entries.
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax.numpy as jnp
+import numpy as np
+
 from jconv.ops import _args
-from jconv.ops._args import Window, fail
+from jconv.ops._args import fail
+from jconv.ops.window import Window, extent, same_pads, transposed_size
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """An op's resolved geometry: its output shape and the sliding window it uses."""
+    """An op's resolved geometry: its output shape and the sliding window it uses.
+
+    ``out_shape`` holds traced entries where the input shapes do (batch, maps, filters).
+    """
 
     out_shape: tuple[int, ...]
     window: Window | None = None
@@ -39,14 +51,30 @@ class Plan:
     padding_mode: str = "zeros"
 
 
+def _known(*values) -> bool:
+    """Whether every value is a Python int (none is traced)."""
+    return all(isinstance(v, int) for v in values)
+
+
+def _size(value: Any):
+    """A shape entry as an int; a traced integer scalar (under jit or vmap) as it is."""
+    try:
+        return int(value)
+    except TypeError:  # jax.errors.ConcretizationTypeError for a traced value
+        dtype = getattr(value, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.integer) or np.ndim(value) != 0:
+            raise
+        return value
+
+
 def _shape(op: str, name: str, shape: Any, ranks: Sequence[int], doc: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(_size(s) for s in shape)
     except TypeError:
         fail(op, name, shape, f"a shape tuple {doc}", TypeError)
     if len(shape) not in ranks:
         fail(op, name, shape, f"rank {' or '.join(map(str, ranks))}: {doc}")
-    if any(s < 1 for s in shape):
+    if any(s < 1 for s in shape if isinstance(s, int)):
         fail(op, name, shape, f"positive sizes: {doc}")
     return shape
 
@@ -55,7 +83,9 @@ _X_DOC = "(N, *spatial, C) with 1 to 3 spatial axes"
 
 
 def _x(op: str, x_shape: Any) -> tuple[int, ...]:
-    return _shape(op, "x.shape", x_shape, (3, 4, 5), _X_DOC)
+    x_shape = _shape(op, "x.shape", x_shape, (3, 4, 5), _X_DOC)
+    _args.require_static(op, "x.shape", x_shape[1:-1], "the spatial sizes")
+    return x_shape
 
 
 def _kernel(op, x_shape, w_shape, *, tail: int, doc: str, name: str = "w.shape"):
@@ -66,16 +96,18 @@ def _kernel(op, x_shape, w_shape, *, tail: int, doc: str, name: str = "w.shape")
 
 def _grouped(op, x_shape, w_shape, kernel, *, groups, w_name="w", padding_mode="zeros",
              **window_kwargs) -> Plan:
-    """Checks shared by grouped convs: ``w_shape`` ends in ``(C/groups, K)``."""
-    groups = _args.positive_int(op, "groups", groups)
+    """Checks shared by grouped convs: ``w_shape`` ends in ``(C/groups, K)``.
+
+    ``groups`` is a positive int, or a depthwise conv's ``C`` (which may be traced).
+    """
     c, (i, k) = x_shape[-1], w_shape[-2:]
-    if c % groups:
+    if _known(c, groups) and c % groups:
         fail(op, "groups", groups, f"a divisor of the input channels C={c} (x.shape={x_shape})")
-    if i * groups != c:
+    if _known(c, i, groups) and i * groups != c:
         fail(op, f"{w_name}.shape", w_shape,
              f"kernel depth {w_name}.shape[-2] = C/groups = {c}/{groups} = {c // groups}, "
              f"got {i}")
-    if k % groups:
+    if _known(k, groups) and k % groups:
         fail(op, "groups", groups, f"a divisor of the filter count K={w_name}.shape[-1]={k}")
     mode = _args.padding_mode(op, padding_mode)
     win = _args.window(op, x_shape[1:-1], kernel, mode=mode, kernel_arg=w_name,
@@ -89,7 +121,8 @@ def conv(x_shape, w_shape, *, stride=1, padding="SAME", dilation=1, groups=1,
     x_shape = _x(op, x_shape)
     w_shape = _kernel(op, x_shape, w_shape, tail=2,
                       doc="(*kernel, C/groups, K) with {nd} kernel axes for x's spatial axes")
-    return _grouped(op, x_shape, w_shape, w_shape[:-2], groups=groups, stride=stride,
+    return _grouped(op, x_shape, w_shape, w_shape[:-2],
+                    groups=_args.positive_int(op, "groups", groups), stride=stride,
                     padding=padding, dilation=dilation, padding_mode=padding_mode)
 
 
@@ -98,7 +131,7 @@ def _depthwise(op, x_shape, w_shape, w_name, **window_kwargs) -> Plan:
     c = x_shape[-1]
     w_shape = _kernel(op, x_shape, w_shape, tail=2, name=f"{w_name}.shape",
                       doc="(*kernel, 1, C*M) with {nd} kernel axes, M the channel multiplier")
-    if w_shape[-2] != 1 or w_shape[-1] % c:
+    if _known(*w_shape[-2:], c) and (w_shape[-2] != 1 or w_shape[-1] % c):
         fail(op, f"{w_name}.shape", w_shape, f"(*kernel, 1, C*M) with C={c} input maps")
     return _grouped(op, x_shape, w_shape, w_shape[:-2], groups=c, w_name=w_name,
                     **window_kwargs)
@@ -114,8 +147,9 @@ def pointwise_conv(x_shape, w_shape, *, stride=1, groups=1) -> Plan:
     op = "pointwise_conv"
     x_shape = _x(op, x_shape)
     w_shape = _shape(op, "w.shape", w_shape, (2,), "(C/groups, K)")
-    return _grouped(op, x_shape, w_shape, (1,) * (len(x_shape) - 2), groups=groups,
-                    stride=stride, padding="VALID", dilation=1)
+    return _grouped(op, x_shape, w_shape, (1,) * (len(x_shape) - 2),
+                    groups=_args.positive_int(op, "groups", groups), stride=stride,
+                    padding="VALID", dilation=1)
 
 
 def separable_conv(x_shape, w_depthwise_shape, w_pointwise_shape, *, stride=1, padding="SAME",
@@ -124,7 +158,8 @@ def separable_conv(x_shape, w_depthwise_shape, w_pointwise_shape, *, stride=1, p
     depthwise = _depthwise(op, x_shape, w_depthwise_shape, "w_depthwise", stride=stride,
                            padding=padding, dilation=dilation, padding_mode=padding_mode)
     w_pointwise_shape = _shape(op, "w_pointwise.shape", w_pointwise_shape, (2,), "(C*M, K)")
-    if w_pointwise_shape[0] != depthwise.out_shape[-1]:
+    if (_known(w_pointwise_shape[0], depthwise.out_shape[-1])
+            and w_pointwise_shape[0] != depthwise.out_shape[-1]):
         fail(op, "w_pointwise.shape", w_pointwise_shape,
              f"(C*M, K) with C*M = {depthwise.out_shape[-1]} depthwise outputs")
     return dataclasses.replace(depthwise, out_shape=(*depthwise.out_shape[:-1],
@@ -147,7 +182,7 @@ def spatially_separable_conv(x_shape, w_shapes, *, stride=1, padding="SAME", dil
         w_shape = _kernel(op, x_shape, w_shape, tail=2, doc=doc, name=f"ws[{a}].shape")
         if any(s != 1 for b, s in enumerate(w_shape[:-2]) if b != a):
             fail(op, f"ws[{a}].shape", w_shape, doc)
-        if w_shape[-2] != channels:
+        if _known(w_shape[-2], channels) and w_shape[-2] != channels:
             fail(op, f"ws[{a}].shape", w_shape,
                  f"input depth w.shape[-2] = {channels} (the maps it receives)")
         kernel.append(w_shape[a])
@@ -196,15 +231,16 @@ def conv_transpose(x_shape, w_shape, *, stride=1, padding=0, output_padding=0, d
                       doc="(*kernel, C/groups, K) with {nd} kernel axes")
     groups = _args.positive_int(op, "groups", groups)
     c, (i, k) = x_shape[-1], w_shape[-2:]
-    if c % groups or i * groups != c:
+    if _known(c, i) and (c % groups or i * groups != c):
         fail(op, "w.shape", w_shape, f"(*kernel, C/groups, K) with C={c}, groups={groups}")
-    if k % groups:
+    if _known(k) and k % groups:
         fail(op, "groups", groups, f"a divisor of the filter count K=w.shape[-1]={k}")
     stride = _args.int_tuple(op, "stride", stride, nd)
     dilation = _args.int_tuple(op, "dilation", dilation, nd)
     output_padding = _args.int_tuple(op, "output_padding", output_padding, nd, minimum=0)
     kernel = w_shape[:-2]
-    extent = [(kk - 1) * d + 1 for kk, d in zip(kernel, dilation)]
+    _args.require_static(op, "w.shape", kernel, "the kernel sizes")
+    extents = tuple(map(extent, kernel, dilation))
     for a, (op_, s, d) in enumerate(zip(output_padding, stride, dilation)):
         if op_ >= max(s, d):
             fail(op, "output_padding", output_padding,
@@ -213,16 +249,15 @@ def conv_transpose(x_shape, w_shape, *, stride=1, padding=0, output_padding=0, d
     if pads == "VALID":
         pads = ((0, 0),) * nd
     elif pads == "SAME":  # the VJP of a SAME conv whose input has in*stride positions
-        pads = tuple(_args.same_pads(size * s, e, s)
-                     for size, e, s in zip(x_shape[1:-1], extent, stride))
+        pads = tuple(same_pads(size * s, e, s)
+                     for size, e, s in zip(x_shape[1:-1], extents, stride))
         output_padding = tuple(op_ + max(s - e, 0)
-                               for op_, s, e in zip(output_padding, stride, extent))
-    out = tuple((size - 1) * s - lo - hi + e + op_
-                for size, s, (lo, hi), e, op_ in zip(x_shape[1:-1], stride, pads, extent,
-                                                    output_padding))
+                               for op_, s, e in zip(output_padding, stride, extents))
+    # The forward conv's padding; output_padding extends the output at the high end.
+    forward_pads = tuple((lo, hi - op_) for (lo, hi), op_ in zip(pads, output_padding))
+    out = tuple(map(transposed_size, x_shape[1:-1], extents, stride, forward_pads))
     if any(o < 1 for o in out):
         fail(op, "padding", padding, f"a crop that leaves a positive output size, got {out}")
-    forward_pads = tuple((lo, hi - op_) for (lo, hi), op_ in zip(pads, output_padding))
     win = Window(out, tuple(kernel), stride, dilation, forward_pads, tuple(x_shape[1:-1]))
     return Plan((x_shape[0], *out, k), win, groups)
 
@@ -235,7 +270,8 @@ def local_conv(x_shape, w_shape, *, stride=1, padding="VALID", dilation=1,
     doc = (f"(*out_spatial, *kernel, C, K): {nd} output axes, {nd} kernel axes, "
            f"C={x_shape[-1]}, K")
     w_shape = _shape(op, "w.shape", w_shape, (2 * nd + 2,), doc)
-    if w_shape[-2] != x_shape[-1]:
+    _args.require_static(op, "w.shape", w_shape[:nd], "the output positions")
+    if _known(w_shape[-2], x_shape[-1]) and w_shape[-2] != x_shape[-1]:
         fail(op, "w.shape", w_shape, doc)
     mode = _args.padding_mode(op, padding_mode)
     win = _args.window(op, x_shape[1:-1], w_shape[nd:2 * nd], stride=stride, padding=padding,
@@ -253,6 +289,7 @@ def depth_sliding_conv(x_shape, w_shape, *, stride=1, padding="VALID", dilation=
     x_shape = _x(op, x_shape)
     w_shape = _kernel(op, x_shape, w_shape, tail=2,
                       doc="(kd, *kernel, K): depth, {nd} spatial kernel axes, K filters")
+    _args.require_static(op, "x.shape", x_shape[-1:], "C, the depth axis of the window")
     mode = _args.padding_mode(op, padding_mode)
     nd = len(x_shape) - 2
     win = _args.window(op, (x_shape[-1], *x_shape[1:-1]), w_shape[:-1], stride=stride,
@@ -290,7 +327,7 @@ def global_avg_pool(x_shape) -> Plan:
 
 
 def channel_max_pool(x_shape, group_size, *, stride=None) -> Plan:
-    """The window slides along the channel axis only."""
+    """The window slides along the channel axis only (``C`` may be traced: VALID)."""
     op = "channel_max_pool"
     x_shape = _x(op, x_shape)
     group_size = _args.positive_int(op, "group_size", group_size)
