@@ -25,9 +25,8 @@ def plan(x_shape, w_shape, *, stride=1, kernel=(3, 3)):
 
 def shift_conv(x, w, stride=1, *, kernel=(3, 3), impl="auto", precision=None):
     """``y[n, p, k] = sum_c x[n, p*s + offset(c), c] w[c, k]``; x (N, H, W, C), w (C, K)."""
-    impl = dispatch.resolve("shift_conv", impl, plan(x.shape, w.shape, stride=stride,
-                                                     kernel=kernel), x.shape)
-    with dispatch.scope("shift_conv", impl):
+    p = plan(x.shape, w.shape, stride=stride, kernel=kernel)
+    with dispatch.chosen("shift_conv", impl, p, x.shape) as impl:
         (ph, pw), (h, wd) = (k // 2 for k in kernel), x.shape[1:3]
         xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
         moved = jnp.concatenate([xp[:, ph + dy:ph + dy + h, pw + dx:pw + dx + wd, c:c + 1]

@@ -20,6 +20,7 @@ calling it.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import jax
@@ -83,6 +84,8 @@ def check_op(op: str, examples=None, *, seed: int = 0) -> list[str]:
     if not examples:
         raise ValueError(f"check_op: {op} has no examples; pass examples=[(shapes, kwargs)]")
     rng = np.random.default_rng(seed)
+    takes = "precision" in inspect.signature(spec.fn).parameters
+    precision = {"precision": lax.Precision.HIGHEST} if takes else {}
     lines = []
     with jax.enable_x64(True):
         for i, (shapes, kwargs) in enumerate(examples):
@@ -93,8 +96,7 @@ def check_op(op: str, examples=None, *, seed: int = 0) -> list[str]:
             statics = [v for v, a in zip(values, is_array) if not a]
 
             def call(*arrays_, impl):
-                return spec.fn(*arrays_, *statics, impl=impl, precision=lax.Precision.HIGHEST,
-                               **kwargs)
+                return spec.fn(*arrays_, *statics, impl=impl, **precision, **kwargs)
 
             first, dy = None, None
             for impl in spec.impls:

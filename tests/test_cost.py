@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jconv import cost
-from jconv.ops import shapes as jconv_shapes
+from jconv.ops import registry
 from tests.strategies import geometries, split
 
 XLA_EXAMPLES = settings(max_examples=12)  # each example compiles; keep the suite fast
@@ -159,7 +159,7 @@ def test_in_bounds_taps_is_the_double_sum(size, k, s, d, lo, hi):
 def to_multiply(op, *shapes_, cg, kg, **kwargs):
     """XLA rewrites a conv with one tap, no stride or dilation, no zero padding and one map in
     and out per group into an elementwise multiply: 1 FLOP per output, not 2."""
-    plan = jconv_shapes.PLANS[op](*shapes_, **kwargs)
+    plan = registry.get(op).plan(*shapes_, **kwargs)
     win = plan.window
     return (cg == kg == 1 and set(win.kernel) == {1} and set(win.stride) == {1}
             and set(win.dilation) == {1}

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 import jconv
 from jconv import reference
-from jconv.ops import window
-from jconv.ops.shapes import PLANS
+from jconv.ops import BUILTIN_OPS, registry, window
+
+PLANS = {op: registry.get(op).plan for op in BUILTIN_OPS}
 
 # --------------------------------------------------------------------------- param counts
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from jconv.cost.counting import product, total
 from jconv.cost.model import Cost, assemble, dims, taps, window_cost
-from jconv.ops import shapes
+from jconv.ops import registry, shapes
 from jconv.ops._args import fail
 
 __all__ = ["conv", "conv_transpose", "depth_sliding_conv", "depthwise_conv", "local_conv",
@@ -22,7 +22,7 @@ def _one_weight(op, x_shape, w_shape, per_tap, *, dtype, bias, **op_kwargs) -> C
     """A conv with one weight: its plan on the real shapes, ``per_tap(x, w)`` MACs per
     tap, output position and image."""
     x, w = _xw(op, x_shape, w_shape)
-    plan = shapes.PLANS[op](x, w, **op_kwargs)
+    plan = registry.get(op).plan(x, w, **op_kwargs)
     return window_cost(op, plan, per_tap=per_tap(x, w), x_shape=x, w_shapes=(w,), bias=bias,
                        dtype=dtype)
 

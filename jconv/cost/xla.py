@@ -6,16 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jconv.cost import convs, pooling
 from jconv.cost.model import Cost
-from jconv.ops import shapes
+from jconv.ops import registry
 from jconv.ops._args import fail
 
 __all__ = ["compare", "loglog_slope", "xla_cost"]
-
-_COST_FUNCTIONS = {name: getattr(module, name) for module in (convs, pooling)
-                   for name in module.__all__}
-
 
 def _abstract(value, dtype):
     """Shapes become ``jax.ShapeDtypeStruct``s (lists of shapes: lists of them)."""
@@ -36,11 +31,7 @@ def xla_cost(op: str, *shapes_, impl: str = "lax", dtype="float32", **kwargs) ->
       the ``"flops"`` entry as a float, or None where XLA reports none or a negative value
       (GPU convolutions are library calls whose cost XLA does not know).
     """
-    import jconv.ops  # noqa: PLC0415 (jconv.cost is importable before jconv's top level)
-
-    fn = getattr(jconv.ops, op, None)
-    if op not in shapes.PLANS or fn is None:
-        fail("xla_cost", "op", op, f"one of {sorted(shapes.PLANS)}")
+    fn = registry.get(op, "xla_cost").fn
     args = [_abstract(s, jnp.dtype(dtype)) for s in shapes_]
     is_array = [isinstance(a, (jax.ShapeDtypeStruct, list)) for a in args]
     arrays = [a for a, is_a in zip(args, is_array) if is_a]
@@ -65,9 +56,10 @@ def compare(op: str, *shapes_, impl: str = "lax", dtype="float32", **kwargs) -> 
     Returns:
       ``dict(ours_dense=..., ours_in_bounds=..., xla=...)``.
     """
-    if op not in _COST_FUNCTIONS:
-        fail("compare", "op", op, f"one of {sorted(shapes.PLANS)}")
-    ours: Cost = _COST_FUNCTIONS[op](*shapes_, dtype=dtype, **kwargs)
+    spec = registry.get(op, "compare")
+    if spec.cost is None:
+        fail("compare", "op", op, "an op registered with a cost formula")
+    ours: Cost = spec.cost(*shapes_, dtype=dtype, **kwargs)
     op_kwargs = {k: v for k, v in kwargs.items() if k not in ("bias", "shortcut")}
     return dict(ours_dense=ours.flops, ours_in_bounds=ours.flops_in_bounds,
                 xla=xla_cost(op, *shapes_, impl=impl, dtype=dtype, **op_kwargs))

@@ -34,25 +34,9 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
     return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
 
 
-def stage_window(win: Window, axis: int, in_sizes) -> Window:
-    """Stage ``axis`` of a spatially separable conv: ``win`` along ``axis`` only, from ``in_sizes``.
-
-    The stage keeps ``win``'s stride, dilation and padding along ``axis`` and is a
-    one-tap identity window along every other axis, so the stages end on ``win``'s grid.
-    """
-    def only_axis(value, other):
-        return tuple(value[b] if b == axis else other[b] for b in range(len(in_sizes)))
-    ones, no_pads = (1,) * len(in_sizes), ((0, 0),) * len(in_sizes)
-    kernel = only_axis(win.kernel, ones)
-    return Window(tuple(in_sizes), kernel, only_axis(win.stride, ones),
-                  only_axis(win.dilation, ones), only_axis(win.pads, no_pads),
-                  only_axis(win.out_sizes, tuple(in_sizes)))
-
-
 def _run(op, x, w, plan: shapes.Plan, impl, precision):
     """Resolves ``impl`` for ``plan`` and runs the conv under the ``op[impl]`` scope."""
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return run_conv(x, w, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
                         impl=impl, precision=precision)
 
@@ -209,9 +193,8 @@ def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilati
     x, wd, wp = _args.common_dtype(x, wd, wp)
     plan = shapes.separable_conv(x.shape, wd.shape, wp.shape, stride=stride, padding=padding,
                                  dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
     nd = x.ndim - 2
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         y = run_conv(x, wd, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
                      impl=impl, precision=precision)
         pointwise = shapes.pointwise_conv(y.shape, wp.shape)
@@ -263,10 +246,9 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
                                            padding=padding, dilation=dilation,
                                            padding_mode=padding_mode)
     win = plan.window
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         for a, w in enumerate(ws):
-            stage = stage_window(win, a, x.shape[1:-1])
+            stage = win.stage(a, x.shape[1:-1])
             x = run_conv(x, w, window=stage, groups=1, mode=plan.padding_mode, impl=impl,
                          precision=precision)
     return x

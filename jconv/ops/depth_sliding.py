@@ -57,8 +57,7 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
     x, w = _args.common_dtype(x, w)
     plan = shapes.depth_sliding_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
         forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
                                          mode=plan.padding_mode, impl=name, precision=precision)

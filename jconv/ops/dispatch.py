@@ -29,6 +29,7 @@ forward+backward, since a call cannot know whether it will be differentiated). O
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -206,6 +207,14 @@ def scope(op: str, impl: str):
     return jax.named_scope(f"{op}[{impl}]")
 
 
-def resolve(op: str, impl: str, plan, x_shape) -> str:
-    """The implementation name a call runs (:func:`choose`'s ``impl``)."""
-    return choose(op, impl, plan, x_shape).impl
+@contextlib.contextmanager
+def chosen(op: str, impl: str, plan, x_shape):
+    """Resolves ``impl`` for a call of ``op`` with ``plan`` and runs the block under its scope.
+
+    Every op computes inside it: ``with dispatch.chosen(op, impl, plan, x.shape) as impl:``
+    gives the implementation name (``auto`` resolved by :func:`choose`, the same path as
+    :func:`which_impl`) within ``jax.named_scope(f"{op}[{impl}]")``.
+    """
+    impl = choose(op, impl, plan, x_shape).impl
+    with scope(op, impl):
+        yield impl

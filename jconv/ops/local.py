@@ -82,8 +82,7 @@ def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zer
     x, w = _args.common_dtype(x, w)
     plan = shapes.local_conv(x.shape, w.shape, stride=stride, padding=padding,
                              dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return _local_conv(x, w, plan=plan, impl=impl, precision=precision)
 
 

@@ -94,8 +94,7 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
     x, w = _inputs(op, x, w)
     plan = shapes.per_map_conv(x.shape, w.shape, stride=stride, padding=padding,
                                dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return _per_map(x, w, plan=plan, impl=impl, precision=precision)
 
 
@@ -129,8 +128,7 @@ def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mo
     x, w = _inputs(op, x, w)
     plan = shapes.shared_filter_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return _shared_filter(x, w, plan=plan, impl=impl, precision=precision)
 
 

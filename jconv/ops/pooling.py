@@ -18,6 +18,7 @@ from jax import lax
 
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.ops import _args, dispatch, registry, shapes
+from jconv.ops.window import centered_pads
 
 
 def _window_reduce(x, win, init, reducer, impl):
@@ -33,16 +34,6 @@ def _window_reduce(x, win, init, reducer, impl):
     return functools.reduce(reducer, windows)
 
 
-def _in_bounds_counts(win) -> np.ndarray:
-    """Number of window taps on the unpadded input, per output position ``(*S')``."""
-    per_axis = []
-    for size, k, s, (lo, _), out in zip(win.in_sizes, win.kernel, win.stride, win.pads,
-                                        win.out_sizes):
-        starts = np.arange(out) * s - lo
-        per_axis.append(np.minimum(starts + k, size) - np.maximum(starts, 0))
-    return functools.reduce(np.multiply.outer, per_axis)
-
-
 @functools.partial(jax.jit, static_argnames=("plan", "impl"))
 def _max_pool(x, *, plan, impl):
     return _window_reduce(x, plan.window, -jnp.inf, lax.max, impl)
@@ -53,7 +44,7 @@ def _avg_pool(x, *, plan, impl, count_include_pad):
     total = _window_reduce(x, plan.window, 0.0, lax.add, impl)
     if count_include_pad:
         return total / plan.window.taps
-    counts = _in_bounds_counts(plan.window)[None, ..., None]  # (1, *S', 1)
+    counts = plan.window.in_bounds_counts()[None, ..., None]  # (1, *S', 1)
     return total / counts.astype(x.dtype)
 
 
@@ -87,8 +78,7 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
     """
     x = _pool_input("max_pool", x)
     plan = shapes.max_pool(x.shape, window, stride=stride, padding=padding)
-    impl = dispatch.resolve("max_pool", impl, plan, x.shape)
-    with dispatch.scope("max_pool", impl):
+    with dispatch.chosen("max_pool", impl, plan, x.shape) as impl:
         return _max_pool(x, plan=plan, impl=impl)
 
 
@@ -117,8 +107,7 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
     x = _pool_input("avg_pool", x)
     plan = shapes.avg_pool(x.shape, window, stride=stride, padding=padding,
                            count_include_pad=count_include_pad)
-    impl = dispatch.resolve("avg_pool", impl, plan, x.shape)
-    with dispatch.scope("avg_pool", impl):
+    with dispatch.chosen("avg_pool", impl, plan, x.shape) as impl:
         return _avg_pool(x, plan=plan, impl=impl, count_include_pad=count_include_pad)
 
 
@@ -150,8 +139,7 @@ def global_avg_pool(x, *, impl="auto"):
     """
     x = _pool_input("global_avg_pool", x)
     plan = shapes.global_avg_pool(x.shape)
-    impl = dispatch.resolve("global_avg_pool", impl, plan, x.shape)
-    with dispatch.scope("global_avg_pool", impl):
+    with dispatch.chosen("global_avg_pool", impl, plan, x.shape) as impl:
         return _global_avg_pool(x, impl=impl)
 
 
@@ -191,15 +179,14 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
     """
     x = _pool_input("channel_max_pool", x)
     plan = shapes.channel_max_pool(x.shape, group_size, stride=stride)
-    impl = dispatch.resolve("channel_max_pool", impl, plan, x.shape)
-    with dispatch.scope("channel_max_pool", impl):
+    with dispatch.chosen("channel_max_pool", impl, plan, x.shape) as impl:
         return _channel_max_pool(x, plan=plan, impl=impl)
 
 
 @functools.partial(jax.jit, static_argnames=("size", "k", "alpha", "beta", "impl",
                                              "precision"))
 def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
-    lo, hi = size // 2, (size - 1) // 2
+    lo, hi = centered_pads(size)
     squares = x * x
     if impl == "lax":
         ones = (1,) * (x.ndim - 1)
@@ -251,8 +238,7 @@ def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
     op = "local_response_norm"
     x = _args.floating(op, "x", x)
     plan = shapes.local_response_norm(x.shape, size, k, alpha, beta)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return _local_response_norm(x, size=size, k=float(k), alpha=float(alpha),
                                     beta=float(beta), impl=impl, precision=precision)
 

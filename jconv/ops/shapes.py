@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from jconv.ops import _args
+from jconv.ops import _args, registry
 from jconv.ops._args import fail
 from jconv.ops.window import Window, extent, same_pads, transposed_size
 
@@ -351,14 +351,6 @@ def local_response_norm(x_shape, size=5, k=2.0, alpha=1e-4, beta=0.75) -> Plan:
     return Plan(x_shape)
 
 
-PLANS: dict[str, Callable[..., Plan]] = {
-    f.__name__: f for f in (
-        conv, depthwise_conv, pointwise_conv, separable_conv, spatially_separable_conv,
-        per_map_conv, shared_filter_conv, conv_transpose, local_conv, depth_sliding_conv,
-        max_pool, avg_pool, global_avg_pool, channel_max_pool, local_response_norm)
-}
-
-
 def output_shape(op: str, *shapes, **kwargs) -> tuple[int, ...]:
     """Output shape of ``jconv.<op>`` for inputs of the given shapes and keyword arguments.
 
@@ -367,9 +359,7 @@ def output_shape(op: str, *shapes, **kwargs) -> tuple[int, ...]:
       *shapes: the shapes of the op's array arguments, in order.
       **kwargs: the op's keyword arguments (``stride``, ``padding``, ...), minus ``impl``.
     """
-    if op not in PLANS:
-        fail("output_shape", "op", op, f"one of {sorted(PLANS)}")
-    return PLANS[op](*shapes, **kwargs).out_shape
+    return registry.get(op, "output_shape").plan(*shapes, **kwargs).out_shape
 
 
 def _product_sum(*shapes) -> int:
@@ -389,8 +379,7 @@ def param_count(op: str, *w_shapes, bias: bool = True) -> int:
     >>> param_count("depthwise_conv", (3, 3, 1, 64))
     640
     """
-    if op not in PLANS:
-        fail("param_count", "op", op, f"one of {sorted(PLANS)}")
+    registry.get(op, "param_count")
     if (op == "spatially_separable_conv" and len(w_shapes) == 1
             and not isinstance(w_shapes[0][0], int)):
         w_shapes = tuple(w_shapes[0])  # its one weight argument is the list of kernels

@@ -120,8 +120,7 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
     x, w = _args.common_dtype(x, w)
     plan = shapes.conv_transpose(x.shape, w.shape, stride=stride, padding=padding,
                                  output_padding=output_padding, dilation=dilation, groups=groups)
-    impl = dispatch.resolve(op, impl, plan, x.shape)
-    with dispatch.scope(op, impl):
+    with dispatch.chosen(op, impl, plan, x.shape) as impl:
         return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
 
 
