@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import jconv
 from jconv import reference
-from jconv.ops import BUILTIN_OPS, registry, window
+from jconv.kernels import window
+from jconv.ops import BUILTIN_OPS, registry
 
 PLANS = {op: registry.get(op).plan for op in BUILTIN_OPS}
 

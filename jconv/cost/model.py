@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jconv.cost.counting import Count, is_static, product, total
-from jconv.ops import shapes, window
+from jconv.kernels import window
+from jconv.ops import shapes
 from jconv.ops._args import fail
 
 

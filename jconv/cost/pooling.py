@@ -5,7 +5,7 @@ from __future__ import annotations
 from jconv.cost.counting import product, total
 from jconv.cost.model import Cost, assemble, dims, in_bounds_taps, taps
 from jconv.ops import _args, shapes
-from jconv.ops.window import centered_pads
+from jconv.kernels.window import centered_pads
 
 __all__ = ["avg_pool", "channel_max_pool", "global_avg_pool", "local_response_norm",
            "max_pool"]

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jconv.kernels.combine import differentiated_by
-from jconv.ops.window import extent, output_size, transposed_size
+from jconv.kernels.window import extent, output_size, transposed_size
 
 
 def channels_last_dnums(nd: int) -> lax.ConvDimensionNumbers:

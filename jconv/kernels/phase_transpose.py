@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jconv.kernels.einsum_conv import channels_last_dnums
-from jconv.ops.window import extent, transposed_size
+from jconv.kernels.window import extent, transposed_size
 
 
 class _AxisPhase(NamedTuple):

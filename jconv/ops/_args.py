@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # Window and same_pads are re-exported: the window arithmetic lives in window.py.
-from jconv.ops.window import Window, extent, output_size, same_pads  # noqa: F401
+from jconv.kernels.window import Window, extent, output_size, same_pads  # noqa: F401
 
 PADDING_MODES = ("zeros", "reflect", "edge", "circular")
 # PyTorch's name for numpy's "edge".

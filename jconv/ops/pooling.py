@@ -18,7 +18,7 @@ from jax import lax
 
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.ops import _args, dispatch, registry, shapes
-from jconv.ops.window import centered_pads
+from jconv.kernels.window import centered_pads
 
 
 def _window_reduce(x, win, init, reducer, impl):

@@ -35,7 +35,7 @@ import numpy as np
 
 from jconv.ops import _args, registry
 from jconv.ops._args import fail
-from jconv.ops.window import Window, extent, same_pads, transposed_size
+from jconv.kernels.window import Window, extent, same_pads, transposed_size
 
 
 @dataclasses.dataclass(frozen=True)
