@@ -58,8 +58,10 @@ def hlo_scopes(fn, *args) -> set[tuple[str, str]]:
     """The ``(op, impl)`` pairs of the ``op[impl]`` scopes in ``jit(fn)``'s compiled HLO.
 
     >>> import jax.numpy as jnp, jconv
-    >>> hlo_scopes(jconv.conv, jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96)))
-    {('conv', 'hybrid')}
+    >>> x, w = jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96))
+    >>> ran = hlo_scopes(jconv.conv, x, w)    # {('conv', 'hybrid')} on CPU
+    >>> ran == {("conv", jconv.which_impl("conv", x.shape, w.shape).impl)}
+    True
     """
     hlo = jax.jit(fn).lower(*args).compile().as_text()
     names = "|".join(re.escape(op) for op in sorted(registry.REGISTRY, key=len, reverse=True))

@@ -1,5 +1,6 @@
 """The registry: one description per op, read by every consumer."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -23,8 +24,14 @@ def test_every_builtin_op_is_described(op):
         assert len(arrays) == 1 + len(spec.weights)
 
 
+# check_grads' forward mode differentiates max-pooling's VJP; on GPU JAX warns that it
+# uses reduced precision there (no pair-reductions in XLA:GPU).
+@pytest.mark.filterwarnings("ignore:Using reduced precision for gradient of reduce-window")
 @pytest.mark.parametrize("op", BUILTIN_OPS)
 def test_check_op_passes_for_every_builtin_op(op):
+    if jax.default_backend() == "gpu" and op == "conv_transpose":
+        pytest.skip("XLA:GPU aborts compiling the float64 VJP of the scatter form "
+                    "(tests/test_grads.py: GPU_F64_ABORTS)")
     lines = testing.check_op(op)
     assert len(lines) == len(registry.get(op).examples)
 
