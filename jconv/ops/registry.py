@@ -152,9 +152,6 @@ class OpSpec:
         params = list(inspect.signature(self.fn).parameters)[1 + len(self.weights):]
         return tuple(p for p in params if p not in ("impl", "precision"))
 
-    def impl(self, name: str) -> Impl:
-        return IMPLS[name]
-
 
 REGISTRY: dict[str, OpSpec] = {}
 """Every registered op by name, built-in ops first."""
