@@ -118,8 +118,9 @@ class OpSpec:
       cost: ``cost(*shapes, **kwargs, dtype=, bias=) -> Cost`` (:mod:`jconv.cost`).
       reference: a NumPy function with the op's signature (minus ``impl``), the
         ground truth of the tests.
-      torch: ``torch(torch_module, x, *weights, **kwargs)``: the same op in PyTorch
-        (channels-last tensors in and out), for the benchmark.
+      torch: ``torch(torch_module, shape_list, kwargs)``: returns a function of
+        channels-last tensors computing the same op in PyTorch, for the benchmark
+        (:mod:`jconv.torch_ports`).
       layer: how a layer of this op replaces a Type 2.2 conv, if it can.
       variant: the name the models' variant swap knows it by (with ``layer``).
       rules: extra ``auto`` rules (:class:`jconv.ops.dispatch.Rule`), tried first.
@@ -168,7 +169,8 @@ def register(spec: OpSpec, *, replace: bool = False) -> OpSpec:
 
 
 def update(name: str, **fields) -> OpSpec:
-    """Sets fields of a registered op (used by :mod:`jconv.cost` to attach cost formulas)."""
+    """Sets fields of a registered op (``jconv/__init__`` attaches costs, references and
+    PyTorch forms to the built-in ops this way)."""
     return register(dataclasses.replace(get(name), **fields), replace=True)
 
 
