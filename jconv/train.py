@@ -43,12 +43,24 @@ exactly that on one host too. Orbax writes one checkpoint from all hosts, so ``w
 a file system every host sees. The multi-host path is written but tested here only with a single
 process.
 
+Data in memory or streamed
+--------------------------
+``dataset`` is either a :class:`jconv.data.Dataset` (arrays in memory; batches are
+:func:`jconv.data.batch_indices` of seed and epoch, the ragged end of an epoch dropped) or a pair
+``(train_source, test_source)`` of grain sources, optionally with the augmentation name as a third
+item, as :func:`jconv.data.open_dataset` returns. Sources are streamed by
+:func:`jconv.data.pipeline.train_iterator` (this process's rows of each global batch, shuffled by
+seed and epoch, augmented) and evaluated once over the whole test split by
+:func:`jconv.data.pipeline.eval_iterator` (last batch padded and masked). ``data_workers`` sets
+grain's worker processes.
+
 Checkpoints and resume
 ----------------------
 Orbax ``CheckpointManager`` under ``workdir/checkpoints``: every ``checkpoint_every`` steps and at
 the end. A checkpoint holds parameters, the rest of the model state (BatchNorm statistics, RNG
 keys and counts), the optimizer state, the step and the data position (epoch, batch in epoch; the
-batch order is a pure function of seed and epoch). Running again in the same ``workdir`` resumes
+batch order is a pure function of seed and epoch), and for streamed data the grain iterator's
+state, in the same orbax step (``ocp.args.Composite``). Running again in the same ``workdir`` resumes
 from the latest checkpoint and ends with the same parameters, bit for bit, as a run that was never
 interrupted. A non-finite loss (or non-finite parameters after an update) raises
 :class:`NonFiniteLossError` naming the step and the loss; parameters are checked before every
@@ -85,7 +97,7 @@ from flax import nnx
 from jconv import train_checkpoint
 from jconv.data import Dataset
 from jconv.train_checkpoint import TrainState
-from jconv.train_data import Placement, check_dataset, eval_batches, host_scalar, train_batches
+from jconv.train_data import Placement, host_scalar, make_data
 from jconv.train_log import Logger, Monitor
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "make_optimizer", "train", "OPTIMIZERS", "SCHEDULES"]
@@ -100,7 +112,8 @@ class TrainConfig:
 
     ``weight_decay`` is decoupled for ``adamw`` and an L2 term added to the gradient for ``sgd``
     and ``adam``. ``num_devices=None`` uses every device (every local device on one host).
-    ``eval_batch_size=None`` evaluates in batches of ``batch_size``.
+    ``eval_batch_size=None`` evaluates in batches of ``batch_size``. ``data_workers`` is the
+    number of grain worker processes for streamed data (0: threads of this process).
     """
 
     steps: int = 100
@@ -117,6 +130,7 @@ class TrainConfig:
     seed: int = 0
     num_devices: int | None = None
     eval_batch_size: int | None = None
+    data_workers: int = 0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -126,7 +140,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "max_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "warmup_steps"):
+        for name in ("checkpoint_every", "warmup_steps", "data_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.schedule == "warmup_cosine" and not 0 < self.warmup_steps < self.steps:
@@ -174,8 +188,8 @@ class _Layout:
     steps_per_epoch: int
 
 
-def _layout(dataset: Dataset, config: TrainConfig) -> _Layout:
-    """The device count, evaluation batch size and epoch length of ``config`` on ``dataset``.
+def _layout(n_train: int, config: TrainConfig) -> _Layout:
+    """The device count, evaluation batch size and epoch length of ``config`` on ``n_train`` examples.
 
     Raises:
       ValueError: more devices than there are, a batch size that does not split over the devices,
@@ -190,7 +204,6 @@ def _layout(dataset: Dataset, config: TrainConfig) -> _Layout:
         if b % n:
             raise ValueError(f"{name}={b} does not split over {n} devices; use a multiple of {n} "
                              f"(or set num_devices)")
-    n_train = len(dataset.train_y)
     if n_train < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training examples")
     return _Layout(n, eval_b, n_train // config.batch_size)
@@ -262,7 +275,7 @@ def _nonfinite_error(manager, workdir, step, loss) -> NonFiniteLossError:
         f"Lower the learning rate or check the data for NaN/inf.")
 
 
-def _run_steps(train_step, state, start, *, config, dataset, placement, steps_per_epoch, monitor, manager,
+def _run_steps(train_step, state, start, *, config, data, placement, steps_per_epoch, monitor, manager,
                on_step):
     """Runs steps ``start`` to ``config.steps``; checks, logs and checkpoints on the way.
 
@@ -273,9 +286,8 @@ def _run_steps(train_step, state, start, *, config, dataset, placement, steps_pe
       The final state and the time its last step finished.
     """
     try:
-        for step, x, y in train_batches(dataset, config.batch_size, config.seed, start, config.steps,
-                                        steps_per_epoch):
-            *new, loss, finite = train_step(*state, *placement.train_batch(x, y))
+        for step, x, y in data.train_batches(placement, config, start, config.steps, steps_per_epoch):
+            *new, loss, finite = train_step(*state, x, y)
             state = TrainState(*new)
             done = step + 1
             monitor.step_done(done, loss, finite)
@@ -286,7 +298,8 @@ def _run_steps(train_step, state, start, *, config, dataset, placement, steps_pe
                 monitor.check_and_log(force_log=done == config.steps)
             if is_ckpt:
                 t = time.perf_counter()
-                train_checkpoint.save(manager, done, monitor.final_loss, state, config, steps_per_epoch)
+                train_checkpoint.save(manager, done, monitor.final_loss, state, config, steps_per_epoch,
+                                      data.iterator)
                 monitor.saved(time.perf_counter() - t)
         jax.block_until_ready(state.params)
         return state, time.perf_counter()
@@ -294,25 +307,26 @@ def _run_steps(train_step, state, start, *, config, dataset, placement, steps_pe
         monitor.close_bar()
 
 
-def _evaluate(eval_step, state, dataset, placement):
+def _evaluate(eval_step, state, data, placement):
     """Test accuracy and mean test loss, or Nones without test examples."""
     correct = loss_sum = 0.0
-    for xb, yb, weight in eval_batches(dataset, placement.eval_batch_size):
-        batch_correct, batch_loss = eval_step(state.params, state.rest, *placement.eval_batch(xb, yb, weight))
+    for batch in data.eval_batches(placement):
+        batch_correct, batch_loss = eval_step(state.params, state.rest, *batch)
         correct += host_scalar(batch_correct)
         loss_sum += host_scalar(batch_loss)
-    n_test = len(dataset.test_y)
+    n_test = data.n_test
     return (correct / n_test, loss_sum / n_test) if n_test else (None, None)
 
 
-def train(model: nnx.Module, dataset: Dataset, config: TrainConfig, workdir: str | Path, *,
+def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, workdir: str | Path, *,
           progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train ``model`` in place on ``dataset``; resume from ``workdir/checkpoints`` if present.
 
     Args:
       model: any ``nnx.Module`` mapping ``(N, H, W, C)`` images to logits (or a tuple whose first
         item is the logits).
-      dataset: a :class:`jconv.data.Dataset`.
+      dataset: a :class:`jconv.data.Dataset`, or ``(train_source, test_source[, augment])``
+        streamed with grain (e.g. :func:`jconv.data.open_dataset`'s result).
       config: a :class:`TrainConfig`.
       workdir: directory for ``checkpoints/``, ``train_log.jsonl`` and ``train_config.json``.
       progress: show a tqdm progress bar.
@@ -328,30 +342,34 @@ def train(model: nnx.Module, dataset: Dataset, config: TrainConfig, workdir: str
 
     Raises:
       ValueError: bad config or data, batch size not a multiple of the device count, or a
-        ``workdir`` holding a run with another seed or batch size.
+        ``workdir`` holding a run with another seed or batch size, or of the other kind of data.
+      TypeError: ``dataset`` is neither a ``Dataset`` nor a pair of sources.
       NonFiniteLossError: the loss or the parameters became NaN/inf.
     """
-    check_dataset(dataset)
+    data = make_data(dataset, workers=config.data_workers)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    layout = _layout(dataset, config)
+    layout = _layout(data.n_train, config)
     placement = Placement(jax.devices()[:layout.num_devices], config.batch_size, layout.eval_batch_size,
-                          dataset.train_x.shape[1:])
+                          data.image_shape)
     traces = {"train_step": 0, "eval_step": 0}
-    state, schedule, train_step, eval_step = _init_state(model, config, placement, dataset.num_classes, traces)
+    state, schedule, train_step, eval_step = _init_state(model, config, placement, data.num_classes, traces)
+    if hasattr(data, "open"):
+        data.open(config)
     _write_config(workdir, config)
     manager = train_checkpoint.make_manager(workdir, config.max_checkpoints)
     logger = Logger(workdir / "train_log.jsonl")
     try:
-        state, start, final_loss = train_checkpoint.restore(manager, state, config, workdir) or (state, 0, None)
+        state, start, final_loss = train_checkpoint.restore(manager, state, config, workdir,
+                                                                    data.iterator) or (state, 0, None)
         monitor = Monitor(logger, config, schedule, layout.steps_per_epoch,
                           functools.partial(_nonfinite_error, manager, workdir), final_loss, progress)
-        state, t_end = _run_steps(train_step, state, start, config=config, dataset=dataset, placement=placement,
+        state, t_end = _run_steps(train_step, state, start, config=config, data=data, placement=placement,
                                   steps_per_epoch=layout.steps_per_epoch, monitor=monitor, manager=manager,
                                   on_step=on_step)
         manager.wait_until_finished()
         step_time, images_per_s = monitor.timing(t_end, config.steps - start - 1)
-        test_accuracy, test_loss = _evaluate(eval_step, state, dataset, placement)
+        test_accuracy, test_loss = _evaluate(eval_step, state, data, placement)
     finally:
         logger.close()
         manager.wait_until_finished()

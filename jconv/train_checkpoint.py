@@ -2,7 +2,10 @@
 
 A checkpoint is a composite of two items: ``state``, the :class:`TrainState` as a dict (typed PRNG
 keys stored as their uint32 key data), and ``meta``, JSON with the step, the loss, the seed, the
-batch size and the data position (epoch, batch in epoch, steps per epoch).
+batch size, the kind of data (``"memory"`` or ``"grain"``) and the data position (epoch, batch in
+epoch, steps per epoch). A run on grain sources adds a third item, ``data``: the train iterator's
+state (:func:`jconv.data.pipeline.save_args`), so a resumed run reads exactly the batches an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from jconv.data import pipeline
 
 if TYPE_CHECKING:
     from jconv.train import TrainConfig
@@ -49,7 +54,7 @@ def make_manager(workdir: Path, max_to_keep: int) -> ocp.CheckpointManager:
 
 
 def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConfig,
-            workdir: Path) -> tuple[TrainState, int, float] | None:
+            workdir: Path, iterator=None) -> tuple[TrainState, int, float] | None:
     """The latest checkpoint as ``(state, step, loss)``, or None if there is none.
 
     Args:
@@ -58,34 +63,49 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
         and key types.
       config: the run's config; its seed and batch size must match the checkpoint's.
       workdir: named in the error.
+      iterator: the grain train iterator of a streamed run, set in place to the saved state; None
+        for data in memory.
 
     Raises:
-      ValueError: the checkpoint is from a run with another seed or batch size.
+      ValueError: the checkpoint is from a run with another seed or batch size, or with data of
+        the other kind (in memory vs streamed).
     """
     latest = manager.latest_step()
     if latest is None:
         return None
     template = state._asdict()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
-    restored = manager.restore(latest, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    meta = restored["meta"]
+    meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     for key in ("seed", "batch_size"):
         if meta[key] != getattr(config, key):
             raise ValueError(f"{workdir} holds a run with {key}={meta[key]}, this config has "
                              f"{key}={getattr(config, key)}; use another workdir")
+    kind = _kind(iterator)
+    if meta.get("data", "memory") != kind:
+        raise ValueError(f"{workdir} holds a run on data={meta.get('data', 'memory')!r}, this run has "
+                         f"data={kind!r}; use another workdir")
+    items = {"state": ocp.args.StandardRestore(abstract)}
+    if iterator is not None:
+        items["data"] = pipeline.restore_args(iterator)
+    restored = manager.restore(latest, args=ocp.args.Composite(**items))
     return TrainState(**_from_saveable(restored["state"], template)), int(meta["step"]), meta["loss"]
 
 
 def save(manager: ocp.CheckpointManager, step: int, loss: float | None, state: TrainState,
-         config: TrainConfig, steps_per_epoch: int) -> None:
-    """Saves ``state`` as the checkpoint of ``step``, with its meta data."""
-    manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_saveable(state._asdict())),
-        meta=ocp.args.JsonSave({
-            "step": step, "loss": loss, "seed": config.seed, "batch_size": config.batch_size,
+         config: TrainConfig, steps_per_epoch: int, iterator=None) -> None:
+    """Saves ``state`` (and the grain ``iterator``'s state, if given) as the checkpoint of ``step``."""
+    meta = {"step": step, "loss": loss, "seed": config.seed, "batch_size": config.batch_size,
             "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
-            "steps_per_epoch": steps_per_epoch})))
+            "steps_per_epoch": steps_per_epoch}
+    items = {"state": ocp.args.StandardSave(_to_saveable(state._asdict()))}
+    if iterator is not None:
+        meta["data"] = "grain"
+        items["data"] = pipeline.save_args(iterator)
+    manager.save(step, force=True, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items))
+
+
+def _kind(iterator) -> str:
+    return "memory" if iterator is None else "grain"
 
 
 def describe_latest(manager: ocp.CheckpointManager, workdir: Path) -> str:

@@ -4,6 +4,12 @@ The mesh is 1-D, ``Mesh(devices, ("batch",))``: batches are sharded along their 
 (``P("batch")``), everything else is replicated (``P()``). Each process takes the rows its own
 devices hold and builds the global batch with ``jax.make_array_from_process_local_data``, so the
 same code runs on one host or many.
+
+Two kinds of data feed a run, behind one interface (``n_train``, ``n_test``, ``image_shape``,
+``num_classes``, ``iterator``, ``train_batches``, ``eval_batches``): :class:`InMemory`, a
+:class:`jconv.data.Dataset` whose full host batches are sliced to this process's rows, and
+:class:`Streamed`, a pair of grain sources read by :mod:`jconv.data.pipeline`, whose iterators
+yield only this process's rows and whose train iterator is checkpointed with the model.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jconv.data import Dataset, batch_indices
+from jconv.data import pipeline
 
 
 def check_dataset(dataset: Dataset) -> None:
@@ -118,3 +125,99 @@ class Placement:
         (lo, hi), b = self._eval_rows, self.eval_batch_size
         xs, ys = self._put((lo, hi), b, x, y)
         return xs, ys, jax.make_array_from_process_local_data(self.batch_sharding, weight[lo:hi], (b,))
+
+    def _put_local(self, rows, b, arrays):
+        lo, hi = rows
+        if arrays[0].shape[0] != hi - lo:
+            raise ValueError(f"this process holds batch rows [{lo}, {hi}) of {b}, but its data "
+                             f"iterator gave {arrays[0].shape[0]} rows")
+        return tuple(jax.make_array_from_process_local_data(self.batch_sharding, a, (b, *a.shape[1:]))
+                     for a in arrays)
+
+    def local_train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        """The global training batch from this process's rows ``x, y`` of it."""
+        return self._put_local(self._rows, self.batch_shape[0], (x, y))
+
+    def local_eval_batch(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[jax.Array, ...]:
+        """The global evaluation batch ``(x, y, weight)`` from this process's rows of it."""
+        return self._put_local(self._eval_rows, self.eval_batch_size, (x, y, weight))
+
+
+class InMemory:
+    """A :class:`jconv.data.Dataset`: every process computes the global batch and takes its rows."""
+
+    iterator = None
+
+    def __init__(self, dataset: Dataset):
+        check_dataset(dataset)
+        self.dataset = dataset
+        self.n_train, self.n_test = len(dataset.train_y), len(dataset.test_y)
+        self.image_shape, self.num_classes = tuple(dataset.train_x.shape[1:]), dataset.num_classes
+
+    def train_batches(self, placement, config, start, stop, steps_per_epoch):
+        """``(step, x, y)`` placed on the mesh, for steps ``start`` to ``stop``."""
+        for step, x, y in train_batches(self.dataset, config.batch_size, config.seed, start, stop,
+                                        steps_per_epoch):
+            yield step, *placement.train_batch(x, y)
+
+    def eval_batches(self, placement):
+        """``(x, y, weight)`` placed on the mesh, over the test split."""
+        for xb, yb, weight in eval_batches(self.dataset, placement.eval_batch_size):
+            yield placement.eval_batch(xb, yb, weight)
+
+
+class Streamed:
+    """Train and test sources streamed by grain (:mod:`jconv.data.pipeline`).
+
+    Call :meth:`open` before training: it makes the train iterator (``self.iterator``), which a
+    checkpoint restore then moves to where the saved run stopped.
+
+    Args:
+      train: a random-access source of ``(uint8 (H, W, C), int)``.
+      test: the same for the test split.
+      augment: ``None``, ``"cifar"`` or ``"folder"``.
+      workers: grain worker processes (0: threads of this process).
+    """
+
+    def __init__(self, train, test, augment: str | None = None, workers: int = 0):
+        self.train, self.test, self.augment, self.workers = train, test, augment, workers
+        self.n_train, self.n_test = len(train), len(test)
+        image, _ = train[0]
+        self.image_shape = tuple(np.shape(image))
+        test_shape = tuple(np.shape(test[0][0])) if self.n_test else self.image_shape
+        if test_shape != self.image_shape:
+            raise ValueError(f"train images {self.image_shape} vs test images {test_shape}")
+        self.num_classes = int(train.num_classes)
+        self.iterator = None
+
+    def open(self, config) -> None:
+        """Makes the train iterator of ``config``'s batch size and seed."""
+        self.iterator = pipeline.train_iterator(self.train, batch_size=config.batch_size, seed=config.seed,
+                                                augment=self.augment, worker_count=self.workers)
+
+    def train_batches(self, placement, config, start, stop, steps_per_epoch):
+        """``(step, x, y)`` placed on the mesh: the iterator's next batch for each step."""
+        for step in range(start, stop):
+            batch = next(self.iterator)
+            yield step, *placement.local_train_batch(batch["image"], batch["label"])
+
+    def eval_batches(self, placement):
+        """``(x, y, weight)`` placed on the mesh, once over the test split, padding masked out."""
+        if not self.n_test:
+            return
+        for batch in pipeline.eval_iterator(self.test, batch_size=placement.eval_batch_size,
+                                            worker_count=self.workers):
+            yield placement.local_eval_batch(batch["image"], batch["label"],
+                                             batch["mask"].astype(np.float32))
+
+
+def make_data(dataset, augment=None, workers=0):
+    """:class:`InMemory` for a ``Dataset``; :class:`Streamed` for ``(train, test[, augment])``."""
+    if isinstance(dataset, Dataset):
+        return InMemory(dataset)
+    if isinstance(dataset, (tuple, list)) and len(dataset) in (2, 3):
+        if len(dataset) == 3:
+            augment = dataset[2]
+        return Streamed(dataset[0], dataset[1], augment, workers)
+    raise TypeError(f"dataset must be a jconv.data.Dataset or a (train, test[, augment]) pair of sources, "
+                    f"got {type(dataset).__name__}")

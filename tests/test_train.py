@@ -243,3 +243,56 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     for key in p_straight:
         np.testing.assert_array_equal(p_resumed[key], p_straight[key], err_msg=key)
     assert resumed["final_loss"] == straight["final_loss"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(step):
+    def on_step(done):
+        if done == step:
+            raise _Stop
+    return on_step
+
+
+def _procedural(seed=0):
+    return data.open_dataset("procedural", image_size=16, train_size=40, test_size=11, seed=seed)
+
+
+def test_streamed_run_resumes_with_the_batches_of_an_uninterrupted_run(tmp_path):
+    """Grain path, CIFAR augmentation: 8 steps straight vs 4, a crash, and 4 more in a fresh model and iterator."""
+    config = TrainConfig(steps=8, batch_size=12, learning_rate=0.05, optimizer="sgd", checkpoint_every=4,
+                         log_every=1, seed=5)
+
+    def fresh(workdir, on_step=None):
+        train_src, test_src, _ = _procedural()
+        model = TinyCNN(3, train_src.num_classes, rngs=nnx.Rngs(0))
+        return model, train(model, (train_src, test_src, "cifar"), config, workdir, progress=False,
+                            on_step=on_step)
+
+    straight_model, straight = fresh(tmp_path / "straight")
+    with pytest.raises(_Stop):
+        fresh(tmp_path / "crashed", on_step=_stop_at(6))  # after the checkpoint of step 4
+    resumed_model, resumed = fresh(tmp_path / "crashed")
+    assert (straight["start_step"], resumed["start_step"], resumed["steps"]) == (0, 4, 8)
+    assert straight["train_step_traces"] == 1
+    p_straight, p_resumed = params_of(straight_model), params_of(resumed_model)
+    for key in p_straight:
+        np.testing.assert_array_equal(p_resumed[key], p_straight[key], err_msg=key)
+    assert resumed["final_loss"] == straight["final_loss"]
+    assert (resumed["test_accuracy"], resumed["test_loss"]) == (straight["test_accuracy"], straight["test_loss"])
+    assert straight["test_accuracy"] * 11 == pytest.approx(round(straight["test_accuracy"] * 11))
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "crashed")
+    assert (tmp_path / "crashed" / "checkpoints" / "8" / "data").is_dir()
+
+
+def test_streamed_and_in_memory_runs_refuse_each_others_workdir(tmp_path):
+    config = TrainConfig(steps=2, batch_size=8, log_every=1)
+    ds = data.synthetic(40, 16, 3, 10, seed=0)
+    train(TinyCNN(3, 10, rngs=nnx.Rngs(0)), ds, config, tmp_path, progress=False)
+    train_src, test_src, _ = _procedural()
+    with pytest.raises(ValueError, match="data='memory'.*data='grain'"):
+        train(TinyCNN(3, 10, rngs=nnx.Rngs(0)), (train_src, test_src), config, tmp_path, progress=False)
+    with pytest.raises(TypeError, match="Dataset or a"):
+        train(TinyCNN(3, 10, rngs=nnx.Rngs(0)), {"train": train_src}, config, tmp_path / "x", progress=False)

@@ -13,6 +13,9 @@ Three sources, all returning a :class:`Dataset` of ``(N, H, W, C)`` float32 imag
 :func:`batches` shuffles deterministically per ``(seed, epoch)``; :func:`load` picks a source by
 name. Every function is deterministic given its seed.
 
+:func:`open_dataset` (:mod:`jconv.data.sources`) selects any data set by name, these three, CIFAR,
+image folders and the procedural set, as grain sources for :func:`jconv.train.train`.
+
 >>> ds = digits(16, channels=3)
 >>> ds.train_x.shape[1:], ds.train_x.dtype, ds.num_classes
 ((16, 16, 3), dtype('float32'), 10)
@@ -25,7 +28,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["Dataset", "digits", "textures", "synthetic", "batch_indices", "batches", "load", "DATASETS"]
+__all__ = ["Dataset", "digits", "textures", "synthetic", "batch_indices", "batches", "load", "DATASETS",
+           "open_dataset", "SOURCES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,3 +262,6 @@ def load(name: str, **kwargs) -> Dataset:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name](**kwargs)
+
+
+from jconv.data.sources import SOURCES, open_dataset  # noqa: E402  (sources builds on load)
