@@ -1,4 +1,4 @@
-"""Width × variant scaling of GoogLeNet (Inception v1) on the digits, trained at 64×64.
+"""Width × variant scaling of GoogLeNet (Inception v1), trained at 64×64 (the digits unless told otherwise).
 
 Every conv variant (standard, grouped, Type 1 per-map, Type 2.1 shared-filter,
 depthwise-separable) at widths 0.25, 0.5 and 1: params, MACs, train-step time, images/s
@@ -7,6 +7,12 @@ and test accuracy (about 25 minutes on 2 CPU cores; ``:smoke`` about a minute, a
     jconv run configs/scaling_googlenet.py
     jconv run configs/scaling_googlenet.py:smoke
     jconv run configs/scaling_googlenet.py --config.variants='("standard", "separable")'
+
+Any data set of ``jconv.data.open_dataset``: ``--config.dataset=cifar10|cifar100|image_folder``
+with ``--config.data_dir=PATH`` (checked before training), or ``procedural``, ``digits``,
+``textures``, ``synthetic``; images are resized to ``config.input_size``::
+
+    jconv run configs/scaling_googlenet.py --config.dataset=cifar100 --config.data_dir=DIR/cifar-100-python
 """
 
 from experiments.scaling import make_config, run  # run(config, workdir): what this runs

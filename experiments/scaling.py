@@ -3,10 +3,21 @@
 For every (variant, width) of one model (``config.model``) the run builds it at
 ``config.input_size`` (any variant of :mod:`jconv.nn.variants`, any width), counts its
 params and MACs with the cost model (:mod:`jconv.summary`), trains it with
-:func:`jconv.train.train` on scikit-learn's bundled digits resized to the input size, and
-records train-step time, images/s and test accuracy. Each training run has its own
-directory (checkpoints, ``train_log.jsonl``), so a killed run resumes where it stopped.
+:func:`jconv.train.train` on ``config.dataset`` streamed with grain, and records train-step
+time, images/s, achieved FLOP/s and test accuracy. Each training run has its own directory
+(checkpoints with the data iterator's position, ``train_log.jsonl``), so a killed run resumes
+where it stopped, reading the batches an uninterrupted run would.
 Plots: test accuracy vs MACs, and step time vs width (log-log, fitted slope per variant).
+
+Data: ``--config.dataset`` is any name of :func:`jconv.data.open_dataset` (``cifar10``,
+``cifar100``, ``image_folder``, ``procedural``, ``digits``, ``textures``, ``synthetic``);
+``cifar*`` and ``image_folder`` read ``--config.data_dir``, checked before any training. Images
+are resized to ``config.input_size`` (CIFAR's 32×32 upsampled bilinearly), with the paper's
+augmentation for CIFAR (pad-4 crop, flip) and image folders (Inception crop, flip).
+``config.in_channels = 0`` keeps the data's own channels; 1 or 3 converts.
+``train_size``/``test_size`` (0: the set's default) size the generated ``procedural`` and
+``synthetic`` sets. Achieved FLOP/s is the cost model's estimate ``6 · MACs · images/s``
+(forward 2 FLOPs per MAC, backward twice the forward).
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ from pathlib import Path
 from flax import nnx
 
 from jconv import cost, data, models, summary, train
-from jconv.runner import Store, progress
+from jconv.data.errors import DataError
+from jconv.runner import ConfigError, Store, progress
 
 
 def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None):
@@ -29,8 +41,13 @@ def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None)
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
     config.model = model
-    config.input_size = smoke_input_size if smoke else input_size  # the digits, resized
-    config.in_channels = 1
+    config.dataset = "digits"
+    config.data_dir = ""
+    config.input_size = smoke_input_size if smoke else input_size
+    config.in_channels = 0
+    config.train_size = 256 if smoke else 0
+    config.test_size = 64 if smoke else 0
+    config.data_workers = 0
     config.variants = (("standard",) if smoke else
                        ("standard", "grouped", "per_map", "shared_filter", "separable"))
     config.widths = (0.125, 0.25) if smoke else (0.25, 0.5, 1.0)
@@ -51,34 +68,54 @@ def _train_config(config) -> train.TrainConfig:
     return train.TrainConfig(
         steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
-        log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=config.seed)
+        log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=config.seed,
+        data_workers=config.data_workers)
 
 
-def measure(config, variant: str, width: float, dataset, workdir: Path) -> dict:
+def open_data(config) -> data.sources.Selection:
+    """``config.dataset`` at ``config.input_size``, checked.
+
+    Raises:
+      ConfigError: a bad dataset name, channel count or missing ``data_dir``.
+      DataError: a missing or bad folder or file.
+    """
+    try:
+        return data.open_dataset(config.dataset, image_size=config.input_size, data_dir=config.data_dir or None,
+                                 channels=config.in_channels or None, seed=config.seed,
+                                 train_size=config.train_size or None, test_size=config.test_size or None)
+    except DataError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"--config.dataset={config.dataset!r}: {error}") from None
+
+
+def measure(config, variant: str, width: float, selection, workdir: Path) -> dict:
+    in_channels, num_classes = selection.train.image_shape[-1], selection.train.num_classes
     _, total = summary.summarize(config.model, variant=variant, width=width,
-                                 input_size=config.input_size,
-                                 in_channels=config.in_channels,
-                                 num_classes=dataset.num_classes)
+                                 input_size=config.input_size, in_channels=in_channels,
+                                 num_classes=num_classes)
     model = models.build(config.model, variant=variant, width=width,
-                         input_size=config.input_size, in_channels=config.in_channels,
-                         num_classes=dataset.num_classes, rngs=nnx.Rngs(config.seed))
-    result = train.train(model, dataset, _train_config(config),
+                         input_size=config.input_size, in_channels=in_channels,
+                         num_classes=num_classes, rngs=nnx.Rngs(config.seed))
+    result = train.train(model, tuple(selection), _train_config(config),
                          workdir / "train" / f"{variant}_w{width:g}", progress=True)
+    ips = result["images_per_s"]
     return {"params": total["params"], "macs": total["macs"],
+            "train_flops_per_s": None if ips is None else 6 * total["macs"] * ips,
             **{k: result[k] for k in ("final_loss", "test_accuracy", "test_loss",
                                       "images_per_s", "step_time_s", "first_step_s", "steps")}}
 
 
 def run(config, workdir: Path) -> dict:
     store = Store(workdir)
-    dataset = data.digits(config.input_size, channels=config.in_channels, seed=config.seed)
+    selection = open_data(config)
     todo = [{"model": config.model, "variant": v, "width": w}
             for v in config.variants for w in config.widths]
     with progress(len(todo), sum(store.has(k) for k in todo), f"scaling {config.model}") as bar:
         for key in todo:
             if not store.has(key):
                 bar.set_postfix_str(f"{key['variant']} width {key['width']}")
-                store.add(key, measure(config, key["variant"], key["width"], dataset, workdir))
+                store.add(key, measure(config, key["variant"], key["width"], selection, workdir))
             bar.update()
     return summarize(config, store, workdir)
 
@@ -86,7 +123,7 @@ def run(config, workdir: Path) -> dict:
 def summarize(config, store: Store, workdir: Path) -> dict:
     records = sorted(store.records(), key=lambda r: (r["key"]["variant"], r["key"]["width"]))
     fields = ["variant", "width", "params", "macs", "step_time_s", "images_per_s",
-              "test_accuracy", "final_loss"]
+              "train_flops_per_s", "test_accuracy", "final_loss"]
     with open(workdir / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
@@ -101,15 +138,16 @@ def summarize(config, store: Store, workdir: Path) -> dict:
                                                [r["step_time_s"] for r in mine], upper_half=False),
                 "macs": cost.loglog_slope([r["key"]["width"] for r in mine],
                                           [r["macs"] for r in mine], upper_half=False)}
-    lines = [f"# {config.model} on digits {config.input_size}×{config.input_size}, "
+    lines = [f"# {config.model} on {config.dataset} {config.input_size}×{config.input_size}, "
              f"{config.steps} steps of batch {config.batch_size}", "",
-             "| variant | width | params | MACs | step ms | images/s | test accuracy |",
-             "|---|---|---|---|---|---|---|"]
+             "| variant | width | params | MACs | step ms | images/s | GFLOP/s | test accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in records:
         step_ms = "—" if r["step_time_s"] is None else f"{1e3 * r['step_time_s']:.1f}"
         ips = "—" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
+        flops = "—" if r.get("train_flops_per_s") is None else f"{r['train_flops_per_s'] / 1e9:.2f}"
         lines.append(f"| {r['key']['variant']} | {r['key']['width']:g} | {r['params']:,} | "
-                     f"{r['macs']:,} | {step_ms} | {ips} | {r['test_accuracy']:.3f} |")
+                     f"{r['macs']:,} | {step_ms} | {ips} | {flops} | {r['test_accuracy']:.3f} |")
     lines += ["", "Log-log slope vs width (all widths):", "",
               "| variant | MACs | step time |", "|---|---|---|"]
     lines += [f"| {v} | {s['macs']:.2f} | {s['step_time']:.2f} |" for v, s in slopes.items()]

@@ -4,7 +4,10 @@
   experiment (:mod:`jconv.runner`);
 * ``jconv summary MODEL [--config.KEY=VALUE ...] [--json]``: per-layer table of a model
   (:mod:`jconv.summary`);
-* ``jconv demo``: every conv variant on the camera image (:mod:`jconv.demo`).
+* ``jconv demo``: every conv variant on the camera image (:mod:`jconv.demo`);
+* ``jconv launch --processes P [--devices-per-process D] -- COMMAND ...``: the jconv
+  ``COMMAND`` in ``P`` processes on this machine that form one JAX job
+  (:mod:`jconv.launch`); every command joins such a job when its environment says so.
 
 ``--config.KEY=VALUE`` overrides are parsed by ``ml_collections.config_flags``
 (:func:`jconv.runner.apply_override`); an unusable one exits with status 2 and a message.
@@ -56,19 +59,45 @@ def _parser() -> argparse.ArgumentParser:
                     "--config.in_channels, --config.num_classes, --config.aux_classifiers.")
     summary.add_argument("model", help="alexnet, alexnet_single_tower, googlenet, mobilenet_v1")
     summary.add_argument("--json", action="store_true", help="print JSON with a total object")
+    launch = commands.add_parser(
+        "launch", help="run a jconv command in several JAX processes on this machine",
+        description="Starts `jconv COMMAND ...` (given after --) in P processes joined by "
+                    "jax.distributed with a local coordinator; e.g. "
+                    "jconv launch --processes 2 --devices-per-process 2 -- run CONFIG")
+    launch.add_argument("--processes", type=_int_at_least(1), default=2,
+                        help="processes to start (default 2)")
+    launch.add_argument("--devices-per-process", type=_int_at_least(1), default=None,
+                        help="CPU devices each process gets (default: XLA's own)")
     return parser
 
 
 def main(argv=None) -> int:
     """Runs the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = []
+    if "--" in argv:
+        argv, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args, extra = parser.parse_known_args(argv)
+    if args.command == "launch":
+        if extra or not command:
+            parser.error("launch: expected options, then -- and a jconv command, e.g. "
+                         "jconv launch --processes 2 -- run configs/NAME.py")
+        from jconv import launch
+
+        return launch.launch(command, args.processes, args.devices_per_process)
+    if command:
+        parser.error(f"unrecognized arguments: -- {' '.join(command)}")
+    from jconv import launch
+
+    launch.initialize_from_env()
     if args.command in ("run", "summary"):
         bad = [a for a in extra if not a.startswith("--config.")]
         if bad:
             parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides are "
                          "--config.KEY=VALUE)")
         from jconv import runner
+        from jconv.data.errors import DataError
 
         try:
             if args.command == "summary":
@@ -77,7 +106,7 @@ def main(argv=None) -> int:
                 print(summary.main(args.model, extra, args.json))
                 return 0
             workdir = runner.run(args.config, extra, args.workdir)
-        except runner.ConfigError as error:
+        except (runner.ConfigError, DataError) as error:
             print(f"jconv {args.command}: error: {error}", file=sys.stderr)
             return 2
         print(f"work directory: {workdir}")

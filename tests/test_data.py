@@ -99,3 +99,49 @@ def test_load_registry():
 def test_bad_arguments(bad):
     with pytest.raises(ValueError):
         data.digits(**bad)
+
+
+def test_open_dataset_in_memory_sets_are_quantised_honestly():
+    train, test, augment = data.open_dataset("digits", image_size=8)
+    ds = data.digits(8)
+    assert augment is None and train.image_shape == (8, 8, 1) and train.num_classes == 10
+    assert (len(train), len(test)) == (len(ds.train_y), len(ds.test_y))
+    image, label = train[3]
+    assert image.dtype == np.uint8 and label == ds.train_y[3]
+    assert np.abs(train.images / 255 - ds.train_x).max() <= 1 / 510 + 1e-7
+    syn, _, _ = data.open_dataset("synthetic", image_size=8, train_size=40, test_size=10)
+    assert syn.images.min() == 0 and syn.images.max() == 255 and len(syn) == 40
+
+
+@pytest.mark.parametrize("name", ["digits", "textures", "synthetic", "procedural"])
+@pytest.mark.parametrize("channels", [None, 1, 3])
+def test_open_dataset_sizes_and_channels(name, channels):
+    train, test, _ = data.open_dataset(name, image_size=20, channels=channels, train_size=30, test_size=10)
+    own = 1 if name in ("digits", "textures") else 3
+    want = channels or own
+    for source in (train, test):
+        image, label = source[len(source) - 1]
+        assert image.shape == source.image_shape == (20, 20, want) and image.dtype == np.uint8
+        assert 0 <= label < source.num_classes and source.name == name
+
+
+def test_open_dataset_converts_rgb_to_luminance_and_resizes():
+    train, _, _ = data.open_dataset("procedural", image_size=16, train_size=4, test_size=1)
+    grey, _, _ = data.open_dataset("procedural", image_size=16, channels=1, train_size=4, test_size=1)
+    expected = np.rint(train[2][0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    np.testing.assert_array_equal(grey[2][0][..., 0], expected.astype(np.uint8))
+    small, _, _ = data.open_dataset("procedural", image_size=8, train_size=4, test_size=1)
+    assert small[0][0].shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(name="mnist", image_size=8), "unknown dataset 'mnist'"),
+    (dict(name="cifar10", image_size=32), "data_dir must name its folder"),
+    (dict(name="image_folder", image_size=32, data_dir=""), "data_dir must name its folder"),
+    (dict(name="digits", image_size=0), "image_size must be a positive int, got 0"),
+    (dict(name="digits", image_size=8, channels=2), "channels must be None, 1 or 3, got 2"),
+])
+def test_open_dataset_bad_arguments(kwargs, pattern):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=pattern):
+        data.open_dataset(name, **kwargs)
