@@ -253,8 +253,8 @@ def _init_state(model, config, placement, num_classes, traces):
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx, schedule = make_optimizer(config)
-    # Copies (may_alias=False): the step donates its inputs, and the model keeps its own arrays.
-    params, rest = jax.device_put((params, rest), placement.replicated, may_alias=False)
+    # Copies: the step donates its inputs, and the model keeps its own arrays.
+    params, rest = placement.replicate((params, rest))
     opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
     train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces)
     return TrainState(params, rest, opt_state), schedule, train_step, eval_step

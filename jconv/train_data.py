@@ -111,6 +111,21 @@ class Placement:
         self._rows = local_rows(self.batch_sharding, self.batch_shape)
         self._eval_rows = local_rows(self.batch_sharding, (eval_batch_size, *image_shape))
 
+    def replicate(self, tree):
+        """Copies of ``tree``'s arrays replicated over the mesh, from every process's equal values.
+
+        ``jax.device_put`` cannot target devices of other processes; each process instead
+        gives its full copy as its local data (PRNG keys as their raw key data).
+        """
+        def put(a):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                impl = jax.random.key_impl(a)
+                data = put(jax.random.key_data(a))
+                return jax.jit(lambda d: jax.random.wrap_key_data(d, impl=impl),
+                               out_shardings=self.replicated)(data)
+            return jax.make_array_from_process_local_data(self.replicated, np.asarray(a), a.shape)
+        return jax.tree.map(put, tree)
+
     def _put(self, rows, b, x, y):
         xs = jax.make_array_from_process_local_data(self.batch_sharding, x[rows[0]:rows[1]], (b, *x.shape[1:]))
         ys = jax.make_array_from_process_local_data(self.batch_sharding, y[rows[0]:rows[1]], (b,))

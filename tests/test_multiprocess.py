@@ -1,0 +1,108 @@
+"""Two JAX processes with two CPU devices each train as one job (``jconv.launch``).
+
+Checked against one process with four devices: the same losses, one checkpoint on disk,
+and, after both processes are killed and restarted, the same final parameters bit for bit
+as an uninterrupted two-process run.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jconv import launch
+from tests.test_train import REPO, _env, _losses
+from tests.tolerance import assert_close
+
+STEPS, EVERY = 6, 3
+
+
+def run_worker(workdir, sleep=0.0):
+    """One process of the job: TinyCNN on the tiny set; process 0 saves the final params."""
+    launch.initialize_from_env()
+    import jax
+    from flax import nnx
+
+    from jconv.train import TrainConfig, train
+    from tests.test_train import TinyCNN, tiny_dataset
+
+    ds = tiny_dataset()
+    model = TinyCNN(1, ds.num_classes, rngs=nnx.Rngs(0))
+    config = TrainConfig(steps=STEPS, batch_size=16, learning_rate=0.05, optimizer="sgd",
+                         log_every=1, checkpoint_every=EVERY, seed=3)
+    on_step = (lambda step: time.sleep(sleep)) if sleep else None
+    result = train(model, ds, config, workdir, progress=False, on_step=on_step)
+    if jax.process_index() == 0:
+        state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+        flat, _ = jax.tree_util.tree_flatten_with_path(state)
+        np.savez(Path(workdir) / "final_params.npz",
+                 **{jax.tree_util.keystr(p): np.asarray(leaf.addressable_data(0))
+                    for p, leaf in flat})
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+def _start_job(workdir, processes, devices, sleep=0.0):
+    script = f"from tests.test_multiprocess import run_worker\nrun_worker({str(workdir)!r}, {sleep})\n"
+    base = _env()
+    return [subprocess.Popen([sys.executable, "-W", "error", "-c", script], cwd=REPO,
+                             env=launch.process_env(i, processes, port, devices, base),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for port in [launch._free_port()] for i in range(processes)]
+
+
+def _wait(procs, timeout=240):
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]
+    line = [t for t in outs[0][0].splitlines() if t.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def _params(workdir):
+    with np.load(Path(workdir) / "final_params.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_two_processes_train_as_one(tmp_path):
+    two, one, killed = tmp_path / "two", tmp_path / "one", tmp_path / "killed"
+    jobs = {"two": _start_job(two, 2, 2), "one": _start_job(one, 1, 4)}
+    r2, r1 = _wait(jobs["two"]), _wait(jobs["one"])
+    assert r2["num_devices"] == r1["num_devices"] == 4 and r2["steps"] == STEPS
+    l2, l1 = _losses(two), _losses(one)
+    assert sorted(l2) == sorted(l1) == list(range(1, STEPS + 1))  # one log, from process 0
+    assert_close(np.array([l2[s] for s in sorted(l2)]), np.array([l1[s] for s in sorted(l1)]))
+    steps_on_disk = sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps_on_disk == [str(s) for s in range(EVERY, STEPS + 1, EVERY)]
+    p2, p1 = _params(two), _params(one)
+    for key in p1:
+        assert_close(p2[key], p1[key], err_msg=key)
+
+    procs = _start_job(killed, 2, 2, sleep=0.5)
+    deadline = time.monotonic() + 240
+    try:
+        while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")):
+            assert all(p.poll() is None for p in procs), "a process ended before a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=60)
+    resumed = _wait(_start_job(killed, 2, 2))
+    assert EVERY <= resumed["start_step"] < STEPS
+    p_resumed = _params(killed)
+    for key in p2:
+        np.testing.assert_array_equal(p_resumed[key], p2[key], err_msg=key)
+
+
+def test_launch_command_line_errors():
+    for argv in (["launch", "--processes", "2"], ["launch", "--processes", "0", "--", "demo"],
+                 ["run", "configs/bench.py", "--", "demo"]):
+        result = subprocess.run([sys.executable, "-m", "jconv", *argv], cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "error:" in result.stderr, (argv, result.stderr)
