@@ -40,8 +40,8 @@ and index from the cluster environment: SLURM, TPU pods, or ``coordinator_addres
 only on seed and epoch), takes the rows its own devices hold, and builds the global batch with
 ``jax.make_array_from_process_local_data(sharding, local_rows, global_shape)``; this module does
 exactly that on one host too. Orbax writes one checkpoint from all hosts, so ``workdir`` must be on
-a file system every host sees. The multi-host path is written but tested here only with a single
-process.
+a file system every host sees. ``jconv launch`` (:mod:`jconv.launch`) runs the same path with
+several processes on one machine; ``tests/test_multiprocess.py`` checks it against one process.
 
 Data in memory or streamed
 --------------------------
