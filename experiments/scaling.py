@@ -16,8 +16,9 @@ are resized to ``config.input_size`` (CIFAR's 32×32 upsampled bilinearly), with
 augmentation for CIFAR (pad-4 crop, flip) and image folders (Inception crop, flip).
 ``config.in_channels = 0`` keeps the data's own channels; 1 or 3 converts.
 ``train_size``/``test_size`` (0: the set's default) size the generated ``procedural`` and
-``synthetic`` sets. Achieved FLOP/s is the cost model's estimate ``6 · MACs · images/s``
-(forward 2 FLOPs per MAC, backward twice the forward).
+``synthetic`` sets. ``--config.dtype=bfloat16`` runs the forward pass in bfloat16 with float32
+parameters (:class:`jconv.train.TrainConfig`). Achieved FLOP/s is the cost model's estimate
+``6 · MACs · images/s`` (forward 2 FLOPs per MAC, backward twice the forward).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None)
     config.log_every = 1 if smoke else 10
     config.checkpoint_every = 0 if smoke else 50
     config.seed = 0
+    config.dtype = "float32"
     config.lock()
     return config
 
@@ -69,7 +71,7 @@ def _train_config(config) -> train.TrainConfig:
         steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
         log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=config.seed,
-        data_workers=config.data_workers)
+        data_workers=config.data_workers, dtype=config.dtype)
 
 
 def open_data(config) -> data.sources.Selection:

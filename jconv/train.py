@@ -1,8 +1,10 @@
 """Train any ``flax.nnx`` classifier: optax, data-parallel jit step, orbax checkpoints, resume.
 
 ``train(model, dataset, config, workdir)`` works for every ``nnx.Module`` whose ``__call__(x)``
-returns logits ``(N, num_classes)`` (or a tuple whose first item is the logits, as a model with
-auxiliary heads returns; only the first item enters the loss). Dropout and BatchNorm follow
+returns logits ``(N, num_classes)``, or in training a tuple ``(logits, *aux_logits)`` as a model
+with auxiliary heads returns: every auxiliary classifier enters the loss with weight
+``aux_weight`` (:func:`classification_loss`), while the logged and evaluated losses and accuracy
+are those of the main logits. Dropout and BatchNorm follow
 ``model.train()`` / ``model.eval()``; dropout keys come from the model's own ``nnx.Rngs``, which
 live in the split state, so they are checkpointed and resumed with everything else.
 
@@ -10,7 +12,9 @@ How a step runs
 ---------------
 ``nnx.split(model, nnx.Param, ...)`` once gives a static ``graphdef`` and two pure pytrees
 (parameters; everything else: BatchNorm statistics, RNG keys and counters). One ``jax.jit`` step
-merges them, computes softmax cross-entropy, applies the optax update and returns the new pytrees;
+merges them, computes softmax cross-entropy in float32 (after a bfloat16 forward pass if
+``dtype="bfloat16"``: images and a copy of the float parameters are cast, while parameters,
+optimizer state and the update stay float32), applies the optax update and returns the new pytrees;
 it is traced once per run (``result["train_step_traces"]``). This is cheaper per step than
 ``nnx.jit`` on small models.
 
@@ -97,13 +101,15 @@ from flax import nnx
 from jconv import train_checkpoint
 from jconv.data import Dataset
 from jconv.train_checkpoint import TrainState
-from jconv.train_data import Placement, host_scalar, make_data
+from jconv.train_data import Placement, host_scalar, layout, make_data
 from jconv.train_log import Logger, Monitor
 
-__all__ = ["TrainConfig", "NonFiniteLossError", "make_optimizer", "train", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "NonFiniteLossError", "classification_loss", "make_optimizer", "train", "OPTIMIZERS",
+           "SCHEDULES", "DTYPES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +120,12 @@ class TrainConfig:
     and ``adam``. ``num_devices=None`` uses every device (every local device on one host).
     ``eval_batch_size=None`` evaluates in batches of ``batch_size``. ``data_workers`` is the
     number of grain worker processes for streamed data (0: threads of this process).
+
+    ``dtype`` is the compute dtype of the forward pass (train and eval steps): ``"bfloat16"``
+    casts the images and a copy of the float parameters; the parameters, optimizer state,
+    update and cross-entropy stay float32. ``aux_weight`` weighs each auxiliary classifier's
+    cross-entropy in the training loss; 0.3 is GoogLeNet's (Szegedy et al. 2015, "Going deeper
+    with convolutions", section 6).
     """
 
     steps: int = 100
@@ -131,10 +143,17 @@ class TrainConfig:
     num_devices: int | None = None
     eval_batch_size: int | None = None
     data_workers: int = 0
+    dtype: str = "float32"
+    aux_weight: float = 0.3
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"TrainConfig: dtype={self.dtype!r}; expected one of {list(DTYPES)}")
+        if not (isinstance(self.aux_weight, (int, float)) and math.isfinite(self.aux_weight)
+                and self.aux_weight >= 0):
+            raise ValueError(f"TrainConfig: aux_weight={self.aux_weight!r}; expected a finite float ≥ 0")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {list(SCHEDULES)}")
         for name in ("steps", "batch_size", "log_every", "max_checkpoints"):
@@ -174,52 +193,67 @@ def make_optimizer(config: TrainConfig) -> tuple[optax.GradientTransformation, o
     return tx, schedule
 
 
-def _logits(out):
-    """The logits of a model's output: the output, or its first item if it is a tuple or list."""
-    return out[0] if isinstance(out, (tuple, list)) else out
+def _outputs(out) -> tuple:
+    """A model's output as ``(logits, *aux_logits)``: the tuple or list itself, or ``(out,)``."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-    """How a run spreads over devices and epochs."""
+def classification_loss(out, labels, aux_weight: float = 0.3):
+    """The training loss of a model output and the mean cross-entropy of its main logits.
 
-    num_devices: int
-    eval_batch_size: int
-    steps_per_epoch: int
+    ``L = CE(z) + w · Σ_i CE(z_i)``, ``CE`` the batch mean of softmax cross-entropy in float32,
+    ``z`` the main logits and ``z_i`` the auxiliary ones (GoogLeNet's, ``w = 0.3``: Szegedy et
+    al. 2015, section 6).
 
+    Args:
+      out: logits ``(N, num_classes)``, or a tuple ``(logits, *aux_logits)`` of such arrays.
+      labels: int labels ``(N,)``.
+      aux_weight: ``w``, the weight of each auxiliary cross-entropy.
 
-def _layout(n_train: int, config: TrainConfig) -> _Layout:
-    """The device count, evaluation batch size and epoch length of ``config`` on ``n_train`` examples.
+    Returns:
+      ``(L, CE(z))``, two float32 scalars; they are equal without auxiliary logits.
 
-    Raises:
-      ValueError: more devices than there are, a batch size that does not split over the devices,
-        or fewer training examples than one batch.
+    >>> import jax.numpy as jnp
+    >>> z = jnp.zeros((2, 4))
+    >>> [round(float(v), 4) for v in classification_loss((z, z), jnp.array([0, 1]))]
+    [1.8022, 1.3863]
     """
-    available = len(jax.devices())
-    n = available if config.num_devices is None else config.num_devices
-    if not 1 <= n <= available:
-        raise ValueError(f"num_devices={config.num_devices}, but {available} devices are available")
-    eval_b = config.eval_batch_size or config.batch_size
-    for name, b in (("batch_size", config.batch_size), ("eval_batch_size", eval_b)):
-        if b % n:
-            raise ValueError(f"{name}={b} does not split over {n} devices; use a multiple of {n} "
-                             f"(or set num_devices)")
-    if n_train < config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training examples")
-    return _Layout(n, eval_b, n_train // config.batch_size)
+    logits, *aux = _outputs(out)
+
+    def ce(z):
+        return optax.softmax_cross_entropy_with_integer_labels(z.astype(jnp.float32), labels).mean()
+
+    main = ce(logits)
+    return main + aux_weight * sum((ce(z) for z in aux), jnp.float32(0.0)), main
 
 
-def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces):
-    """The jitted train step (donating the state) and eval step; each counts its traces in ``traces``."""
+def _cast_floats(tree, dtype):
+    """``tree`` with its floating leaves cast to ``dtype``; other leaves (RNG keys, counts) as they are."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, config):
+    """The jitted train step (donating the state) and eval step; each counts its traces in ``traces``.
+
+    The train step returns the new state, the loss of the main logits and whether the training
+    loss and the new parameters are finite.
+    """
     b = batch_shape[0]
+    dtype = jnp.dtype(config.dtype)
+
+    def forward(graphdef, params, rest, x):
+        if dtype != jnp.float32:
+            params, x = _cast_floats(params, dtype), x.astype(dtype)
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        return model, model(x)
 
     def loss_fn(params, rest, x, y):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = _logits(model(x))
-        chex.assert_shape(logits, (b, num_classes))
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean()
+        model, out = forward(graphdef, params, rest, x)
+        chex.assert_shape(list(_outputs(out)), (b, num_classes))
+        loss, main = classification_loss(out, y, config.aux_weight)
         _, new_rest = nnx.state(model, nnx.Param, ...)
-        return loss, new_rest
+        new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
+        return loss, (main, new_rest)
 
     def train_step(params, rest, opt_state, x, y):
         traces["train_step"] += 1
@@ -227,15 +261,15 @@ def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces):
         chex.assert_type(x, jnp.float32)
         chex.assert_shape(y, (b,))
         chex.assert_type(y, jnp.int32)
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
+        (loss, (main, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
-        return params, rest, opt_state, loss, finite
+        return params, rest, opt_state, main, finite
 
     def eval_step(params, rest, x, y, weight):
         traces["eval_step"] += 1
-        logits = _logits(nnx.merge(eval_graphdef, params, rest, copy=True)(x)).astype(jnp.float32)
+        logits = _outputs(forward(eval_graphdef, params, rest, x)[1])[0].astype(jnp.float32)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         correct = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
         return (correct * weight).sum(), (losses * weight).sum()
@@ -256,7 +290,8 @@ def _init_state(model, config, placement, num_classes, traces):
     # Copies: the step donates its inputs, and the model keeps its own arrays.
     params, rest = placement.replicate((params, rest))
     opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
-    train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces)
+    train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces,
+                                        config)
     return TrainState(params, rest, opt_state), schedule, train_step, eval_step
 
 
@@ -323,8 +358,8 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
     """Train ``model`` in place on ``dataset``; resume from ``workdir/checkpoints`` if present.
 
     Args:
-      model: any ``nnx.Module`` mapping ``(N, H, W, C)`` images to logits (or a tuple whose first
-        item is the logits).
+      model: any ``nnx.Module`` mapping ``(N, H, W, C)`` images to logits (or, in training, a
+        tuple ``(logits, *aux_logits)``).
       dataset: a :class:`jconv.data.Dataset`, or ``(train_source, test_source[, augment])``
         streamed with grain (e.g. :func:`jconv.data.open_dataset`'s result).
       config: a :class:`TrainConfig`.
@@ -334,7 +369,7 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
 
     Returns:
       A dict: ``steps`` (done in total), ``start_step`` (0, or the step resumed from),
-      ``final_loss`` (training loss of the last step), ``test_accuracy``, ``test_loss``,
+      ``final_loss`` (cross-entropy of the main logits at the last step), ``test_accuracy``, ``test_loss``,
       ``images_per_s`` and ``step_time_s`` (after the first step of this call, excluding
       checkpoint writes; None if fewer than two steps ran), ``first_step_s`` (includes
       compilation), ``num_devices``, ``train_step_traces``, ``workdir``.
@@ -349,8 +384,8 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
     data = make_data(dataset, workers=config.data_workers)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    layout = _layout(data.n_train, config)
-    placement = Placement(jax.devices()[:layout.num_devices], config.batch_size, layout.eval_batch_size,
+    plan = layout(data.n_train, config)
+    placement = Placement(jax.devices()[:plan.num_devices], config.batch_size, plan.eval_batch_size,
                           data.image_shape)
     traces = {"train_step": 0, "eval_step": 0}
     state, schedule, train_step, eval_step = _init_state(model, config, placement, data.num_classes, traces)
@@ -362,10 +397,10 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
     try:
         state, start, final_loss = train_checkpoint.restore(manager, state, config, workdir,
                                                                     data.iterator) or (state, 0, None)
-        monitor = Monitor(logger, config, schedule, layout.steps_per_epoch,
+        monitor = Monitor(logger, config, schedule, plan.steps_per_epoch,
                           functools.partial(_nonfinite_error, manager, workdir), final_loss, progress)
         state, t_end = _run_steps(train_step, state, start, config=config, data=data, placement=placement,
-                                  steps_per_epoch=layout.steps_per_epoch, monitor=monitor, manager=manager,
+                                  steps_per_epoch=plan.steps_per_epoch, monitor=monitor, manager=manager,
                                   on_step=on_step)
         manager.wait_until_finished()
         step_time, images_per_s = monitor.timing(t_end, config.steps - start - 1)
@@ -386,7 +421,7 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
         "images_per_s": images_per_s,
         "step_time_s": step_time,
         "first_step_s": monitor.first_step_s,
-        "num_devices": layout.num_devices,
+        "num_devices": plan.num_devices,
         "batch_size": config.batch_size,
         "train_step_traces": traces["train_step"],
         "workdir": str(workdir),

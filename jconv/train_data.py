@@ -14,6 +14,7 @@ yield only this process's rows and whose train iterator is checkpointed with the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import jax
@@ -224,6 +225,40 @@ class Streamed:
                                             worker_count=self.workers):
             yield placement.local_eval_batch(batch["image"], batch["label"],
                                              batch["mask"].astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a run spreads over devices and epochs."""
+
+    num_devices: int
+    eval_batch_size: int
+    steps_per_epoch: int
+
+
+def layout(n_train: int, config) -> Layout:
+    """The device count, evaluation batch size and epoch length of a run on ``n_train`` examples.
+
+    Args:
+      n_train: the number of training examples.
+      config: the run's :class:`jconv.train.TrainConfig`.
+
+    Raises:
+      ValueError: more devices than there are, a batch size that does not split over the devices,
+        or fewer training examples than one batch.
+    """
+    available = len(jax.devices())
+    n = available if config.num_devices is None else config.num_devices
+    if not 1 <= n <= available:
+        raise ValueError(f"num_devices={config.num_devices}, but {available} devices are available")
+    eval_b = config.eval_batch_size or config.batch_size
+    for name, b in (("batch_size", config.batch_size), ("eval_batch_size", eval_b)):
+        if b % n:
+            raise ValueError(f"{name}={b} does not split over {n} devices; use a multiple of {n} "
+                             f"(or set num_devices)")
+    if n_train < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {n_train} training examples")
+    return Layout(n, eval_b, n_train // config.batch_size)
 
 
 def make_data(dataset, augment=None, workers=0):
