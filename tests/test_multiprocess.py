@@ -1,8 +1,9 @@
 """Two JAX processes with two CPU devices each train as one job (``jconv.launch``).
 
-Checked against one process with four devices: the same losses, one checkpoint on disk,
-and, after both processes are killed and restarted, the same final parameters bit for bit
-as an uninterrupted two-process run.
+Checked against one process with four devices, with the data in memory and streamed by
+grain (each process reading its own rows): the same losses, one checkpoint on disk, and,
+after both processes are killed and restarted, the same final parameters bit for bit as
+an uninterrupted two-process run (grain's iterator state restored per process).
 """
 
 import json
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jconv import launch
 from tests.test_train import REPO, _env, _losses
@@ -21,17 +23,25 @@ from tests.tolerance import assert_close
 STEPS, EVERY = 6, 3
 
 
-def run_worker(workdir, sleep=0.0):
-    """One process of the job: TinyCNN on the tiny set; process 0 saves the final params."""
+def run_worker(workdir, source, sleep=0.0):
+    """One process of the job: TinyCNN on the tiny set held in memory, or on procedural
+    sources streamed by grain (CIFAR augmentation); process 0 saves the final params."""
     launch.initialize_from_env()
     import jax
     from flax import nnx
 
+    from jconv import data
     from jconv.train import TrainConfig, train
     from tests.test_train import TinyCNN, tiny_dataset
 
-    ds = tiny_dataset()
-    model = TinyCNN(1, ds.num_classes, rngs=nnx.Rngs(0))
+    if source == "memory":
+        ds = tiny_dataset()
+        channels, num_classes = 1, ds.num_classes
+    else:
+        train_src, test_src, _ = data.open_dataset("procedural", image_size=16, train_size=40,
+                                                   test_size=11, seed=0)
+        ds, channels, num_classes = (train_src, test_src, "cifar"), 3, train_src.num_classes
+    model = TinyCNN(channels, num_classes, rngs=nnx.Rngs(0))
     config = TrainConfig(steps=STEPS, batch_size=16, learning_rate=0.05, optimizer="sgd",
                          log_every=1, checkpoint_every=EVERY, seed=3)
     on_step = (lambda step: time.sleep(sleep)) if sleep else None
@@ -45,8 +55,9 @@ def run_worker(workdir, sleep=0.0):
         print("RESULT " + json.dumps(result), flush=True)
 
 
-def _start_job(workdir, processes, devices, sleep=0.0):
-    script = f"from tests.test_multiprocess import run_worker\nrun_worker({str(workdir)!r}, {sleep})\n"
+def _start_job(workdir, source, processes, devices, sleep=0.0):
+    script = ("from tests.test_multiprocess import run_worker\n"
+              f"run_worker({str(workdir)!r}, {source!r}, {sleep})\n")
     base = _env()
     return [subprocess.Popen([sys.executable, "-W", "error", "-c", script], cwd=REPO,
                              env=launch.process_env(i, processes, port, devices, base),
@@ -67,9 +78,10 @@ def _params(workdir):
         return {k: f[k] for k in f.files}
 
 
-def test_two_processes_train_as_one(tmp_path):
+@pytest.mark.parametrize("source", ["memory", "grain"])
+def test_two_processes_train_as_one(tmp_path, source):
     two, one, killed = tmp_path / "two", tmp_path / "one", tmp_path / "killed"
-    jobs = {"two": _start_job(two, 2, 2), "one": _start_job(one, 1, 4)}
+    jobs = {"two": _start_job(two, source, 2, 2), "one": _start_job(one, source, 1, 4)}
     r2, r1 = _wait(jobs["two"]), _wait(jobs["one"])
     assert r2["num_devices"] == r1["num_devices"] == 4 and r2["steps"] == STEPS
     l2, l1 = _losses(two), _losses(one)
@@ -81,7 +93,7 @@ def test_two_processes_train_as_one(tmp_path):
     for key in p1:
         assert_close(p2[key], p1[key], err_msg=key)
 
-    procs = _start_job(killed, 2, 2, sleep=0.5)
+    procs = _start_job(killed, source, 2, 2, sleep=0.5)
     deadline = time.monotonic() + 240
     try:
         while not any(p.name.isdigit() for p in (killed / "checkpoints").glob("*")):
@@ -92,7 +104,7 @@ def test_two_processes_train_as_one(tmp_path):
         for p in procs:
             p.send_signal(signal.SIGKILL)
             p.communicate(timeout=60)
-    resumed = _wait(_start_job(killed, 2, 2))
+    resumed = _wait(_start_job(killed, source, 2, 2))
     assert EVERY <= resumed["start_step"] < STEPS
     p_resumed = _params(killed)
     for key in p2:
