@@ -32,8 +32,9 @@ def test_check_op_passes_for_every_builtin_op(op):
     if jax.default_backend() == "gpu" and op == "conv_transpose":
         pytest.skip("XLA:GPU aborts compiling the float64 VJP of the scatter form "
                     "(tests/test_grads.py: GPU_F64_ABORTS)")
-    lines = testing.check_op(op)
-    assert len(lines) == len(registry.get(op).examples)
+    examples = registry.get(op).examples[:1]  # the sweeps of test_ops_reference/test_grads cover more
+    lines = testing.check_op(op, examples)
+    assert len(lines) == 1 and lines[0].startswith(f"{op}: example 0 ")
 
 
 def test_check_op_catches_a_wrong_kernel():
