@@ -66,5 +66,9 @@ def get_config(arg=None):
     config.order_maps = 16 if smoke else 64
     # The quadratic-cost experiment, run into WORKDIR/quadratic_cost (its keys as there).
     config.quadratic = _quadratic_config(smoke)
+    # The scaling study's results (configs/scaling_study.py): read from this folder if given,
+    # else from WORKDIR/scaling_study, else from runs/scaling_study (the study's default work
+    # directory); the section says how to make them when there are none.
+    config.study_dir = ""
     config.lock()
     return config

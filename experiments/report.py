@@ -19,12 +19,12 @@ import jax
 
 from experiments import quadratic_cost
 from experiments.report_sections import Context, table
-from experiments.report_sections import evidence, html, networks, photo
+from experiments.report_sections import evidence, html, networks, photo, study
 from jconv.runner import Store, progress
 
 TITLE = "How exactly do convolution layers work? The evidence, computed by jconv"
 
-REFERENCES = """## 9. References
+REFERENCES = """## 10. References
 
 Papers:
 
@@ -97,6 +97,7 @@ SECTIONS = (
     ("pooling", evidence.pooling),
     ("3-D filter", evidence.depth_filter),
     ("feature maps", photo.feature_maps),
+    ("scaling study", study.scaling_study),
 )
 
 

@@ -74,8 +74,8 @@ def _train_config(config) -> train.TrainConfig:
         data_workers=config.data_workers, dtype=config.dtype)
 
 
-def open_data(config) -> data.sources.Selection:
-    """``config.dataset`` at ``config.input_size``, checked.
+def open_data(config, difficulty: float | None = None) -> data.sources.Selection:
+    """``config.dataset`` at ``config.input_size``, checked (``difficulty``: the procedural set's).
 
     Raises:
       ConfigError: a bad dataset name, channel count or missing ``data_dir``.
@@ -84,28 +84,44 @@ def open_data(config) -> data.sources.Selection:
     try:
         return data.open_dataset(config.dataset, image_size=config.input_size, data_dir=config.data_dir or None,
                                  channels=config.in_channels or None, seed=config.seed,
-                                 train_size=config.train_size or None, test_size=config.test_size or None)
+                                 train_size=config.train_size or None, test_size=config.test_size or None,
+                                 difficulty=difficulty)
     except DataError:
         raise
     except ValueError as error:
         raise ConfigError(f"--config.dataset={config.dataset!r}: {error}") from None
 
 
-def measure(config, variant: str, width: float, selection, workdir: Path) -> dict:
-    in_channels, num_classes = selection.train.image_shape[-1], selection.train.num_classes
-    _, total = summary.summarize(config.model, variant=variant, width=width,
-                                 input_size=config.input_size, in_channels=in_channels,
-                                 num_classes=num_classes)
-    model = models.build(config.model, variant=variant, width=width,
-                         input_size=config.input_size, in_channels=in_channels,
-                         num_classes=num_classes, rngs=nnx.Rngs(config.seed))
-    result = train.train(model, tuple(selection), _train_config(config),
-                         workdir / "train" / f"{variant}_w{width:g}", progress=True)
+def train_run(model_name: str, variant: str, width: float, input_size: int, selection,
+              train_config: train.TrainConfig, run_dir: Path, *, norm: str = "paper",
+              prepare=None) -> dict:
+    """Builds ``model_name`` (seeded by ``train_config.seed``), trains it into ``run_dir`` (resuming
+    what is there) and returns its params, MACs per image and what :func:`jconv.train.train` measured.
+
+    ``selection`` is a :class:`jconv.data.Dataset` or a ``(train, test[, augment])`` of sources;
+    ``prepare(model)``, if given, edits the fresh model before training (an initialisation).
+    """
+    shape = selection.input_shape if isinstance(selection, data.Dataset) else selection[0].image_shape
+    num_classes = selection.num_classes if isinstance(selection, data.Dataset) else selection[0].num_classes
+    _, total = summary.summarize(model_name, variant=variant, width=width, input_size=input_size,
+                                 in_channels=shape[-1], num_classes=num_classes, norm=norm)
+    model = models.build(model_name, variant=variant, width=width, input_size=input_size,
+                         in_channels=shape[-1], num_classes=num_classes, norm=norm,
+                         rngs=nnx.Rngs(train_config.seed))
+    if prepare is not None:
+        prepare(model)
+    dataset = selection if isinstance(selection, data.Dataset) else tuple(selection)
+    result = train.train(model, dataset, train_config, run_dir, progress=True)
     ips = result["images_per_s"]
     return {"params": total["params"], "macs": total["macs"],
             "train_flops_per_s": None if ips is None else 6 * total["macs"] * ips,
             **{k: result[k] for k in ("final_loss", "test_accuracy", "test_loss",
                                       "images_per_s", "step_time_s", "first_step_s", "steps")}}
+
+
+def measure(config, variant: str, width: float, selection, workdir: Path) -> dict:
+    return train_run(config.model, variant, width, config.input_size, selection, _train_config(config),
+                     workdir / "train" / f"{variant}_w{width:g}")
 
 
 def run(config, workdir: Path) -> dict:
@@ -178,8 +194,10 @@ def _plot(config, records, slopes, path: Path) -> None:
                                if variant in slopes else "")
             step.plot([r["key"]["width"] for r in timed], [r["step_time_s"] for r in timed],
                       "o-", label=label)
-    acc.set(xscale="log", xlabel="MACs per image", ylabel="test accuracy",
-            title=f"{config.model}: accuracy vs MACs")
+    from experiments.scaling_study.plots import log_axis
+
+    log_axis(acc)  # major ticks only: minor labels of a short log range overprint each other
+    acc.set(xlabel="MACs per image", ylabel="test accuracy", title=f"{config.model}: accuracy vs MACs")
     step.set(xscale="log", yscale="log", xlabel="width multiplier",
              ylabel="train step time (s)", title=f"{config.model}: step time vs width")
     for ax in (acc, step):

@@ -137,8 +137,18 @@ def config_json(config: ml_collections.ConfigDict) -> dict:
     return _to_json(config)
 
 
+def _writer() -> bool:
+    """Whether this process writes shared files: process 0 of a multi-process JAX job, or the
+    only process (JAX is asked only when it is already imported)."""
+    jax = sys.modules.get("jax")
+    return jax is None or jax.process_index() == 0
+
+
 class Store:
     """Append-only measurements of a work directory, one JSON line each.
+
+    In a job of several JAX processes (``jconv launch``) every process keeps the records in
+    memory and process 0 alone writes them.
 
     A measurement is identified by its ``key`` (a dict of what was measured: variant,
     width, ...); :meth:`add` appends ``{**key, **values}`` and syncs it to disk before
@@ -174,10 +184,11 @@ class Store:
 
     def add(self, key: Mapping, values: Mapping) -> dict:
         record = {"key": dict(key), **values}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if _writer():
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         self._records[self._id(key)] = record
         return record
 
@@ -209,7 +220,10 @@ def check_workdir(workdir: Path, config: ml_collections.ConfigDict, path: Path) 
             raise ConfigError(f"{path}: work directory {str(workdir)!r} holds a run of a "
                               f"different config (differs in {changed}); pass another "
                               "--workdir or delete it")
-    saved.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+    if _writer():  # atomically: other processes of the job may be reading it
+        partial = saved.with_name(f".{saved.name}.partial")
+        partial.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+        os.replace(partial, saved)
 
 
 @contextlib.contextmanager

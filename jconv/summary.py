@@ -21,7 +21,7 @@ import ml_collections
 from jconv.ops import registry
 
 MODEL_DEFAULTS = dict(variant="standard", width=1.0, input_size=0, in_channels=3,
-                      num_classes=1000, aux_classifiers=False)
+                      num_classes=1000, aux_classifiers=False, norm="paper")
 
 
 def config(model: str) -> ml_collections.ConfigDict:
@@ -50,7 +50,7 @@ def build_abstract(settings):
     return nnx.eval_shape(lambda: models.build(
         settings.model, variant=settings.variant, width=settings.width,
         input_size=settings.input_size or None, in_channels=settings.in_channels,
-        num_classes=settings.num_classes, rngs=nnx.Rngs(0), **options))
+        num_classes=settings.num_classes, norm=settings.norm, rngs=nnx.Rngs(0), **options))
 
 
 def summarize(model: str, **overrides: Any) -> tuple[list[dict], dict]:

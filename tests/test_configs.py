@@ -7,6 +7,9 @@ import pytest
 from jconv import runner
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.py"))
+# Configs whose smoke run another test makes, with more checks: not run twice.
+SMOKED_ELSEWHERE = {"report": "tests/test_report.py", "scaling_study": "tests/test_scaling_study.py",
+                    "scaling_alexnet": "tests/test_scaling_data.py"}
 
 
 def test_there_are_configs():
@@ -20,7 +23,13 @@ def test_config_is_locked(path):
         config.no_such_key = 1
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_configs_smoked_elsewhere_are_smoked_there():
+    root = Path(__file__).resolve().parent.parent
+    for stem, test in SMOKED_ELSEWHERE.items():
+        assert f"configs/{stem}.py" in (root / test).read_text() or f'"{stem}.py"' in (root / test).read_text()
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem not in SMOKED_ELSEWHERE], ids=lambda p: p.stem)
 def test_config_runs_in_smoke_mode(path, tmp_path):
     workdir = runner.run(f"{path}:smoke", workdir=tmp_path / path.stem)
     assert (workdir / "config.json").exists()

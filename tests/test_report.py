@@ -34,7 +34,7 @@ def test_writes_the_report(report):
     for name in ("index.md", "index.html", "figures.json"):
         assert (report / name).stat().st_size > 0
     markdown = (report / "index.md").read_text(encoding="utf-8")
-    for number in range(1, 10):
+    for number in range(1, 11):
         assert re.search(rf"^## {number}\. ", markdown, re.M), f"section {number} missing"
 
 

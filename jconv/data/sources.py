@@ -158,7 +158,7 @@ def _check_args(name, data_dir, image_size, channels):
                          f"(--config.data_dir=PATH), got {data_dir!r}")
 
 
-def _open(name, data_dir, image_size, channels, seed, train_size, test_size, verify):
+def _open(name, data_dir, image_size, channels, seed, train_size, test_size, verify, difficulty):
     """``(train, test)`` before resizing; in-memory sets already at ``image_size``."""
     from jconv import data
 
@@ -175,6 +175,8 @@ def _open(name, data_dir, image_size, channels, seed, train_size, test_size, ver
     if name == "procedural":
         from jconv.data.procedural import open_procedural
         sizes = {k: v for k, v in (("train_size", train_size), ("test_size", test_size)) if v}
+        if difficulty is not None:
+            sizes["difficulty"] = difficulty
         return open_procedural(image_size=max(16, int(image_size)), seed=seed, **sizes)
     kwargs = {"synthetic": {"input_size": image_size, "channels": channels or 3, "seed": seed},
               "digits": {"input_size": image_size, "channels": channels or 1, "seed": seed},
@@ -190,7 +192,7 @@ def _open(name, data_dir, image_size, channels, seed, train_size, test_size, ver
 
 def open_dataset(name: str, *, image_size: int, data_dir=None, channels: int | None = None, seed: int = 0,
                  train_size: int | None = None, test_size: int | None = None,
-                 verify: bool = True) -> Selection:
+                 verify: bool = True, difficulty: float | None = None) -> Selection:
     """The train and test sources of ``name`` at ``image_size``, checked, and their augmentation.
 
     Args:
@@ -205,6 +207,8 @@ def open_dataset(name: str, *, image_size: int, data_dir=None, channels: int | N
         default); ignored by the others.
       test_size: images in their test split, likewise.
       verify: decode every image of an image folder now (else only headers are checked).
+      difficulty: the nuisance level in [0, 1] of ``procedural`` (None: its default); ignored
+        by the others.
 
     Returns:
       A :class:`Selection` ``(train, test, augment)``: sources whose images are uint8
@@ -221,7 +225,8 @@ def open_dataset(name: str, *, image_size: int, data_dir=None, channels: int | N
     ((16, 16, 3), dtype('uint8'), 10, None)
     """
     _check_args(name, data_dir, image_size, channels)
-    train, test = _open(name, data_dir, image_size, channels, seed, train_size, test_size, verify)
+    train, test = _open(name, data_dir, image_size, channels, seed, train_size, test_size, verify,
+                        difficulty)
     own = train.image_shape[-1]
     want = own if channels is None else channels
     if own not in (1, 3):

@@ -29,7 +29,7 @@ from flax import nnx
 from jconv.models import alexnet as _alexnet
 from jconv.models import googlenet as _googlenet
 from jconv.models import mobilenet as _mobilenet
-from jconv.models._table import LayerInfo, TableModel, spatial
+from jconv.models._table import NORMS, LayerInfo, TableModel, batch_norm_rows, spatial
 
 
 def _alexnet_2012(**kw):
@@ -52,7 +52,12 @@ def _mobilenet_v1(*, variant="standard", **kw):
 
 
 def _table(name, rows, default_size, *, variant="standard", width=1.0, input_size=None,
-           in_channels=3, num_classes=1000, impl="auto", aux=None, rngs):
+           in_channels=3, num_classes=1000, impl="auto", norm="paper", aux=None, rngs):
+    if norm not in NORMS:
+        raise ValueError(f"{name}: norm={norm!r}; expected one of {list(NORMS)}")
+    if norm == "batch":
+        rows = batch_norm_rows(rows)
+        aux = None if aux is None else {tap: batch_norm_rows(r) for tap, r in aux.items()}
     return TableModel(name, rows, input_size=spatial(name, input_size, default_size),
                       in_channels=in_channels, variant=variant, width=width,
                       num_classes=num_classes, impl=impl, rngs=rngs, aux=aux)
@@ -84,6 +89,8 @@ def build(name: str, *, variant: str = "standard", width: float = 1.0, input_siz
       num_classes: classifier outputs.
       rngs: ``nnx.Rngs`` for parameters and dropout.
       **options: model options: ``impl`` (every op's implementation, default ``"auto"``);
+        ``norm`` (``"paper"``: the table's own normalisation, LRN where the paper has it;
+        ``"batch"``: a BatchNorm after every conv, before its ReLU, and no LRN);
         ``aux_classifiers`` (GoogLeNet only).
 
     Returns:

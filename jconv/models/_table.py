@@ -280,6 +280,30 @@ def scale_rows(model: str, rows, width: float, prefix: str = ""):
     return tuple(scaled)
 
 
+NORMS = ("paper", "batch")
+
+
+def batch_norm_rows(rows):
+    """``rows`` with a BatchNorm after every conv (before its ReLU) and without LRN.
+
+    A conv already followed by a ``batch_norm`` row (MobileNet's) is kept as it is; concat
+    branches are rewritten the same way. The BatchNorm of conv ``name`` is ``name_bn``.
+    """
+    out = []
+    for i, (name, kind, kw) in enumerate(rows):
+        if kind == "lrn":
+            continue
+        if kind == "concat":
+            kw = dict(kw, branches=tuple(batch_norm_rows(b) for b in kw["branches"]))
+        elif kind == "conv" and not (i + 1 < len(rows) and rows[i + 1][1] == "batch_norm"):
+            relu = bool(kw.get("relu", False))
+            out.append((name, kind, {k: v for k, v in kw.items() if k != "relu"}))
+            out.append((f"{name}_bn", "batch_norm", {"relu": relu}))
+            continue
+        out.append((name, kind, kw))
+    return tuple(out)
+
+
 def spatial(model: str, size, default) -> tuple[int, int]:
     size = default if size is None else size
     hw = (size, size) if isinstance(size, int) else tuple(size)
