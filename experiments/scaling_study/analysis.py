@@ -17,7 +17,10 @@ an exponent in ``C`` is the same as in MACs per image.
 All are least squares on ``log e`` (relative errors weigh alike at every compute), and each
 is scored by the small-sample Akaike criterion on those residuals
 (``AICc = n·ln(RSS/n) + 2k + 2k(k+1)/(n−k−1)``, ``k`` its parameters); the form with the lowest
-is the one the data supports. The exponent's uncertainty is its standard error from the fit's
+is the one the data supports, unless a parameter of ``power+floor`` ends on its bound (an
+exponent of 10 is a step, not a law; a floor of 0 is the plain power law), which leaves its
+covariance meaningless: that fit is kept, marked ``at_bound``, and not chosen. The exponent's
+uncertainty is its standard error from the fit's
 covariance (residual variance scaled) and the 95% interval ``b ± t₀.₉₇₅(n−k) · se``.
 
 >>> law = fit_laws([1, 1, 4, 4, 16, 16], [0.5, 0.52, 0.25, 0.26, 0.125, 0.13])
@@ -150,9 +153,11 @@ def fit_laws(compute, errors) -> dict:
             pred = a3 * c ** -b3 + f3
             forms["power+floor"] = _summary("power+floor", {"a": a3, "b": b3, "e_inf": f3}, cov3,
                                             log_e, np.log(pred), e, pred, 3, b_index=1)
+            # On a bound (b = 10: a step; e∞ at 0 or 1) the covariance means nothing.
+            forms["power+floor"]["at_bound"] = bool(b3 > 9.99 or f3 < 1e-5 or f3 > 0.9999)
         except (RuntimeError, ValueError):
             pass
-    best = min(forms, key=lambda f: forms[f]["aicc"])
+    best = min((f for f in forms if not forms[f].get("at_bound")), key=lambda f: forms[f]["aicc"])
     return {"c0": c0, "forms": forms, "best": best}
 
 

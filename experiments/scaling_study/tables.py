@@ -33,7 +33,7 @@ def verdict(rows: list[dict], num_classes: int | None) -> dict | None:
     """Whether the Type 2.1 collapse belongs to training or to the variant, from the comparison.
 
     ``training``: some treatment brings Type 2.1 within :data:`MARGIN` of the standard conv
-    trained as studied. ``variant``: none lifts it more than :data:`MARGIN` above its own
+    (trained as studied or with the same treatment, whichever is lower). ``variant``: none lifts it more than :data:`MARGIN` above its own
     accuracy as studied (or above chance). ``both``: a treatment lifts it, but it stays more
     than :data:`MARGIN` below the standard.
     """
@@ -45,8 +45,11 @@ def verdict(rows: list[dict], num_classes: int | None) -> dict | None:
     chance = 1 / num_classes if num_classes else 0.0
     best = max(mine, key=mine.get)
     base = mine["as_studied"]
-    figures = (f"Type 2.1 as studied {base:.3f}; best treatment `{best}` {mine[best]:.3f}; "
-               f"standard as studied {reference:.3f}; chance {chance:.3f}")
+    reference = min(reference, acc.get(("standard", best), reference))
+    figures = (f"Type 2.1 as studied {base:.3f}; best treatment `{best}` {mine[best]:.3f}; standard as "
+               f"studied {acc[('standard', 'as_studied')]:.3f}"
+               + (f", with `{best}` {acc[('standard', best)]:.3f}" if ("standard", best) in acc else "")
+               + f"; chance {chance:.3f}")
     if mine[best] >= reference - MARGIN:
         answer, text = "training", (f"training: with `{best}` ({runs.TREATMENTS[best]}) Type 2.1 "
                                     "reaches the standard conv's accuracy")
@@ -91,7 +94,8 @@ def _law_row(model: str, variant: str, law: dict) -> str:
     best = law["forms"][law["best"]]
     b = (f"{best['b']:.3f} ± {best['b_se']:.3f} [{best['b_low']:.2f}, {best['b_high']:.2f}]"
          if "b" in best else "—")
-    aicc = " / ".join(f"{law['forms'][f]['aicc']:.1f}"
+    bound = [f for f in analysis.FORMS if law["forms"].get(f, {}).get("at_bound")]
+    aicc = " / ".join((f"{law['forms'][f]['aicc']:.1f}" + ("ᵇ" if f in bound else ""))
                       if f in law["forms"] and math.isfinite(law["forms"][f]["aicc"]) else "—"
                       for f in analysis.FORMS)
     e_inf = f"{best['e_inf']:.3f}" if "e_inf" in best else "—"
@@ -127,7 +131,8 @@ def markdown(config, results: dict, records: list[dict]) -> str:
               "Per (model, variant), on every run: the form with the lowest AICc (flat e = e∞; "
               "power e = a·c^(−b); power+floor e = a·c^(−b) + e∞; c = C/C₀), its exponent b ± "
               "standard error [95% interval], its floor, R² and RMSE on the error, and the AICc of "
-              "each form (flat / power / power+floor; lower is better).", "",
+              "each form (flat / power / power+floor; lower is better; ᵇ: a parameter on its bound, "
+              "not chosen).", "",
               "| model | variant | form | b ± se [95%] | e∞ | R² | RMSE | AICc |",
               "|---|---|---|---|---|---|---|---|"]
     for name, law in results["laws"].items():
