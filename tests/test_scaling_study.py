@@ -167,3 +167,20 @@ def test_store_is_written_by_process_zero_only(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda: 0)
     store.add({"run": 2}, {"accuracy": 0.6})
     assert len(runner.Store(tmp_path)) == 1
+
+
+def test_a_registered_variant_joins_the_study(tmp_path, monkeypatch):
+    import importlib.util
+
+    from jconv.ops import registry
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))  # undone after the test
+    spec = importlib.util.spec_from_file_location("study_shift_variant", ROOT / "examples" / "custom_variant.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    config = runner.load("configs/scaling_study.py:smoke", ["--config.variants=()"])[0]
+    assert "shift" in runs.variants(config) and "standard" in runs.variants(config)
+    workdir = runner.run("configs/scaling_study.py:smoke", [
+        "--config.variants=('shift',)", "--config.widths=(0.0625,)", "--config.controls.treatments=()"],
+        tmp_path / "w")
+    table = (workdir / "table.md").read_text(encoding="utf-8")
+    assert table.count("| alexnet | shift | 0.0625 |") == 1 and "## Type 2.1" not in table
