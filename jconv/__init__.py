@@ -10,7 +10,7 @@
 (1, 8, 8, 6)
 """
 
-from jconv import cost, reference, torch_ports
+from jconv import backends, cost, reference, torch_ports  # jconv.backends(): what runs here
 from jconv.ops import *  # noqa: F403
 from jconv.ops import BUILTIN_OPS, __all__, registry
 

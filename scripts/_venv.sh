@@ -44,5 +44,10 @@ if [ ! -f "$_jconv_stamp" ] || [ "$(cat "$_jconv_stamp")" != "$_jconv_want" ]; t
     echo "$_jconv_want" > "$_jconv_stamp"
 fi
 
+# The oneDNN extension (impl="onednn"): built when missing or stale, never retried with
+# the same inputs after a failure. A failed build prints one line and jconv runs without
+# it (jconv.backends() says why). Run as a file: it imports neither jax nor jconv.
+"$_jconv_venv/bin/python" jconv/backends/build.py --if-needed || true
+
 unset _jconv_root _jconv_venv _jconv_stamp _jconv_py _jconv_want
 unset -f _jconv_sha256

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import jax
 from jax import lax
 
+from jconv.backends import onednn
 from jconv.kernels.einsum_conv import (channels_last_dnums, hybrid_conv, patch_conv, shift_conv,
                                        split_conv)
 from jconv.ops import _args, dispatch, padding, registry, shapes
@@ -30,13 +31,13 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
             dimension_numbers=channels_last_dnums(x.ndim - 2), feature_group_count=groups,
             precision=precision)
     core = {"shift": shift_conv, "patches": patch_conv, "split": split_conv,
-            "hybrid": hybrid_conv}[impl]
+            "hybrid": hybrid_conv, "onednn": onednn.conv}[impl]
     return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
 
 
 def _run(op, x, w, plan: shapes.Plan, impl, precision):
     """Resolves ``impl`` for ``plan`` and runs the conv under the ``op[impl]`` scope."""
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         return run_conv(x, w, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
                         impl=impl, precision=precision)
 
@@ -66,8 +67,9 @@ def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="
       padding_mode: ``"zeros"``, ``"reflect"``, ``"edge"`` (alias ``"replicate"``) or
         ``"circular"``.
       impl: ``"auto"``, ``"lax"``, ``"shift"`` (shifted windows), ``"patches"``
-        (im2col), ``"split"`` (one dense ``lax`` conv per group) or ``"hybrid"`` (``lax``
-        forward, weight gradient by shifted windows); see :func:`jconv.which_impl`.
+        (im2col), ``"split"`` (one dense ``lax`` conv per group), ``"hybrid"`` (``lax``
+        forward, weight gradient by shifted windows) or ``"onednn"`` (oneDNN on CPU,
+        float32 and bfloat16, else ``lax``); see :func:`jconv.which_impl`.
       precision: passed to ``lax``/``einsum``, e.g. ``lax.Precision.HIGHEST``.
 
     The names mean the same in every op (:data:`jconv.ops.registry.IMPLS`).
@@ -140,7 +142,8 @@ def pointwise_conv(x, w, stride=1, groups=1, *, impl="auto", precision=None):
       w: ``(C/groups, K)``.
       stride: subsampling of the output grid.
       groups: splits maps and filters into groups, as in :func:`conv`.
-      impl: ``"auto"``, ``"lax"``, ``"shift"`` or ``"hybrid"``, as in :func:`conv`.
+      impl: ``"auto"``, ``"lax"``, ``"shift"``, ``"hybrid"`` or ``"onednn"``, as in
+        :func:`conv`.
       precision: as in :func:`conv`.
 
     Returns:
@@ -194,7 +197,7 @@ def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilati
     plan = shapes.separable_conv(x.shape, wd.shape, wp.shape, stride=stride, padding=padding,
                                  dilation=dilation, padding_mode=padding_mode)
     nd = x.ndim - 2
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         y = run_conv(x, wd, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
                      impl=impl, precision=precision)
         pointwise = shapes.pointwise_conv(y.shape, wp.shape)
@@ -223,8 +226,8 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
         ``ws[1]`` is ``(1, kw, M, K)``.
       stride, padding, dilation, padding_mode, precision: as in :func:`conv`,
         for the full ``kh×kw`` window.
-      impl: ``"auto"``, ``"lax"``, ``"shift"``, ``"patches"`` or ``"hybrid"``, as in
-        :func:`conv`, for both stages.
+      impl: ``"auto"``, ``"lax"``, ``"shift"``, ``"patches"``, ``"hybrid"`` or
+        ``"onednn"``, as in :func:`conv`, for both stages.
 
     Returns:
       ``(N, H', W', K)``.
@@ -246,7 +249,7 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
                                            padding=padding, dilation=dilation,
                                            padding_mode=padding_mode)
     win = plan.window
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         for a, w in enumerate(ws):
             stage = win.stage(a, x.shape[1:-1])
             x = run_conv(x, w, window=stage, groups=1, mode=plan.padding_mode, impl=impl,
@@ -256,23 +259,26 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
 
 _X = (2, 9, 9, 8)
 for _spec in (
-    registry.OpSpec("conv", conv, shapes.conv, ("lax", "shift", "patches", "split", "hybrid"),
+    registry.OpSpec("conv", conv, shapes.conv,
+                    ("lax", "shift", "patches", "split", "hybrid", "onednn"),
                     examples=(((_X, (3, 3, 8, 4)), {}),
                               ((_X, (3, 3, 4, 6)), dict(groups=2, stride=2)),
                               ((_X, (3, 3, 1, 8)), dict(groups=8, padding="VALID")),
                               (((2, 6, 6, 32), (3, 3, 32, 4)), dict(dilation=2)),
                               (((1, 10, 6), (3, 6, 4)), dict(padding_mode="reflect")))),
     registry.OpSpec("depthwise_conv", depthwise_conv, shapes.depthwise_conv,
-                    ("lax", "shift", "patches"),
+                    ("lax", "shift", "patches", "onednn"),
                     examples=(((_X, (3, 3, 1, 16)), dict(stride=2)),)),
     registry.OpSpec("pointwise_conv", pointwise_conv, shapes.pointwise_conv,
-                    ("lax", "shift", "hybrid"),
+                    ("lax", "shift", "hybrid", "onednn"),
                     examples=(((_X, (8, 4)), {}), ((_X, (4, 6)), dict(groups=2, stride=2)))),
     registry.OpSpec("separable_conv", separable_conv, shapes.separable_conv,
-                    ("lax", "shift", "patches"), weights=("w_depthwise", "w_pointwise"),
+                    ("lax", "shift", "patches", "onednn"),
+                    weights=("w_depthwise", "w_pointwise"),
                     examples=(((_X, (3, 3, 1, 8), (8, 5)), dict(stride=2)),)),
     registry.OpSpec("spatially_separable_conv", spatially_separable_conv,
-                    shapes.spatially_separable_conv, ("lax", "shift", "patches", "hybrid"),
+                    shapes.spatially_separable_conv,
+                    ("lax", "shift", "patches", "hybrid", "onednn"),
                     weights=("ws",),
                     examples=(((_X, [(3, 1, 8, 4), (1, 3, 4, 5)]), dict(stride=(2, 1))),)),
 ):

@@ -25,6 +25,14 @@ The CPU rules come from ``jconv run configs/bench.py`` (2-core CPU, fp32; ratios
 run, forward and forward+backward; where the two disagree the rule follows
 forward+backward, since a call cannot know whether it will be differentiated). On GPU
 ``lax`` (cuDNN) stays the default: no GPU rule is added without a GPU measurement.
+
+``impl="onednn"`` (oneDNN through XLA's FFI, :mod:`jconv.backends`) is never picked by
+``auto`` yet, and runs only where it can: on CPU, for float32 and bfloat16, with the
+extension built and loaded. Elsewhere the call runs ``lax``, and the reason says why::
+
+    >>> c = which_impl("conv", (1, 8, 8, 4), (3, 3, 4, 4), impl="onednn", dtype="float64")
+    >>> c.impl, "not float64" in c.reason
+    ('lax', True)
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from collections.abc import Callable
 
 import jax
 
+from jconv.backends import onednn
 from jconv.ops import registry
 from jconv.ops._args import fail
 
@@ -163,16 +172,36 @@ def _backend(backend: str | None) -> str:
     return backend
 
 
-def choose(op: str, impl: str, plan, x_shape, backend: str | None = None) -> Choice:
-    """What a call of ``op`` with this ``plan`` runs: ``impl`` itself, or ``auto``'s pick."""
+def choose(op: str, impl: str, plan, x_shape, backend: str | None = None,
+           dtype=None) -> Choice:
+    """What a call of ``op`` with this ``plan`` runs: ``impl`` itself, or ``auto``'s pick.
+
+    A kernel that cannot run the call (``onednn`` off the CPU, on a dtype other than
+    float32 and bfloat16, or without its extension) gives way to ``lax``, and the reason
+    says why. ``dtype`` is the arrays' dtype (default float32).
+    """
     check_impl(op, impl)
+    backend = _backend(backend)
+    spec = registry.get(op)
     if impl != "auto":
-        spec = registry.get(op)
-        return _choice(spec, impl, f"impl={impl!r} was asked for")
-    return decide(op, Facts.of(plan, x_shape, _backend(backend)))
+        choice = _choice(spec, impl, f"impl={impl!r} was asked for")
+    else:
+        choice = decide(op, Facts.of(plan, x_shape, backend))
+    return _runnable(spec, choice, backend, "float32" if dtype is None else dtype)
 
 
-def which_impl(op: str, *shapes, backend: str | None = None, **kwargs) -> Choice:
+def _runnable(spec, choice: Choice, backend: str, dtype) -> Choice:
+    """``choice``, or ``lax`` where its kernel cannot run on ``backend`` for ``dtype``."""
+    if choice.impl != "onednn":
+        return choice
+    why = onednn.unavailable(backend, dtype)
+    if why is None:
+        return choice
+    return _choice(spec, "lax", f"{choice.reason}; but it cannot run this call ({why}), "
+                   "so lax runs instead")
+
+
+def which_impl(op: str, *shapes, backend: str | None = None, dtype=None, **kwargs) -> Choice:
     """The implementation ``jconv.<op>`` runs for arrays of these shapes, and why.
 
     Builds the same plan as the op (:attr:`OpSpec.plan`) and makes the same choice, so
@@ -182,6 +211,7 @@ def which_impl(op: str, *shapes, backend: str | None = None, **kwargs) -> Choice
       op: an op name, e.g. ``"conv"``.
       *shapes: the shapes of the op's array arguments, in order (``x`` then weights).
       backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``; default ``jax.default_backend()``.
+      dtype: the arrays' dtype, default float32 (it decides whether ``onednn`` can run).
       **kwargs: the op's keyword arguments (``stride``, ``groups``, ``impl``, ...).
 
     Returns:
@@ -199,7 +229,7 @@ def which_impl(op: str, *shapes, backend: str | None = None, **kwargs) -> Choice
     kwargs.pop("precision", None)
     backend = _backend(backend)
     plan = spec.plan(*shapes, **kwargs)
-    return choose(op, impl, plan, shapes[0], backend)
+    return choose(op, impl, plan, shapes[0], backend, dtype)
 
 
 def scope(op: str, impl: str):
@@ -208,13 +238,13 @@ def scope(op: str, impl: str):
 
 
 @contextlib.contextmanager
-def chosen(op: str, impl: str, plan, x_shape):
+def chosen(op: str, impl: str, plan, x_shape, dtype=None):
     """Resolves ``impl`` for a call of ``op`` with ``plan`` and runs the block under its scope.
 
     Every op computes inside it: ``with dispatch.chosen(op, impl, plan, x.shape) as impl:``
     gives the implementation name (``auto`` resolved by :func:`choose`, the same path as
-    :func:`which_impl`) within ``jax.named_scope(f"{op}[{impl}]")``.
+    :func:`which_impl`; ``dtype`` is ``x.dtype``) within ``jax.named_scope(f"{op}[{impl}]")``.
     """
-    impl = choose(op, impl, plan, x_shape).impl
+    impl = choose(op, impl, plan, x_shape, dtype=dtype).impl
     with scope(op, impl):
         yield impl

@@ -23,12 +23,16 @@ are named in :data:`KERNELS`:
 * ``einsum``: one einsum over the maps, with no spatial window (a matmul or a sum).
 * ``sum_maps``: the maps summed first, then one single-channel ``shift`` conv (Type 2.1
   is linear in the maps).
+* ``onednn``: oneDNN's convolution forward, backward-data and backward-weights, called
+  inside the XLA program through its FFI (CPU; float32 and bfloat16;
+  :mod:`jconv.backends.onednn`). Where it cannot run (another device or dtype, no
+  extension built) the op runs ``lax`` and :func:`jconv.which_impl` says why.
 
 >>> from jconv.ops import registry
 >>> registry.IMPLS["hybrid"]
 Impl(forward='lax', input_grad='lax', weight_grad='shift')
 >>> registry.get("conv").impls
-('lax', 'shift', 'patches', 'split', 'hybrid')
+('lax', 'shift', 'patches', 'split', 'hybrid', 'onednn')
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ KERNELS: dict[str, str] = {
     "phases": "one dense lax conv per output phase",
     "einsum": "one einsum over the maps",
     "sum_maps": "one conv of the summed maps",
+    "onednn": "oneDNN through XLA's FFI, CPU",
 }
 """The kernels an implementation is made of, by name."""
 
@@ -74,7 +79,7 @@ def _same(kernel: str) -> Impl:
 
 IMPLS: dict[str, Impl] = {
     **{kernel: _same(kernel) for kernel in ("lax", "shift", "patches", "split", "einsum",
-                                            "sum_maps")},
+                                            "sum_maps", "onednn")},
     "hybrid": Impl("lax", "lax", "shift"),
     "shift_fwd": Impl("shift", "lax", "lax"),
     "patches_grad": Impl("lax", "patches", "patches"),

@@ -1,0 +1,273 @@
+"""oneDNN convolutions inside XLA programs: three JAX primitives over FFI handlers.
+
+Letters: ``N`` batch, ``*S`` (``H W``; or ``W``; or ``D H W``) spatial, ``C`` input maps,
+``K`` filters, ``G`` groups; kernels ``(*k, C/G, K)`` (``H W I O``). The three passes of
+a convolution are three primitives, each a custom call into ``csrc/onednn_conv.cc``:
+
+.. math::
+
+    y &= \\mathrm{fwd}(x, w)                   && (N, *S', K) \\\\
+    \\bar x &= \\mathrm{bwd\\_data}(\\bar y, w)   && (N, *S, C)
+      = (\\partial y / \\partial x)^T \\bar y \\\\
+    \\bar w &= \\mathrm{bwd\\_weights}(x, \\bar y) && (*k, C/G, K)
+      = (\\partial y / \\partial w)^T \\bar y
+
+Each is bilinear, and the transpose of each in either argument is another of the three
+(``ad.defbilinear``), so ``grad``, ``vjp``, ``jvp``, ``jacfwd`` and ``hessian`` run
+oneDNN in every pass. ``vmap`` folds a batched activation into ``N`` and maps anything
+else sequentially.
+
+The shared library is loaded on first use (:func:`status`); ``JCONV_DISABLE_ONEDNN=1``
+turns the backend off, checked on every call. float32 runs as float32; bfloat16 runs in
+oneDNN's bfloat16 kernels where the CPU has them (avx512_core and newer), else in float32
+and is rounded back. Accumulation is always float32, whatever ``precision`` says.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir, xla
+
+from jconv.backends import Backend
+from jconv.kernels.window import extent, output_size
+
+DTYPES = ("float32", "bfloat16")
+"""The dtypes oneDNN computes; others run another kernel (:func:`unavailable`)."""
+
+DISABLE_ENV = "JCONV_DISABLE_ONEDNN"
+_TARGETS = {"fwd": "JconvOnednnConvForward", "bwd_data": "JconvOnednnConvBackwardData",
+            "bwd_weights": "JconvOnednnConvBackwardWeights"}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[ctypes.CDLL | None, Backend]:
+    """Loads the extension and registers its FFI targets, once per process."""
+    from jconv.backends import build  # here: python -m jconv.backends.build runs it as main
+    def no(reason, **kw):
+        return None, Backend("onednn", False, reason, **kw)
+
+    why = build.supported_platform()
+    if why:
+        return no(why)
+    library = build.find_onednn()[1]
+    if library is None:
+        return no(f"libdnnl ({build.LIBRARY_NAME}) not found: pip install "
+                  f"{' '.join(build.WHEELS)}, then python -m jconv.backends.build")
+    found = dict(library=str(library))
+    stamp = build.read_stamp()
+    if not build.EXTENSION.exists():
+        last = f" (last attempt: {stamp['message']})" if stamp.get("message") else ""
+        return no(f"extension not built{last}: run python -m jconv.backends.build", **found)
+    inputs = build.fingerprint(library)
+    if not stamp.get("ok"):
+        return no(f"the last build failed ({stamp.get('message', 'no build.json')}): run "
+                  "python -m jconv.backends.build --force", **found)
+    if {k: stamp.get(k) for k in inputs} != inputs:
+        changed = [k for k in inputs if stamp.get(k) != inputs[k]]
+        return no(f"extension is stale ({', '.join(changed)} changed since it was built): "
+                  "run python -m jconv.backends.build", **found)
+    found["extension"] = str(build.EXTENSION)
+    try:
+        lib = ctypes.CDLL(str(build.EXTENSION))
+    except OSError:
+        try:  # no rpath honoured: preload libdnnl so the loader finds it by soname
+            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+            lib = ctypes.CDLL(str(build.EXTENSION))
+        except OSError as e:
+            return no(f"extension failed to load: {e}", **found)
+    try:
+        for name, symbol in _TARGETS.items():
+            jax.ffi.register_ffi_target(f"jconv_onednn_{name}",
+                                        jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    except (AttributeError, RuntimeError, ValueError) as e:
+        return no(f"registering the FFI handlers failed: {e}", **found)
+    version = lib.jconv_onednn_version()
+    bf16 = ("bfloat16" if _native_bfloat16(lib)
+            else "bfloat16 (computed in float32: this CPU has no oneDNN bfloat16 kernels)")
+    return lib, Backend("onednn", True, f"oneDNN {version // 10000}.{version // 100 % 100} "
+                        "loaded; conv forward, backward-data and backward-weights on CPU",
+                        dtypes=("float32", bf16),
+                        version=f"{version // 10000}.{version // 100 % 100}.{version % 100}",
+                        **found)
+
+
+_LOCK = threading.Lock()
+
+
+def status() -> Backend:
+    """Whether ``impl="onednn"`` can run here, and why (not); loads the extension once."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return Backend("onednn", False, f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
+    with _LOCK:
+        return _load()[1]
+
+
+def unavailable(backend: str, dtype) -> str | None:
+    """None if oneDNN can run a conv of ``dtype`` on ``backend``, else why not."""
+    if backend != "cpu":
+        return f"oneDNN runs on the CPU, and this call runs on {backend}"
+    name = np.dtype(dtype).name
+    if name not in DTYPES:
+        return f"oneDNN computes float32 and bfloat16, not {name}"
+    st = status()
+    return None if st.available else st.reason
+
+
+def _library() -> ctypes.CDLL:
+    st = status()
+    if not st.available:
+        raise RuntimeError(f"impl='onednn' is unavailable: {st.reason}")
+    with _LOCK:
+        return _load()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _native_bfloat16(lib) -> bool:
+    return bool(lib.jconv_onednn_supports(1))
+
+
+def cache_size() -> int:
+    """Primitives in the extension's cache (bounded, least recently used evicted first)."""
+    return _library().jconv_onednn_cache_size()
+
+
+def set_cache_capacity(capacity: int) -> None:
+    """Bounds the extension's primitive cache (default 256)."""
+    _library().jconv_onednn_set_cache_capacity(int(capacity))
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def _out_shape(x_shape, w_shape, stride, dilation, pads):
+    out = tuple(output_size(s, extent(k, d), st, p) for s, k, d, st, p in
+                zip(x_shape[1:-1], w_shape[:-2], dilation, stride, pads))
+    return (x_shape[0], *out, w_shape[-1])  # (N, *S', K)
+
+
+def _fwd_abstract(x, w, *, stride, dilation, pads, groups, sizes):
+    return jax.core.ShapedArray(_out_shape(x.shape, w.shape, stride, dilation, pads), x.dtype)
+
+
+def _bwd_data_abstract(dy, w, *, stride, dilation, pads, groups, sizes):
+    return jax.core.ShapedArray((dy.shape[0], *sizes, w.shape[-2] * groups), dy.dtype)
+
+
+def _bwd_weights_abstract(x, dy, *, stride, dilation, pads, groups, sizes):
+    return jax.core.ShapedArray((*sizes, x.shape[-1] // groups, dy.shape[-1]), x.dtype)
+
+
+def _lowering(target: str):
+    rule = jax.ffi.ffi_lowering(target)
+
+    def lower(ctx, a, b, *, stride, dilation, pads, groups, sizes):
+        return rule(ctx, a, b, stride=np.array(stride, np.int64),
+                    dilation=np.array(dilation, np.int64),
+                    pad_lo=np.array([p[0] for p in pads], np.int64),
+                    pad_hi=np.array([p[1] for p in pads], np.int64), groups=np.int64(groups))
+    return lower
+
+
+def _batcher(prim, fold: int | None):
+    """vmap: a batched operand ``fold`` alone merges into ``N``; anything else is mapped."""
+    def rule(args, dims, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        args = [a if d is None else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims)]
+        mapped = [d is not None for d in dims]
+        if fold is not None and mapped == [i == fold for i in range(len(args))]:
+            a = args[fold]
+            merged = list(args)
+            merged[fold] = a.reshape((size * a.shape[1], *a.shape[2:]))  # (B*N, *S, C)
+            out = prim.bind(*merged, **params)
+            return out.reshape((size, a.shape[1], *out.shape[1:])), 0  # (B, N, *S', K)
+
+        def one(sliced):
+            it = iter(sliced)
+            return prim.bind(*[next(it) if m else a for a, m in zip(args, mapped)], **params)
+        return lax.map(one, [a for a, m in zip(args, mapped) if m]), 0
+    return rule
+
+
+def _primitive(name, abstract, fold):
+    prim = Primitive(f"jconv_onednn_{name}")
+    prim.def_impl(functools.partial(xla.apply_primitive, prim))
+    prim.def_abstract_eval(abstract)
+    mlir.register_lowering(prim, _lowering(f"jconv_onednn_{name}"), platform="cpu")
+    batching.primitive_batchers[prim] = _batcher(prim, fold)
+    return prim
+
+
+fwd_p = _primitive("fwd", _fwd_abstract, fold=0)
+bwd_data_p = _primitive("bwd_data", _bwd_data_abstract, fold=0)
+bwd_weights_p = _primitive("bwd_weights", _bwd_weights_abstract, fold=None)
+
+
+def _with(params, sizes):
+    return dict(params, sizes=tuple(int(s) for s in sizes))
+
+
+# y = fwd(x, w): x-bar = bwd_data(y-bar, w), w-bar = bwd_weights(x, y-bar).
+ad.defbilinear(
+    fwd_p,
+    lambda ct, x, w, **p: bwd_data_p.bind(ct, w, **_with(p, x.aval.shape[1:-1])),
+    lambda ct, x, w, **p: bwd_weights_p.bind(x, ct, **_with(p, w.aval.shape[:-2])))
+# dx = bwd_data(dy, w): linear in dy with transpose fwd(., w); in w, bwd_weights(., dy).
+ad.defbilinear(
+    bwd_data_p,
+    lambda ct, dy, w, **p: fwd_p.bind(ct, w, **_with(p, ())),
+    lambda ct, dy, w, **p: bwd_weights_p.bind(ct, dy, **_with(p, w.aval.shape[:-2])))
+# dw = bwd_weights(x, dy): in x, bwd_data(dy, .); in dy, fwd(x, .).
+ad.defbilinear(
+    bwd_weights_p,
+    lambda ct, x, dy, **p: bwd_data_p.bind(dy, ct, **_with(p, x.aval.shape[1:-1])),
+    lambda ct, x, dy, **p: fwd_p.bind(x, ct, **_with(p, ())))
+
+
+def conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
+         preferred_element_type=None):
+    r"""Channels-last grouped conv by oneDNN: ``x (N, *S, C)``, ``w (*k, C/G, K)``.
+
+    .. math:: y[n, p, k] = \sum_t \sum_{c \in g(k)} x_{pad}[n, p s + t d, c]\, w[t, c - g_0(k), k]
+
+    The kernel signature of :mod:`jconv.kernels.einsum_conv` (``stride``, ``dilation``:
+    one int per spatial axis; ``pads``: one ``(low, high)`` pair per axis). Every
+    derivative is one of the three oneDNN primitives. ``precision`` is accepted and
+    ignored: oneDNN accumulates in float32.
+
+    Returns:
+      ``(N, *S', K)`` with ``S' = (S + low + high - (k - 1) * d - 1) // s + 1``.
+
+    Raises:
+      RuntimeError: the extension is unavailable (:func:`status` says why).
+      TypeError: a dtype other than float32 or bfloat16.
+      NotImplementedError: ``lhs_dilation`` or ``preferred_element_type``.
+    """
+    if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
+        raise NotImplementedError("onednn conv: lhs_dilation (a transposed conv) is not "
+                                  "supported; use impl='lax'")
+    if preferred_element_type is not None:
+        raise NotImplementedError("onednn conv: preferred_element_type is not supported")
+    if np.dtype(x.dtype).name not in DTYPES or x.dtype != w.dtype:
+        raise TypeError(f"onednn conv: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
+                        f"float32 or both bfloat16")
+    lib = _library()
+    params = dict(stride=tuple(int(s) for s in stride),
+                  dilation=tuple(int(d) for d in dilation),
+                  pads=tuple((int(lo), int(hi)) for lo, hi in pads), groups=int(groups),
+                  sizes=())
+    dtype = x.dtype
+    if dtype == jnp.bfloat16 and not _native_bfloat16(lib):
+        x, w = x.astype(jnp.float32), w.astype(jnp.float32)  # no bfloat16 kernels here
+    return fwd_p.bind(x, w, **params).astype(dtype)

@@ -1,0 +1,267 @@
+"""``impl="onednn"``: oneDNN convolutions through XLA's FFI, and the fallback without them.
+
+Where the extension is built and loads (``jconv.backends()["onednn"].available``), every
+pass must run oneDNN and agree with ``lax`` at ``Precision.HIGHEST`` and with the float64
+NumPy reference, over a hypothesis sweep of 1-3 spatial axes, strides, dilations, groups
+and paddings; under ``jit``, ``grad``, ``jvp``, ``hessian``, ``vmap`` and from several
+Python threads; in float32 and bfloat16. Those tests skip, saying why, where it is not.
+The fallback tests (``JCONV_DISABLE_ONEDNN=1``, float64 and float16) run everywhere.
+"""
+
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax import lax
+from jax.test_util import check_grads
+
+import jconv
+from jconv import reference
+from jconv.backends import build, onednn
+from jconv.testing import hlo_scopes
+from tests.strategies import array, geometries, split
+from tests.tolerance import assert_close, tolerance
+
+HIGHEST = lax.Precision.HIGHEST
+STATUS = jconv.backends()["onednn"]
+needs_onednn = pytest.mark.skipif(not STATUS.available,
+                                  reason=f"oneDNN unavailable: {STATUS.reason}")
+TARGETS = ("jconv_onednn_fwd", "jconv_onednn_bwd_data", "jconv_onednn_bwd_weights")
+
+
+def conv(impl, **kwargs):
+    """``jconv.conv`` with ``impl`` and ``kwargs`` bound, at HIGHEST precision."""
+    return lambda x, w: jconv.conv(x, w, impl=impl, precision=HIGHEST, **kwargs)
+
+
+def hlo(fn, *args) -> str:
+    return jax.jit(fn).lower(*args).compile().as_text()
+
+
+def ran(hlo_text: str) -> set[str]:
+    """The oneDNN custom calls of a compiled program, and ``"xla"`` if XLA convolves too."""
+    calls = set(re.findall(r'custom_call_target="(jconv_onednn_\w+)"', hlo_text))
+    return calls | ({"xla"} if re.search(r"= \S+ convolution\(", hlo_text) else set())
+
+
+def test_backends_says_what_is_available_and_why():
+    b = jconv.backends()
+    assert set(b) == {"lax", "onednn"} and b["lax"].available
+    assert b["onednn"].reason and isinstance(b["onednn"].available, bool)
+    if b["onednn"].available:
+        assert b["onednn"].version.startswith("3.")
+        assert b["onednn"].dtypes[0] == "float32" and b["onednn"].dtypes[1].startswith("bf")
+        assert os.path.exists(b["onednn"].extension) and os.path.exists(b["onednn"].library)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@needs_onednn
+@settings(max_examples=20)
+@given(geometries(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+       st.integers(0, 2**16))
+def test_matches_lax_and_reference(geometry, n, groups, cin, cout, seed):
+    sizes, kernel, kwargs = split(geometry)
+    x = array(seed, (n, *sizes, groups * cin))
+    w = array(seed + 1, (*kernel, cin, groups * cout))
+    actual = conv("onednn", groups=groups, **kwargs)(x, w)
+    assert_close(actual, reference.conv(x, w, groups=groups, **kwargs), err_msg=str(kwargs))
+    assert_close(actual, conv("lax", groups=groups, **kwargs)(x, w), err_msg=str(kwargs))
+
+
+@needs_onednn
+@pytest.mark.parametrize("op, shapes, kwargs", [
+    ("depthwise_conv", ((2, 9, 9, 8), (3, 3, 1, 16)), dict(stride=2)),
+    ("depthwise_conv", ((1, 7, 7, 4), (5, 5, 1, 4)), dict(dilation=2, padding="SAME")),
+    ("pointwise_conv", ((2, 5, 5, 8), (4, 6)), dict(groups=2, stride=2)),
+    ("separable_conv", ((1, 6, 6, 4), (3, 3, 1, 8), (8, 5)), {}),
+    ("spatially_separable_conv", ((1, 6, 6, 3), [(3, 1, 3, 4), (1, 3, 4, 5)]), {}),
+])
+def test_every_op_on_the_conv_path(op, shapes, kwargs):
+    args = [array(i, s) if isinstance(s, tuple) else [array(i + j, t) for j, t in enumerate(s)]
+            for i, s in enumerate(shapes)]
+    fn = getattr(jconv, op)
+    actual = fn(*args, impl="onednn", precision=HIGHEST, **kwargs)
+    assert_close(actual, getattr(reference, op)(*args, **kwargs))
+    assert hlo_scopes(lambda *a: fn(*a, impl="onednn", **kwargs), *args) == {(op, "onednn")}
+
+
+@needs_onednn
+def test_bfloat16_within_its_tolerance():
+    x, w = array(0, (2, 8, 8, 6)), array(1, (3, 3, 3, 4))
+    xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+    f = conv("onednn", groups=2, stride=2)
+    y = f(xb, wb)
+    assert y.dtype == jnp.bfloat16
+    exact = reference.conv(np.asarray(xb, np.float32), np.asarray(wb, np.float32), groups=2,
+                           stride=2)
+    assert_close(y, exact, dtype="bfloat16")
+    gx, gw = jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2), (0, 1))(xb, wb)
+    lx, lw = jax.grad(lambda a, b: jnp.sum(conv("lax", groups=2, stride=2)(a, b) ** 2),
+                      (0, 1))(jnp.asarray(xb, jnp.float32), jnp.asarray(wb, jnp.float32))
+    assert gx.dtype == gw.dtype == jnp.bfloat16
+    assert_close(gx, lx, dtype="bfloat16")
+    assert_close(gw, lw, dtype="bfloat16")
+
+
+# --------------------------------------------------------------------------- derivatives
+
+
+@needs_onednn
+@settings(max_examples=10)
+@given(geometries(nd=2, modes=("zeros",)), st.integers(1, 2), st.integers(1, 2),
+       st.integers(1, 3), st.integers(0, 2**16))
+def test_vjp_matches_lax(geometry, groups, cin, cout, seed):
+    sizes, kernel, kwargs = split(geometry)
+    x = jnp.asarray(array(seed, (2, *sizes, groups * cin)))
+    w = jnp.asarray(array(seed + 1, (*kernel, cin, groups * cout)))
+    y, vjp = jax.vjp(conv("onednn", groups=groups, **kwargs), x, w)
+    y_lax, vjp_lax = jax.vjp(conv("lax", groups=groups, **kwargs), x, w)
+    dy = jnp.asarray(array(seed + 2, y.shape))
+    for got, want in zip(vjp(dy), vjp_lax(dy)):
+        assert_close(got, want, err_msg=str(kwargs))
+
+
+@needs_onednn
+def test_every_pass_of_grad_jvp_and_hessian_is_onednn():
+    x, w = jnp.asarray(array(0, (1, 5, 5, 4))), jnp.asarray(array(1, (3, 3, 2, 4)))
+    f = conv("onednn", groups=2, stride=2, dilation=(1, 2), padding=((1, 0), (2, 1)))
+
+    def loss(x, w):
+        return jnp.sum(jnp.tanh(f(x, w)))
+
+    assert ran(hlo(f, x, w)) == {"jconv_onednn_fwd"}
+    assert ran(hlo(jax.grad(loss, (0, 1)), x, w)) == set(TARGETS)
+    assert ran(hlo(lambda x, w: jax.jvp(f, (x, w), (x, w)), x, w)) == {"jconv_onednn_fwd"}
+    assert "xla" not in ran(hlo(jax.hessian(loss, 1), x, w))
+
+
+@needs_onednn
+def test_check_grads_forward_and_reverse_to_second_order():
+    x, w = jnp.asarray(array(0, (1, 5, 4, 2))), jnp.asarray(array(1, (2, 3, 1, 4)))
+    f = jax.jit(conv("onednn", groups=2, stride=(2, 1), dilation=(1, 2), padding=1))
+    check_grads(f, (x, w), order=2, modes=("fwd", "rev"), **tolerance("float32", kind="grad"))
+
+
+# --------------------------------------------------------------------------- vmap
+
+
+@needs_onednn
+@pytest.mark.parametrize("in_axes", [(0, None), (None, 0), (1, 3)], ids=str)
+def test_vmap_matches_lax(in_axes):
+    x, w = array(0, (3, 2, 6, 6, 4)), array(1, (3, 3, 3, 2, 4))  # a batch of 3 of each
+    x = x if in_axes[0] == 0 else x[0] if in_axes[0] is None else np.moveaxis(x, 0, 1)
+    w = w if in_axes[1] == 0 else w[0] if in_axes[1] is None else np.moveaxis(w, 0, 3)
+    kw = dict(groups=2, stride=(1, 2))
+    got = jax.vmap(conv("onednn", **kw), in_axes)(x, w)
+    assert_close(got, jax.vmap(conv("lax", **kw), in_axes)(x, w))
+
+
+@needs_onednn
+def test_per_example_gradients_under_vmap():
+    x, w = jnp.asarray(array(0, (3, 1, 6, 6, 2))), jnp.asarray(array(1, (3, 3, 2, 5)))
+
+    def per_example(impl):
+        loss = lambda w, x: jnp.sum(conv(impl)(x, w) ** 2)
+        return jax.vmap(jax.grad(loss), (None, 0))(w, x)
+
+    assert_close(per_example("onednn"), per_example("lax"))
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@needs_onednn
+def test_calls_from_several_threads_with_a_small_cache():
+    def loss(impl, **kw):
+        return jax.value_and_grad(lambda x, w: jnp.sum(conv(impl, **kw)(x, w) ** 2), (0, 1))
+
+    cases = []  # (compiled in the threads, arguments, lax's answer)
+    for i, (stride, groups) in enumerate([(s, g) for s in (1, 2) for g in (1, 2, 4)]):
+        x = jnp.asarray(array(i, (2, 7, 7, 4)))
+        w = jnp.asarray(array(i + 1, (3, 3, 4 // groups, 4)))
+        cases.append((jax.jit(loss("onednn", stride=stride, groups=groups)), (x, w),
+                      loss("lax", stride=stride, groups=groups)(x, w)))
+    onednn.set_cache_capacity(3)  # fewer entries than shapes: evictions while others run
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            runs = [pool.submit(f, *args) for _ in range(4) for f, args, _ in cases]
+            results = [r.result() for r in runs]
+        assert onednn.cache_size() <= 3
+    finally:
+        onednn.set_cache_capacity(256)
+    for got, (_, _, want) in zip(results, cases * 4):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert_close(a, b)
+
+
+# --------------------------------------------------------------------------- fallback
+
+
+def test_disabled_by_environment_runs_lax(monkeypatch):
+    monkeypatch.setenv("JCONV_DISABLE_ONEDNN", "1")
+    status = jconv.backends()["onednn"]
+    assert not status.available and "JCONV_DISABLE_ONEDNN=1" in status.reason
+    x, w = jnp.asarray(array(0, (1, 6, 6, 4))), jnp.asarray(array(1, (3, 3, 4, 2)))
+    choice = jconv.which_impl("conv", x.shape, w.shape, impl="onednn")
+    assert choice.impl == "lax" and "JCONV_DISABLE_ONEDNN=1" in choice.reason
+    assert hlo_scopes(conv("onednn"), x, w) == {("conv", "lax")}
+    assert_close(conv("onednn")(x, w), reference.conv(x, w))
+    with pytest.raises(RuntimeError, match="impl='onednn' is unavailable: disabled"):
+        onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16"])
+def test_other_dtypes_fall_back_to_lax(dtype):
+    choice = jconv.which_impl("conv", (1, 6, 6, 4), (3, 3, 4, 2), impl="onednn", dtype=dtype)
+    assert choice.impl == "lax" and f"not {dtype}" in choice.reason
+    with jax.enable_x64(dtype == "float64"):
+        x, w = array(0, (1, 6, 6, 4), dtype), array(1, (3, 3, 4, 2), dtype)
+        y = conv("onednn")(jnp.asarray(x), jnp.asarray(w))
+        assert y.dtype == dtype
+        assert_close(y, reference.conv(x, w))
+        assert hlo_scopes(conv("onednn"), x, w) == {("conv", "lax")}
+
+
+def test_auto_does_not_pick_onednn():
+    for shapes, kwargs in [(((8, 56, 56, 64), (3, 3, 64, 64)), {}),
+                           (((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64))]:
+        assert jconv.which_impl("conv", *shapes, backend="cpu", **kwargs).impl != "onednn"
+
+
+def test_build_says_why_it_cannot(monkeypatch, tmp_path):
+    monkeypatch.setenv("JCONV_ONEDNN_ROOT", str(tmp_path))  # no headers, no library
+    ok, message = build.build()
+    assert not ok and "oneDNN headers (include/oneapi/dnnl) not found" in message
+
+
+def test_bad_arguments_to_the_kernel():
+    x, w = jnp.ones((1, 5, 5, 2), jnp.float32), jnp.ones((3, 3, 2, 2), jnp.float32)
+    window = ((1, 1), ((0, 0),) * 2, (1, 1))
+    with pytest.raises(TypeError, match="x.dtype=float32, w.dtype=float16"):
+        onednn.conv(x, w.astype(jnp.float16), *window)
+    with pytest.raises(NotImplementedError, match="lhs_dilation"):
+        onednn.conv(x, w, *window, lhs_dilation=(2, 2))
+
+
+def test_jconv_runs_without_loading_onednn_when_disabled():
+    """A fresh process with the backend off: jconv imports, conv runs, libdnnl never loads."""
+    code = ("import jax.numpy as jnp, jconv; "
+            "y = jconv.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2)), impl='onednn'); "
+            "assert float(y[0, 2, 2, 0]) == 18.0; "
+            "print('libdnnl' in open('/proc/self/maps').read() if "
+            "__import__('sys').platform.startswith('linux') else False)")
+    env = dict(os.environ, JCONV_DISABLE_ONEDNN="1", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
