@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
+
 import jconv
 from jconv.ops import BUILTIN_OPS, dispatch, registry
 
@@ -151,7 +153,12 @@ def impls(case: Case) -> tuple[str, ...]:
     if case.name == TRAIN_STEP:
         return ("lax", "shift", "auto")
     naive = (NAIVE,) if case.op == "per_map_conv" else ()
-    return registry.get(case.op).impls + naive + ("auto",)
+    return tuple(i for i in registry.get(case.op).impls if i != "onednn" or _onednn_runs()) + naive + ("auto",)
+
+
+def _onednn_runs() -> bool:
+    """Whether ``impl="onednn"`` runs oneDNN here (else it would time its ``lax`` fallback)."""
+    return jconv.backends()["onednn"].available and jax.default_backend() == "cpu"
 
 
 def auto_choice(case: Case, shape_list) -> dispatch.Choice:
