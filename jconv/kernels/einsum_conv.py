@@ -315,6 +315,7 @@ def _lax_signature(core):
         return jnp.transpose(y, inverse)
 
     conv_general_dilated.__name__ = f"{core.__name__}_general_dilated"
+    conv_general_dilated.__qualname__ = conv_general_dilated.__name__
     conv_general_dilated.__doc__ = (
         f"``lax.conv_general_dilated`` computed by :func:`{core.__name__}`.\n\n"
         "Same arguments and result as ``jax.lax.conv_general_dilated``;\n"
