@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/run.sh and scripts/test.sh: make sure .venv exists in the
 # repo root and holds the pinned dependencies (requirements.lock) plus jconv
-# installed editable with the [test] extra. Reinstalls only when
+# installed editable with the [test] and [docs] extras. Reinstalls only when
 # requirements.lock or pyproject.toml changed since the last successful install.
 
 _jconv_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +40,7 @@ _jconv_want="$(_jconv_sha256 requirements.lock pyproject.toml)"
 if [ ! -f "$_jconv_stamp" ] || [ "$(cat "$_jconv_stamp")" != "$_jconv_want" ]; then
     echo "Installing pinned dependencies into .venv (requirements.lock) ..." >&2
     rm -f "$_jconv_stamp"
-    "$_jconv_venv/bin/python" -m pip install -q -c requirements.lock -e '.[test]'
+    "$_jconv_venv/bin/python" -m pip install -q -c requirements.lock -e '.[test,docs]'
     echo "$_jconv_want" > "$_jconv_stamp"
 fi
 
