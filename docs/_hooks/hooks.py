@@ -1,7 +1,8 @@
 """MkDocs hooks for the jconv site (named in ``mkdocs.yml``).
 
 * Adds the build-time MathML extension (:mod:`mathml`) to the site's Markdown before
-  mkdocstrings copies that configuration, so docstrings get it too.
+  mkdocstrings copies that configuration, so docstrings get it too; it links the
+  docstrings' ``:func:`` roles that name a documented object.
 * Writes one API reference page per public module (:data:`API_MODULES`), rendering
   every name of the module's ``__all__`` with mkdocstrings, so the reference cannot
   fall behind the code.
@@ -33,7 +34,7 @@ def _load_mathml():
 
 @event_priority(100)  # before mkdocstrings reads the Markdown extensions
 def on_config(config):
-    config.markdown_extensions.append(_load_mathml().MathMLExtension())
+    config.markdown_extensions.append(_load_mathml().MathMLExtension(links=_link_targets()))
     return config
 
 
@@ -77,6 +78,23 @@ API_MODULES = {
     "jconv.kernels": "Einsum kernels with the `lax.conv_general_dilated` signature.",
 }
 """Module -> one-line summary, in the order of the reference's navigation."""
+
+
+def _link_targets() -> dict[str, str]:
+    """Name a docstring may write -> the documented object's anchor: each public name,
+    and the path where the object is defined (``jconv.ops.registry.OpSpec`` ->
+    ``jconv.OpSpec``). A name that is also a module (``jconv.nn.variants``) is not linked."""
+    links: dict[str, str] = {}
+    for module in API_MODULES:
+        mod = importlib.import_module(module)
+        for name in mod.__all__:
+            if _shadows_submodule(module, name):
+                continue
+            anchor, obj = f"{module}.{name}", getattr(mod, name)
+            links.setdefault(anchor, anchor)
+            if callable(obj) and hasattr(obj, "__qualname__") and "<" not in obj.__qualname__:
+                links.setdefault(f"{obj.__module__}.{obj.__qualname__}", anchor)
+    return links
 
 
 def _shadows_submodule(module: str, name: str) -> bool:

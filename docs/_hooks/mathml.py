@@ -9,7 +9,8 @@ rendering of docstrings) by :mod:`hooks`. It renders with ``latex2mathml``:
 * ``$$ EXPR $$`` on lines of their own: a display block;
 * ``\\( EXPR \\)`` and ``:math:`EXPR``` inline.
 
-Sphinx cross-reference roles (``:func:`name```, ...) become inline code.
+Sphinx cross-reference roles (``:func:`name```, ...) become inline code, linked (through
+mkdocs-autorefs) where the name is one the site documents (the extension's ``links``).
 
 Bare doctests (``>>>`` blocks outside an Examples section) are fenced as ``pycon``
 code first. Fenced code is stashed before the maths is converted, and inline code
@@ -28,7 +29,7 @@ _DIRECTIVE = re.compile(r"^(\s*)\.\. math::\s*(.*)$")
 _INLINE = re.compile(r"\\\((.+?)\\\)")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
-_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|const):`~?([^`]+)`")
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|const):`(~?)([^`]+)`")
 
 
 def _indent(line: str) -> int:
@@ -41,13 +42,21 @@ def to_mathml(latex: str, display: bool) -> str:
 
 
 class MathPreprocessor(Preprocessor):
+    def __init__(self, md, links: dict[str, str]):
+        super().__init__(md)
+        self.links = links
+
+    def _role(self, m) -> str:
+        target, shown = m[2], (m[2].rsplit(".", 1)[-1] if m[1] else m[2])
+        return f"[`{shown}`][{self.links[target]}]" if target in self.links else f"`{shown}`"
+
     def _block(self, latex: str, indent: str) -> list[str]:
         placeholder = self.md.htmlStash.store(to_mathml(latex, display=True))
         return ["", indent + placeholder, ""]
 
     def _inline(self, line: str) -> str:
         line = _MATH_ROLE.sub(lambda m: self._stash_inline(m[1]), line)
-        line = _ROLE.sub(lambda m: f"`{m[1]}`", line)  # Sphinx roles in docstrings: code
+        line = _ROLE.sub(self._role, line)  # Sphinx roles in docstrings
         out, last = [], 0
         for span in _CODE_SPAN.finditer(line):  # maths inside `code` stays literal
             out.append(self._inline_text(line[last:span.start()]))
@@ -111,10 +120,14 @@ class DoctestPreprocessor(Preprocessor):
 
 
 class MathMLExtension(Extension):
+    def __init__(self, links=None, **kwargs):
+        self.links = dict(links or {})  # name as written -> autorefs identifier
+        super().__init__(**kwargs)
+
     def extendMarkdown(self, md):
         md.preprocessors.register(DoctestPreprocessor(md), "jconv_doctest", 26)
         # After fenced code is stashed (superfences, 25), before raw HTML blocks (20).
-        md.preprocessors.register(MathPreprocessor(md), "jconv_mathml", 24)
+        md.preprocessors.register(MathPreprocessor(md, self.links), "jconv_mathml", 24)
 
 
 def makeExtension(**kwargs):
