@@ -25,6 +25,8 @@ import dataclasses
 import sys
 import types
 
+__all__ = ["Backend", "backends"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
