@@ -330,3 +330,19 @@ def test_report_html_tables_scroll_in_their_own_box(built, browser, width):
     assert facts["pageOverflow"] <= 1, facts
     assert facts["tables"] and all(t["scrolls"] and t["fits"] for t in facts["tables"]), facts
     assert any(t["wide"] for t in facts["tables"])
+
+
+def test_a_public_function_without_a_docstring_fails_the_build(monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.spec_from_file_location("jconv_docs_hooks", ROOT / "docs" / "_hooks" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert [name for module in API_MODULES for name in hooks.undocumented(module)] == []
+    fake = types.ModuleType("jconv_docs_fake")
+    fake.__all__ = ["documented", "bare"]
+    exec("def documented():\n    'Has one.'\n\ndef bare():\n    pass\n", fake.__dict__)
+    monkeypatch.setitem(sys.modules, "jconv_docs_fake", fake)
+    assert hooks.undocumented("jconv_docs_fake") == ["jconv_docs_fake.bare"]

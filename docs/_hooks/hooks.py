@@ -6,6 +6,8 @@
 * Writes one API reference page per public module (:data:`API_MODULES`), rendering
   every name of the module's ``__all__`` with mkdocstrings, so the reference cannot
   fall behind the code.
+* Warns (so ``--strict`` fails the build) on a public function or class without a
+  docstring.
 * Adds the evidence report as ``report/index.md`` (with its PNGs and ``figures.json``)
   from the report work directory named by ``JCONV_DOCS_REPORT`` (what ``jconv run
   configs/report.py --workdir DIR`` wrote: ``DIR/report/index.md``). Without it the page
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 _HERE = Path(__file__).resolve().parent
+log = logging.getLogger("mkdocs.plugins.jconv")
 
 
 def _load_mathml():
@@ -107,9 +112,19 @@ def _shadows_submodule(module: str, name: str) -> bool:
         return False
 
 
+def undocumented(module: str) -> list[str]:
+    """The functions and classes of ``module.__all__`` without a docstring of their own."""
+    mod = importlib.import_module(module)
+    return [f"{module}.{name}" for name in mod.__all__
+            if (inspect.isclass(obj := getattr(mod, name)) or callable(obj))
+            and not (obj.__doc__ or "").strip()]
+
+
 def api_page(module: str) -> str:
     """The Markdown of ``module``'s reference page: every name of its ``__all__``."""
     mod = importlib.import_module(module)
+    for name in undocumented(module):
+        log.warning(f"{name} is public (in __all__) but has no docstring")
     names = [n for n in mod.__all__ if not _shadows_submodule(module, n)]
     members = "\n".join(f"        - {name}" for name in names)
     page = (f"# `{module}`\n\n{API_MODULES[module]}\n\n::: {module}\n    options:\n"

@@ -72,6 +72,7 @@ MODELS: dict[str, Callable[..., TableModel]] = {
 
 
 def list_models() -> list[str]:
+    """The names :func:`build` accepts, sorted."""
     return sorted(MODELS)
 
 
