@@ -37,13 +37,13 @@ def case(fn, args, kwargs, exc, arg, value, what, *, op=None, id, bug=None):
 
 V, T = ValueError, TypeError
 FIT = r"fits the padded input.*extent {e} .*> input {i} "
-IMPLS3 = r"\('auto', 'lax', 'shift', 'patches'\)"
+IMPLS3 = r"\('auto', 'lax', 'shift', 'patches', 'onednn'\)"
 IMPLS2 = r"\('auto', 'lax', 'shift'\)$"
 IMPLS_EINSUM = r"\('auto', 'lax', 'einsum'\)$"
 IMPLS_SF = r"\('auto', 'lax', 'sum_maps'\)$"
-IMPLS_CONV = r"\('auto', 'lax', 'shift', 'patches', 'split', 'hybrid'\)$"
-IMPLS_SS = r"\('auto', 'lax', 'shift', 'patches', 'hybrid'\)$"
-IMPLS_HYBRID = r"\('auto', 'lax', 'shift', 'hybrid'\)$"
+IMPLS_CONV = r"\('auto', 'lax', 'shift', 'patches', 'split', 'hybrid', 'onednn'\)$"
+IMPLS_SS = r"\('auto', 'lax', 'shift', 'patches', 'hybrid', 'onednn'\)$"
+IMPLS_HYBRID = r"\('auto', 'lax', 'shift', 'hybrid', 'onednn'\)$"
 IMPLS_SHIFT_FWD = r"\('auto', 'lax', 'shift', 'shift_fwd'\)$"
 IMPLS_LOCAL = r"\('auto', 'lax', 'patches', 'patches_grad'\)$"
 IMPLS_CT = r"\('auto', 'lax', 'shift', 'hybrid', 'phases'\)$"
