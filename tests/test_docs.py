@@ -167,16 +167,15 @@ class _Chromium:
     def __init__(self, profile: Path):
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-
-        def fds():
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
+        # The shell puts the pipe ends on fds 3 and 4 (no preexec_fn: that would fork a
+        # process that may hold JAX's threads).
         self._process = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}', str(CHROMIUM),
+             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pass_fds=(to_child_r, from_child_w), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
         self._messages: queue.Queue = queue.Queue()
