@@ -68,7 +68,8 @@ def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None)
     return config
 
 
-def _train_config(config) -> train.TrainConfig:
+def train_config(config) -> train.TrainConfig:
+    """The :class:`jconv.train.TrainConfig` of a scaling config's training fields."""
     return train.TrainConfig(
         steps=config.steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
@@ -122,7 +123,7 @@ def train_run(model_name: str, variant: str, width: float, input_size: int, sele
 
 
 def measure(config, variant: str, width: float, selection, workdir: Path) -> dict:
-    return train_run(config.model, variant, width, config.input_size, selection, _train_config(config),
+    return train_run(config.model, variant, width, config.input_size, selection, train_config(config),
                      workdir / "train" / f"{variant}_w{width:g}")
 
 

@@ -7,6 +7,7 @@ resumes, skipping the finished runs and continuing the unfinished one from its l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -108,12 +109,9 @@ def scale_shared_filters(model: nnx.Module) -> int:
 
 
 def train_config(config, key: dict) -> train.TrainConfig:
+    """The scaling experiments' training of ``config``, with the run's seed and treatment."""
     lr = config.learning_rate * {"lr_0.1x": 0.1, "lr_3x": 3.0}.get(key.get("treatment"), 1.0)
-    return train.TrainConfig(
-        steps=config.steps, batch_size=config.batch_size, learning_rate=lr,
-        optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
-        log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=key["seed"],
-        data_workers=config.data_workers, dtype=config.dtype)
+    return dataclasses.replace(scaling.train_config(config), learning_rate=lr, seed=key["seed"])
 
 
 def run_dir(workdir: Path, key: dict) -> Path:
