@@ -79,6 +79,7 @@ def _load() -> tuple[ctypes.CDLL | None, Backend]:
         return no(f"extension is stale ({', '.join(changed)} changed since it was built): "
                   "run python -m jconv.backends.build", **found)
     found["extension"] = str(build.EXTENSION)
+    openmp = _openmp_wait_policy()
     try:
         lib = ctypes.CDLL(str(build.EXTENSION))
     except OSError:
@@ -97,10 +98,39 @@ def _load() -> tuple[ctypes.CDLL | None, Backend]:
     bf16 = ("bfloat16" if _native_bfloat16(lib)
             else "bfloat16 (computed in float32: this CPU has no oneDNN bfloat16 kernels)")
     return lib, Backend("onednn", True, f"oneDNN {version // 10000}.{version // 100 % 100} "
-                        "loaded; conv forward, backward-data and backward-weights on CPU",
+                        "loaded; conv forward, backward-data and backward-weights on CPU; "
+                        + openmp,
                         dtypes=("float32", bf16),
                         version=f"{version // 10000}.{version // 100 % 100}.{version % 100}",
                         **found)
+
+
+WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def _openmp_wait_policy() -> str:
+    """Makes oneDNN's OpenMP threads sleep, not spin, while they wait; says what it did.
+
+    libgomp's default spins at every barrier. Beside XLA's own thread pool, or with any
+    other busy process on the machine, the spinning threads take the cores the team is
+    waiting for, and a 0.2 ms conv then takes 10-30 ms (2-core CPU: medians of 40 calls
+    went from 0.20 to 16 ms, and a conv's forward+backward from 8 to 32-46 ms, with
+    other jobs running; ``OMP_WAIT_POLICY=PASSIVE`` kept them at 0.3-0.4 and 8-14 ms).
+    libgomp reads the variable once, when it is loaded: this runs before the extension
+    loads it, and leaves the choice to anyone who set either variable of
+    :data:`WAIT_ENV`, or loaded OpenMP already.
+    """
+    mine = [v for v in WAIT_ENV if v in os.environ]
+    if mine:
+        return f"OpenMP waits as {mine[0]}={os.environ[mine[0]]} says"
+    try:
+        with open("/proc/self/maps") as f:
+            if "libgomp" in f.read():
+                return "OpenMP was loaded before oneDNN, with its own wait policy"
+    except OSError:
+        pass
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE)"
 
 
 _LOCK = threading.Lock()
