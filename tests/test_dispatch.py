@@ -12,47 +12,69 @@ from jconv.testing import hlo_scopes
 from tests.strategies import IMPLS
 
 X = (2, 9, 9, 8)
+ONEDNN = jconv.backends()["onednn"].available
 CASES = [
-    # (op, shapes, kwargs, backend, expected impl)
-    ("conv", ((8, 56, 56, 64), (3, 3, 64, 64)), {}, "cpu", "lax"),
-    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "cpu", "hybrid"),
-    ("conv", ((8, 14, 14, 3), (3, 3, 3, 96)), {}, "cpu", "lax"),
-    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "gpu", "lax"),
-    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "cpu", "split"),
-    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "gpu", "lax"),
-    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "cpu", "shift"),
-    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "gpu", "lax"),
-    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "cpu", "patches_grad"),
-    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "gpu", "lax"),
-    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "cpu", "shift"),
-    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "gpu", "lax"),
-    ("separable_conv", (X, (3, 3, 1, 8), (8, 16)), {}, "cpu", "shift"),
-    ("pointwise_conv", (X, (8, 16)), {}, "cpu", "shift"),
-    ("pointwise_conv", (X, (4, 16)), dict(groups=2), "cpu", "lax"),
-    ("pointwise_conv", (X, (8, 16)), {}, "gpu", "lax"),
-    ("spatially_separable_conv", (X, [(3, 1, 8, 4), (1, 3, 4, 8)]), {}, "cpu", "hybrid"),
-    ("per_map_conv", (X, (3, 3, 4)), {}, "cpu", "shift_fwd"),
-    ("per_map_conv", (X, (3, 3, 4)), {}, "gpu", "lax"),
-    ("shared_filter_conv", (X, (3, 3, 4)), {}, "cpu", "sum_maps"),
-    ("shared_filter_conv", (X, (3, 3, 4)), {}, "gpu", "sum_maps"),
-    ("depth_sliding_conv", (X, (3, 3, 3, 2)), {}, "cpu", "shift_fwd"),
-    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "cpu", "hybrid"),
-    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "gpu", "lax"),
-    ("max_pool", (X, 3), dict(stride=2), "cpu", "shift"),
-    ("max_pool", (X, 3), dict(stride=2), "gpu", "lax"),
-    ("avg_pool", (X, 3), {}, "cpu", "shift"),
-    ("avg_pool", ((1, 7, 7, 8), 7), {}, "cpu", "lax"),
-    ("local_response_norm", (X,), {}, "cpu", "lax"),
-    ("global_avg_pool", (X,), {}, "cpu", "lax"),
+    # (op, shapes, kwargs, backend, expected impl with oneDNN, expected without it)
+    ("conv", ((8, 56, 56, 64), (3, 3, 64, 64)), {}, "cpu", "onednn", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "cpu", "onednn", "hybrid"),
+    ("conv", ((8, 14, 14, 3), (3, 3, 3, 96)), {}, "cpu", "onednn", "lax"),
+    ("conv", ((8, 14, 14, 96), (1, 1, 96, 96)), {}, "cpu", "shift", "hybrid"),
+    ("conv", ((8, 28, 28, 96), (1, 1, 96, 96)), {}, "cpu", "onednn", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 96, 96)), {}, "gpu", "lax", "lax"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "cpu", "onednn", "split"),
+    ("conv", ((8, 14, 14, 96), (3, 3, 48, 96)), dict(groups=2), "gpu", "lax", "lax"),
+    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "cpu", "onednn", "shift"),
+    ("conv", ((8, 56, 56, 64), (3, 3, 1, 64)), dict(groups=64), "gpu", "lax", "lax"),
+    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "cpu", "patches_grad",
+     "patches_grad"),
+    ("local_conv", ((1, 6, 6, 32), (4, 4, 3, 3, 32, 4)), {}, "gpu", "lax", "lax"),
+    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "cpu", "onednn", "shift"),
+    ("depthwise_conv", ((1, 14, 14, 512), (3, 3, 1, 512)), {}, "gpu", "lax", "lax"),
+    ("separable_conv", (X, (3, 3, 1, 8), (8, 16)), {}, "cpu", "onednn", "shift"),
+    ("pointwise_conv", (X, (8, 16)), {}, "cpu", "shift", "shift"),
+    ("pointwise_conv", ((2, 28, 28, 8), (8, 16)), {}, "cpu", "onednn", "shift"),
+    ("pointwise_conv", (X, (4, 16)), dict(groups=2), "cpu", "onednn", "lax"),
+    ("pointwise_conv", (X, (8, 16)), {}, "gpu", "lax", "lax"),
+    ("spatially_separable_conv", (X, [(3, 1, 8, 4), (1, 3, 4, 8)]), {}, "cpu", "onednn",
+     "hybrid"),
+    ("per_map_conv", (X, (3, 3, 4)), {}, "cpu", "shift_fwd", "shift_fwd"),
+    ("per_map_conv", (X, (3, 3, 4)), {}, "gpu", "lax", "lax"),
+    ("shared_filter_conv", (X, (3, 3, 4)), {}, "cpu", "sum_maps", "sum_maps"),
+    ("shared_filter_conv", (X, (3, 3, 4)), {}, "gpu", "sum_maps", "sum_maps"),
+    ("depth_sliding_conv", (X, (3, 3, 3, 2)), {}, "cpu", "shift_fwd", "shift_fwd"),
+    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "cpu", "hybrid", "hybrid"),
+    ("conv_transpose", (X, (3, 3, 8, 4)), dict(stride=2), "gpu", "lax", "lax"),
+    ("max_pool", (X, 3), dict(stride=2), "cpu", "shift", "shift"),
+    ("max_pool", (X, 3), dict(stride=2), "gpu", "lax", "lax"),
+    ("avg_pool", (X, 3), {}, "cpu", "shift", "shift"),
+    ("avg_pool", ((1, 7, 7, 8), 7), {}, "cpu", "lax", "lax"),
+    ("local_response_norm", (X,), {}, "cpu", "lax", "lax"),
+    ("global_avg_pool", (X,), {}, "cpu", "lax", "lax"),
 ]
 
 
-@pytest.mark.parametrize("op, shapes, kwargs, backend, expected", CASES,
-                         ids=[f"{c[0]}-{c[3]}-{c[4]}" for c in CASES])
-def test_auto_follows_rules(op, shapes, kwargs, backend, expected):
+@pytest.mark.parametrize("op, shapes, kwargs, backend, with_onednn, without", CASES,
+                         ids=[f"{c[0]}-{c[3]}-{c[4]}-{c[5]}" for c in CASES])
+def test_auto_follows_rules(op, shapes, kwargs, backend, with_onednn, without, monkeypatch):
+    """What ``auto`` picks where oneDNN runs (if it does here), and with it turned off."""
+    if ONEDNN:
+        choice = which_impl(op, *shapes, backend=backend, **kwargs)
+        assert choice.impl == with_onednn, choice
+        assert choice.reason
+        float64 = which_impl(op, *shapes, backend=backend, dtype="float64", **kwargs)
+        assert float64.impl == without, float64
+    monkeypatch.setenv("JCONV_DISABLE_ONEDNN", "1")
     choice = which_impl(op, *shapes, backend=backend, **kwargs)
-    assert choice.impl == expected, choice
+    assert choice.impl == without, choice
     assert choice.reason
+
+
+def test_onednn_rules_step_aside_without_onednn():
+    """Every oneDNN rule asks :attr:`Facts.onednn`: with it False none of them matches."""
+    for rule in dispatch.ONEDNN_RULES:
+        for facts in (Facts("cpu", 4, 1, 9, 100), Facts("cpu", 1, 8, 1, 49),
+                      Facts("cpu", 1, 64, 9, 3136)):
+            assert not rule.when(facts), rule.reason
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.impl)
@@ -93,9 +115,10 @@ def test_reason_says_what_runs_in_each_pass(name):
 
 
 def test_which_impl_for_the_demo_shape_is_what_conv_runs():
-    """The disagreement this design removes: a 14x14x96 conv runs ``hybrid`` on CPU."""
+    """The disagreement this design removes: what which_impl says is what the HLO names."""
     x, w = jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96))
-    assert which_impl("conv", x.shape, w.shape, backend="cpu").impl == "hybrid"
+    assert which_impl("conv", x.shape, w.shape, backend="cpu").impl == (
+        "onednn" if ONEDNN else "hybrid")
     choice = which_impl("conv", x.shape, w.shape)  # this machine's backend
     assert hlo_scopes(jconv.conv, x, w) == {("conv", choice.impl)}
 

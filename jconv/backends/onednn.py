@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.core import Primitive
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.interpreters import ad, batching, mlir, xla
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jconv.backends import Backend
 from jconv.kernels.window import extent, output_size
@@ -199,15 +201,61 @@ def _bwd_weights_abstract(x, dy, *, stride, dilation, pads, groups, sizes):
     return jax.core.ShapedArray((*sizes, x.shape[-1] // groups, dy.shape[-1]), x.dtype)
 
 
-def _lowering(target: str):
-    rule = jax.ffi.ffi_lowering(target)
+def _lowering(target: str, abstract, reduces_batch: bool):
+    """The FFI call; in a jit over several devices, one call per shard of the batch.
 
+    ``N`` is the one axis a call may be split along (every other one is needed whole):
+    forward and backward-data map batch shards to batch shards, and backward-weights
+    sums over ``N``, so each device's partial weight gradient is summed across the batch
+    axes (``psum``). Without this, XLA would gather the whole batch onto every device.
+    """
     def lower(ctx, a, b, *, stride, dilation, pads, groups, sizes):
-        return rule(ctx, a, b, stride=np.array(stride, np.int64),
-                    dilation=np.array(dilation, np.int64),
-                    pad_lo=np.array([p[0] for p in pads], np.int64),
-                    pad_hi=np.array([p[1] for p in pads], np.int64), groups=np.int64(groups))
+        params = dict(stride=stride, dilation=dilation, pads=pads, groups=groups, sizes=sizes)
+        attrs = dict(stride=np.array(stride, np.int64), dilation=np.array(dilation, np.int64),
+                     pad_lo=np.array([p[0] for p in pads], np.int64),
+                     pad_hi=np.array([p[1] for p in pads], np.int64), groups=np.int64(groups))
+
+        def call(a, b):
+            out = abstract(a, b, **params)
+            return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out.shape, out.dtype))(
+                a, b, **attrs)
+        devices = getattr(ctx.module_context.axis_context, "device_assignment", None)
+        if devices is None or len(devices) == 1:
+            return mlir.lower_fun(call, multiple_results=False)(ctx, a, b)
+        fn = _batch_partitioned(call, len(stride), reduces_batch, target)
+        return mlir.lower_fun(fn, multiple_results=False)(ctx, a, b)
     return lower
+
+
+def _batch_partitioned(call, nd: int, reduces_batch: bool, target: str):
+    """``call(a, b)`` split along the batch axis ``N`` of its operands by XLA's partitioner."""
+    fn = custom_partitioning(call)
+    s, k, t = (" ".join(f"{p}{i}" for i in range(nd)) for p in "skt")
+    rules = {"jconv_onednn_fwd": f"n {s} c, {k} ci o -> n {t} o",
+             "jconv_onednn_bwd_data": f"n {t} o, {k} ci o -> n {s} c",
+             "jconv_onednn_bwd_weights": f"n {s} c, n {t} o -> {k} ci o"}
+    rule = next(r for name, r in rules.items() if target.startswith(name))
+    whole = tuple(f for f in rule.replace(",", " ").replace("->", " ").split() if f != "n")
+
+    def partition(mesh, arg_shapes, result_shape):
+        spec = getattr(arg_shapes[0].sharding, "spec", ())
+        batch = spec[0] if len(spec) else None  # the mesh axes N is split along
+
+        def on(ndim, first):
+            return NamedSharding(mesh, PartitionSpec(first, *(None,) * (ndim - 1)))
+        args = (on(len(arg_shapes[0].shape), batch),
+                on(len(arg_shapes[1].shape), batch if reduces_batch else None))
+        result = on(len(result_shape.shape), None if reduces_batch else batch)
+
+        def lower_fn(a, b):
+            out = call(a, b)
+            return lax.psum(out, batch) if reduces_batch and batch is not None else out
+        return mesh, lower_fn, result, args
+
+    fn.def_partition(partition, sharding_rule=rule,
+                     reduction_factors=("n",) if reduces_batch else (),
+                     need_replication_factors=tuple(dict.fromkeys(whole)))
+    return fn
 
 
 def _batcher(prim, fold: int | None):
@@ -230,11 +278,20 @@ def _batcher(prim, fold: int | None):
     return rule
 
 
+try:  # the primitives that jit lowers knowing its devices (as it does custom_partitioning)
+    from jax._src.dispatch import prim_requires_devices_during_lowering as _REQUIRES_DEVICES
+except ImportError:  # another JAX: a multi-device jit then runs each call on the whole batch
+    _REQUIRES_DEVICES = set()
+
+
 def _primitive(name, abstract, fold):
     prim = Primitive(f"jconv_onednn_{name}")
     prim.def_impl(functools.partial(xla.apply_primitive, prim))
     prim.def_abstract_eval(abstract)
-    mlir.register_lowering(prim, _lowering(f"jconv_onednn_{name}"), platform="cpu")
+    mlir.register_lowering(prim, _lowering(f"jconv_onednn_{name}", abstract,
+                                           reduces_batch=fold is None), platform="cpu",
+                           cacheable=False)
+    _REQUIRES_DEVICES.add(prim)  # so a jit over several devices lowers with them known
     batching.primitive_batchers[prim] = _batcher(prim, fold)
     return prim
 

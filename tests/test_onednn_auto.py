@@ -1,0 +1,95 @@
+"""oneDNN as ``auto``'s pick on CPU: what it runs, on several devices, and its threads.
+
+``tests/test_dispatch.py`` checks which rule picks what, with oneDNN and without it;
+here the picked kernel runs: in the compiled program, split along the batch by XLA's
+partitioner in a jit over several devices, and with OpenMP threads that sleep while they
+wait. Skipped, saying why, where oneDNN is unavailable.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import pytest
+
+import jconv
+from jconv.testing import hlo_scopes
+from tests.strategies import array
+from tests.tolerance import assert_close
+
+REPO = Path(__file__).resolve().parents[1]
+STATUS = jconv.backends()["onednn"]
+pytestmark = pytest.mark.skipif(not STATUS.available,
+                                reason=f"oneDNN unavailable: {STATUS.reason}")
+
+
+def _run(code: str, devices: int = 1, **env) -> str:
+    """``code`` in a fresh CPU process with ``devices`` devices; its stdout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", **env)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout
+
+
+def test_auto_runs_onednn_for_convs_on_cpu():
+    x, w = jnp.asarray(array(0, (2, 9, 9, 8))), jnp.asarray(array(1, (3, 3, 8, 16)))
+    for fn, shapes in [(jconv.conv, (x.shape, w.shape)),
+                       (lambda x, w: jconv.conv(x, w[:, :, :4], groups=2),
+                        (x.shape, (3, 3, 4, 16)))]:
+        op = "conv"
+        kwargs = {} if fn is jconv.conv else dict(groups=2)
+        assert jconv.which_impl(op, *shapes, **kwargs).impl == "onednn"
+        assert hlo_scopes(fn, x, w) == {(op, "onednn")}
+    assert_close(jconv.conv(x, w), jconv.conv(x, w, impl="lax"))
+
+
+SHARDED = """
+import json, re
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jconv
+mesh = Mesh(np.array(jax.devices()), ("batch",))
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.standard_normal((8, 10, 10, 6)), jnp.float32)
+w = jnp.asarray(rng.standard_normal((3, 3, 3, 8)), jnp.float32)
+loss = lambda impl: lambda x, w: jnp.sum(jnp.tanh(jconv.conv(x, w, groups=2, impl=impl)))
+step = jax.jit(jax.grad(loss("auto"), argnums=(0, 1)))
+xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
+ws = jax.device_put(w, NamedSharding(mesh, P()))
+dx, dw = step(xs, ws)
+ex, ew = jax.jit(jax.grad(loss("lax"), argnums=(0, 1)))(x, w)
+hlo = step.lower(xs, ws).compile().as_text()
+print(json.dumps(dict(
+    calls=sorted(set(re.findall(r'custom_call_target="(jconv_onednn_\\w+)"', hlo))),
+    all_gather="all-gather" in hlo, all_reduce="all-reduce" in hlo,
+    dx_spec=list(dx.sharding.spec), dw_spec=list(dw.sharding.spec),
+    dx_err=float(jnp.max(jnp.abs(dx - ex))), dw_err=float(jnp.max(jnp.abs(dw - ew))))))
+"""
+
+
+def test_a_jit_over_four_devices_splits_every_pass_along_the_batch():
+    """Forward and backward-data run on each device's rows; backward-weights sums the
+    devices' partial gradients (one all-reduce); nothing gathers the batch."""
+    out = json.loads(_run(SHARDED, devices=4).strip().splitlines()[-1])
+    assert out["calls"] == ["jconv_onednn_bwd_data", "jconv_onednn_bwd_weights",
+                            "jconv_onednn_fwd"]
+    assert not out["all_gather"] and out["all_reduce"]
+    assert out["dx_spec"] == ["batch"] and not any(out["dw_spec"])
+    assert out["dx_err"] < 1e-4 and out["dw_err"] < 1e-3, out
+
+
+WAIT = ("import os, jconv; b = jconv.backends()['onednn']; "
+        "print(os.environ.get('OMP_WAIT_POLICY'), '|', b.reason)")
+
+
+def test_openmp_threads_sleep_unless_told_otherwise():
+    unset = "import os; [os.environ.pop(v, None) for v in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')]"
+    policy, reason = _run(f"{unset}; {WAIT}").split(" | ")
+    assert policy == "PASSIVE" and "OMP_WAIT_POLICY=PASSIVE" in reason
+    policy, reason = _run(f"{unset}; os.environ['OMP_WAIT_POLICY'] = 'active'; {WAIT}").split(" | ")
+    assert policy == "active" and "OMP_WAIT_POLICY=active says" in reason
