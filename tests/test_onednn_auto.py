@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -93,3 +94,27 @@ def test_openmp_threads_sleep_unless_told_otherwise():
     assert policy == "PASSIVE" and "OMP_WAIT_POLICY=PASSIVE" in reason
     policy, reason = _run(f"{unset}; os.environ['OMP_WAIT_POLICY'] = 'active'; {WAIT}").split(" | ")
     assert policy == "active" and "OMP_WAIT_POLICY=active says" in reason
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("in_axes", [(None, 3), (0, 0), (None, 0)])
+def test_vmap_over_kernels_is_one_wider_call(groups, in_axes):
+    """vmap over filters (the quadratic-cost experiment's ``filterwise``) or over (x, w)
+    pairs: one oneDNN call per pass with more filters or more groups, no loop, equal to lax."""
+    size = 3
+    x = jnp.asarray(array(0, (2, 7, 7, 4)))
+    w = jnp.asarray(array(1, (3, 3, 4 // groups, 6)))
+    xs = x if in_axes[0] is None else jnp.stack([x * (i + 1) for i in range(size)])
+    ws = jnp.stack([w * (i + 1) for i in range(size)], in_axes[1])
+
+    def fn(impl):
+        conv = lambda x, w: jconv.conv(x, w, stride=2, padding=1, groups=groups, impl=impl)
+        loss = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+        return jax.jit(jax.vmap(lambda x, w: (conv(x, w), jax.grad(loss, (0, 1))(x, w)),
+                                in_axes=in_axes))
+    got, want = fn("onednn")(xs, ws), fn("lax")(xs, ws)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert_close(g, e, kind="grad")
+    hlo = fn("onednn").lower(xs, ws).compile().as_text()
+    assert "while" not in hlo and " convolution(" not in hlo
+    assert hlo.count('custom_call_target="jconv_onednn_') == 3

@@ -258,24 +258,62 @@ def _batch_partitioned(call, nd: int, reduces_batch: bool, target: str):
     return fn
 
 
-def _batcher(prim, fold: int | None):
-    """vmap: a batched operand ``fold`` alone merges into ``N``; anything else is mapped."""
-    def rule(args, dims, **params):
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        args = [a if d is None else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims)]
-        mapped = [d is not None for d in dims]
-        if fold is not None and mapped == [i == fold for i in range(len(args))]:
-            a = args[fold]
-            merged = list(args)
-            merged[fold] = a.reshape((size * a.shape[1], *a.shape[2:]))  # (B*N, *S, C)
-            out = prim.bind(*merged, **params)
-            return out.reshape((size, a.shape[1], *out.shape[1:])), 0  # (B, N, *S', K)
+def _fold_maps(a):
+    """``(B, N, *S, C) -> (N, *S, B*C)``: B copies side by side as B times the groups."""
+    return jnp.moveaxis(a, 0, -2).reshape((*a.shape[1:-1], a.shape[0] * a.shape[-1]))
 
-        def one(sliced):
-            it = iter(sliced)
-            return prim.bind(*[next(it) if m else a for a, m in zip(args, mapped)], **params)
-        return lax.map(one, [a for a, m in zip(args, mapped) if m]), 0
+
+def _unfold_maps(y, size):
+    """``(N, *S, B*C) -> (B, N, *S, C)``: the inverse of :func:`_fold_maps`."""
+    return jnp.moveaxis(y.reshape((*y.shape[:-1], size, y.shape[-1] // size)), -2, 0)
+
+
+def _fold_filters(a, groups):
+    """``(B, ..., K) -> (..., G*B*K/G)``: B sets of filters as more filters per group."""
+    b, k = a.shape[0], a.shape[-1]
+    a = a.reshape((*a.shape[:-1], groups, k // groups))  # (B, ..., G, K/G)
+    return jnp.moveaxis(a, 0, -2).reshape((*a.shape[1:-2], b * k))
+
+
+def _unfold_filters(y, size, groups):
+    """``(..., G*B*K/G) -> (B, ..., K)``: the inverse of :func:`_fold_filters`."""
+    k = y.shape[-1] // size
+    y = jnp.moveaxis(y.reshape((*y.shape[:-1], groups, size, k // groups)), -2, 0)
+    return y.reshape((*y.shape[:-2], k))
+
+
+def _batcher(prim, name: str):
+    """vmap as one wider oneDNN call, never a loop.
+
+    A batched activation alone (``x`` of forward, ``dy`` of backward-data) merges into
+    ``N``; batched filters alone (``w`` of forward, ``dy`` of backward-weights) become
+    more filters per group, as vmap over a kernel does for ``lax``; otherwise both are
+    batched (the other broadcast) and the B copies run as B times the groups.
+    """
+    def rule(args, dims, *, groups, **params):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        (a, b), (ba, bb) = ([x if d is None else jnp.moveaxis(x, d, 0)
+                             for x, d in zip(args, dims)], [d is not None for d in dims])
+        if ba and not bb and name in ("fwd", "bwd_data"):
+            out = prim.bind(a.reshape((size * a.shape[1], *a.shape[2:])), b, groups=groups,
+                            **params)  # (B*N, *S, C)
+            return out.reshape((size, a.shape[1], *out.shape[1:])), 0
+        if bb and not ba and name in ("fwd", "bwd_weights"):
+            out = prim.bind(a, _fold_filters(b, groups), groups=groups, **params)
+            return _unfold_filters(out, size, groups), 0
+        a = a if ba else jnp.broadcast_to(a, (size, *a.shape))
+        b = b if bb else jnp.broadcast_to(b, (size, *b.shape))
+        wide = dict(params, groups=size * groups)
+        if name == "bwd_weights":  # (x, dy) -> dw
+            return _unfold_maps(prim.bind(_fold_maps(a), _fold_maps(b), **wide), size), 0
+        out = prim.bind(_fold_maps(a), _fold_weights(b), **wide)  # (x or dy, w)
+        return _unfold_maps(out, size), 0
     return rule
+
+
+def _fold_weights(w):
+    """``(B, *k, C/G, K) -> (*k, C/G, B*K)``: B kernels as B times the groups."""
+    return jnp.moveaxis(w, 0, -2).reshape((*w.shape[1:-1], w.shape[0] * w.shape[-1]))
 
 
 try:  # the primitives that jit lowers knowing its devices (as it does custom_partitioning)
@@ -284,21 +322,22 @@ except ImportError:  # another JAX: a multi-device jit then runs each call on th
     _REQUIRES_DEVICES = set()
 
 
-def _primitive(name, abstract, fold):
+def _primitive(name, abstract):
     prim = Primitive(f"jconv_onednn_{name}")
     prim.def_impl(functools.partial(xla.apply_primitive, prim))
     prim.def_abstract_eval(abstract)
     mlir.register_lowering(prim, _lowering(f"jconv_onednn_{name}", abstract,
-                                           reduces_batch=fold is None), platform="cpu",
+                                           reduces_batch=name == "bwd_weights"),
+                           platform="cpu",
                            cacheable=False)
     _REQUIRES_DEVICES.add(prim)  # so a jit over several devices lowers with them known
-    batching.primitive_batchers[prim] = _batcher(prim, fold)
+    batching.primitive_batchers[prim] = _batcher(prim, name)
     return prim
 
 
-fwd_p = _primitive("fwd", _fwd_abstract, fold=0)
-bwd_data_p = _primitive("bwd_data", _bwd_data_abstract, fold=0)
-bwd_weights_p = _primitive("bwd_weights", _bwd_weights_abstract, fold=None)
+fwd_p = _primitive("fwd", _fwd_abstract)
+bwd_data_p = _primitive("bwd_data", _bwd_data_abstract)
+bwd_weights_p = _primitive("bwd_weights", _bwd_weights_abstract)
 
 
 def _with(params, sizes):
