@@ -162,7 +162,8 @@ def decide(op: str, facts: Facts) -> Choice:
 
 
 def _choice(spec, impl: str, why: str) -> Choice:
-    return Choice(impl, f"{why}. {registry.IMPLS[impl].describe(bool(spec.weights))}")
+    note = f". {spec.notes[impl]}" if impl in spec.notes else ""
+    return Choice(impl, f"{why}. {registry.IMPLS[impl].describe(bool(spec.weights))}{note}")
 
 
 def _backend(backend: str | None) -> str:
@@ -187,14 +188,15 @@ def choose(op: str, impl: str, plan, x_shape, backend: str | None = None,
         choice = _choice(spec, impl, f"impl={impl!r} was asked for")
     else:
         choice = decide(op, Facts.of(plan, x_shape, backend))
-    return _runnable(spec, choice, backend, "float32" if dtype is None else dtype)
+    return _runnable(spec, choice, plan, backend, "float32" if dtype is None else dtype)
 
 
-def _runnable(spec, choice: Choice, backend: str, dtype) -> Choice:
-    """``choice``, or ``lax`` where its kernel cannot run on ``backend`` for ``dtype``."""
-    if choice.impl != "onednn":
-        return choice
-    why = onednn.unavailable(backend, dtype)
+def _runnable(spec, choice: Choice, plan, backend: str, dtype) -> Choice:
+    """``choice``, or ``lax`` where its kernel cannot run on ``backend`` for ``dtype``, or
+    cannot express the call's arguments (the op's ``limits``)."""
+    why = onednn.unavailable(backend, dtype) if choice.impl == "onednn" else None
+    if why is None and spec.limits is not None:
+        why = spec.limits(choice.impl, plan)
     if why is None:
         return choice
     return _choice(spec, "lax", f"{choice.reason}; but it cannot run this call ({why}), "
