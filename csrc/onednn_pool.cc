@@ -436,6 +436,11 @@ int jconv_onednn_pool_supports(int dtype) {
 // Pooling and LRN primitives held by their cache.
 int jconv_onednn_pool_cache_size() { return static_cast<int>(GlobalCache().Size()); }
 
+// Bounds the pooling and LRN cache (default 256 primitives); the least recently used go first.
+void jconv_onednn_pool_set_cache_capacity(int capacity) {
+  GlobalCache().SetCapacity(capacity < 1 ? 1 : static_cast<size_t>(capacity));
+}
+
 }  // extern "C"
 
 #pragma GCC visibility pop

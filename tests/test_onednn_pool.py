@@ -7,6 +7,7 @@ average conventions, odd LRN sizes); ``grad`` must run oneDNN's backward custom 
 saying why, where oneDNN is unavailable. The fallback tests run everywhere.
 """
 
+import concurrent.futures
 import re
 
 import jax
@@ -124,9 +125,10 @@ def test_grad_runs_onednn_backward_and_derivatives_match_lax(name, args, kwargs,
     t = jnp.asarray(array(2, x.shape))
     for d in (lambda f: jax.grad(loss(f)), lambda f: lambda x: jax.jvp(f, (x,), (t,))[1]):
         assert_close(jax.jit(d(f))(x), jax.jit(d(f_lax))(x))
-    small = x[:1, :3, :4]  # (1, 3, 4, 3): a hessian of 36 x 36
-    hessian = lambda f: jax.jit(jax.hessian(loss(f)))(small)
-    assert_close(hessian(f), hessian(f_lax))
+    if fwd != "avg_fwd" and kwargs.get("padding") != "SAME":  # each nonlinear op once
+        small = x[:1, :3, :4]  # (1, 3, 4, 3): a hessian of 36 x 36
+        hessian = lambda f: jax.jit(jax.hessian(loss(f)))(small)
+        assert_close(hessian(f), hessian(f_lax))
 
 
 @needs_onednn
@@ -149,6 +151,26 @@ def test_vmap_and_per_example_gradients_match_lax(name, args, kwargs, fwd, bwd):
     assert_close(jax.jit(jax.vmap(f, 1, 1))(moved), jax.jit(jax.vmap(f_lax, 1, 1))(moved))
     per_example = lambda f: jax.jit(jax.vmap(jax.grad(lambda x: jnp.sum(f(x) ** 3))))(x)
     assert_close(per_example(f), per_example(f_lax))
+
+
+@needs_onednn
+def test_calls_from_several_threads_with_a_small_cache():
+    cases = []  # (compiled gradient, input, lax's gradient)
+    for i, (name, args, kwargs, _, _) in enumerate(CASES[::2]):
+        x = jnp.asarray(array(i, (2, 6, 7, 3)))
+        grads = [jax.jit(jax.grad(lambda x, f=op(name, impl, *args, **kwargs):
+                                  jnp.sum(f(x) ** 2))) for impl in ("onednn", "lax")]
+        cases.append((grads[0], x, grads[1](x)))
+    onednn_pool.set_cache_capacity(2)  # fewer entries than primitives: evictions while others run
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            runs = [pool.submit(f, x) for _ in range(3) for f, x, _ in cases]
+            results = [r.result() for r in runs]
+        assert onednn_pool.cache_size() <= 2
+    finally:
+        onednn_pool.set_cache_capacity(256)
+    for got, (_, _, want) in zip(results, cases * 3):
+        assert_close(got, want)
 
 
 # --------------------------------------------------------------------------- fallback

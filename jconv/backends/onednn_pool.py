@@ -70,6 +70,16 @@ def native_bfloat16() -> bool:
         return _register(lib)
 
 
+def cache_size() -> int:
+    """Pooling and LRN primitives in the extension's cache (apart from the convolutions')."""
+    return onednn._library().jconv_onednn_pool_cache_size()
+
+
+def set_cache_capacity(capacity: int) -> None:
+    """Bounds the pooling and LRN primitive cache (default 256)."""
+    onednn._library().jconv_onednn_pool_set_cache_capacity(int(capacity))
+
+
 def lrn_unsupported(size: int) -> str | None:
     """None if oneDNN can compute LRN with ``size`` maps per window, else why not."""
     if size % 2 == 0:
