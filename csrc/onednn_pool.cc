@@ -290,61 +290,53 @@ ffi::Error LrnGeometry(Span x, Span y, int64_t size, float alpha, float beta, fl
 #define JCONV_LRN_ATTRS \
   .Attr<int64_t>("size").Attr<float>("alpha").Attr<float>("beta").Attr<float>("k")
 
+// One pooling pass: forward reads x (in) and writes y (out), backward reads dy (in) and
+// writes dx (out); max pooling's workspace ws is written forward and read backward.
+ffi::Error Pool(Kind kind, ffi::AnyBuffer in, ffi::Result<ffi::AnyBuffer> out, void* ws,
+                size_t ws_bytes, Span kernel, Span stride, Span pad_lo, Span pad_hi,
+                bool include_pad) {
+  const bool bwd = IsBackward(kind);
+  Geometry g;
+  if (auto err = PoolGeometry(bwd ? out->dimensions() : in.dimensions(),
+                              bwd ? in.dimensions() : out->dimensions(), kernel, stride,
+                              pad_lo, pad_hi, &g); !err.success())
+    return err;
+  g.include_pad = include_pad;
+  const size_t pooled = bwd ? in.element_count() : out->element_count();
+  const size_t index_bytes = IndexType(g) == memory::data_type::u8 ? 1 : 4;
+  if (in.element_type() != out->element_type() ||
+      ((kind == kMaxForward || kind == kMaxBackward) && ws_bytes != pooled * index_bytes))
+    return ffi::Error::InvalidArgument("onednn pool: dtypes of the arrays or ws disagree");
+  void* x = bwd ? out->untyped_data() : in.untyped_data();
+  void* y = bwd ? in.untyped_data() : out->untyped_data();
+  return Run(kind, in.element_type(), g, x, y, ws, nullptr, out->size_bytes());
+}
+
 // (y, ws) = max_pool(x)
 ffi::Error MaxForward(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
                       ffi::Result<ffi::AnyBuffer> ws, Span kernel, Span stride, Span pad_lo,
                       Span pad_hi) {
-  Geometry g;
-  if (auto err = PoolGeometry(x.dimensions(), y->dimensions(), kernel, stride, pad_lo,
-                              pad_hi, &g); !err.success())
-    return err;
-  if (x.element_type() != y->element_type() ||
-      ws->size_bytes() != y->element_count() * (IndexType(g) == memory::data_type::u8 ? 1 : 4))
-    return ffi::Error::InvalidArgument("onednn pool: dtypes of x, y or ws are wrong");
-  return Run(kMaxForward, x.element_type(), g, x.untyped_data(), y->untyped_data(),
-             ws->untyped_data(), nullptr, y->size_bytes());
+  return Pool(kMaxForward, x, y, ws->untyped_data(), ws->size_bytes(), kernel, stride,
+              pad_lo, pad_hi, false);
 }
 
 // dx = the transpose of max_pool's derivative at the recorded maxima, applied to dy
 ffi::Error MaxBackward(ffi::AnyBuffer dy, ffi::AnyBuffer ws, ffi::Result<ffi::AnyBuffer> dx,
                        Span kernel, Span stride, Span pad_lo, Span pad_hi) {
-  Geometry g;
-  if (auto err = PoolGeometry(dx->dimensions(), dy.dimensions(), kernel, stride, pad_lo,
-                              pad_hi, &g); !err.success())
-    return err;
-  if (dy.element_type() != dx->element_type() ||
-      ws.size_bytes() != dy.element_count() * (IndexType(g) == memory::data_type::u8 ? 1 : 4))
-    return ffi::Error::InvalidArgument("onednn pool: dtypes of dy, dx or ws are wrong");
-  return Run(kMaxBackward, dy.element_type(), g, dx->untyped_data(), dy.untyped_data(),
-             ws.untyped_data(), nullptr, dx->size_bytes());
+  return Pool(kMaxBackward, dy, dx, ws.untyped_data(), ws.size_bytes(), kernel, stride,
+              pad_lo, pad_hi, false);
 }
 
 // y = avg_pool(x)
 ffi::Error AvgForward(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y, Span kernel,
                       Span stride, Span pad_lo, Span pad_hi, int64_t include_pad) {
-  Geometry g;
-  if (auto err = PoolGeometry(x.dimensions(), y->dimensions(), kernel, stride, pad_lo,
-                              pad_hi, &g); !err.success())
-    return err;
-  g.include_pad = include_pad != 0;
-  if (x.element_type() != y->element_type())
-    return ffi::Error::InvalidArgument("onednn pool: x and y must share one dtype");
-  return Run(kAvgForward, x.element_type(), g, x.untyped_data(), y->untyped_data(), nullptr,
-             nullptr, y->size_bytes());
+  return Pool(kAvgForward, x, y, nullptr, 0, kernel, stride, pad_lo, pad_hi, include_pad);
 }
 
 // dx = avg_pool's transpose applied to dy
 ffi::Error AvgBackward(ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dx, Span kernel,
                        Span stride, Span pad_lo, Span pad_hi, int64_t include_pad) {
-  Geometry g;
-  if (auto err = PoolGeometry(dx->dimensions(), dy.dimensions(), kernel, stride, pad_lo,
-                              pad_hi, &g); !err.success())
-    return err;
-  g.include_pad = include_pad != 0;
-  if (dy.element_type() != dx->element_type())
-    return ffi::Error::InvalidArgument("onednn pool: dy and dx must share one dtype");
-  return Run(kAvgBackward, dy.element_type(), g, dx->untyped_data(), dy.untyped_data(),
-             nullptr, nullptr, dx->size_bytes());
+  return Pool(kAvgBackward, dy, dx, nullptr, 0, kernel, stride, pad_lo, pad_hi, include_pad);
 }
 
 // y = lrn(x)

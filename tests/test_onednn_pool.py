@@ -56,7 +56,7 @@ def pools(draw):
 
 
 @needs_onednn
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(pools(), st.booleans(), st.integers(1, 3), st.integers(0, 2**16))
 def test_pooling_matches_lax_and_reference(pool, count_include_pad, c, seed):
     sizes, window, kwargs = pool
@@ -140,6 +140,17 @@ def test_max_pool_jvp_and_vjp_pick_the_same_maximum_on_ties():
     ct = jnp.asarray(array(1, y.shape))
     # <f'(x) t, ct> == <t, f'(x)^T ct>: one maximum per window, in both modes
     assert_close(jnp.vdot(jax.jvp(f, (x,), (t,))[1], ct), jnp.vdot(t, f_vjp(ct)[0]))
+
+
+@needs_onednn
+def test_windows_of_256_taps_or_more_record_int32_maxima():
+    x = jnp.asarray(array(4, (1, 16, 17, 1)))
+    kw = dict(stride=1, padding=((0, 0), (1, 0)))
+    f, f_lax = op("max_pool", "onednn", 16, **kw), op("max_pool", "lax", 16, **kw)
+    assert "xi32>" in jax.jit(f).lower(x).as_text()  # the workspace: (N, *S', C) int32
+    for d in (lambda f: f, lambda f: jax.grad(lambda x: jnp.sum(f(x) ** 2)),
+              lambda f: lambda x: jax.jvp(f, (x,), (2 * x,))[1]):
+        assert_close(jax.jit(d(f))(x), jax.jit(d(f_lax))(x))
 
 
 @needs_onednn
