@@ -3,8 +3,9 @@
 ``jconv.backends()`` says, for each backend, whether it can run here and why (not):
 
 * ``lax``: XLA's own ops; always there.
-* ``onednn``: oneDNN convolutions called from XLA through its FFI (:mod:`.onednn`),
-  ``impl="onednn"`` of the conv ops. It needs Linux x86-64, the ``onednn-cpu-gomp`` wheel
+* ``onednn``: oneDNN called from XLA through its FFI, ``impl="onednn"`` of the conv ops
+  (:mod:`.onednn`) and of ``max_pool``, ``avg_pool`` and ``local_response_norm``
+  (:mod:`.onednn_pool`). It needs Linux x86-64, the ``onednn-cpu-gomp`` wheel
   (``libdnnl.so.3``) and the extension built by ``python -m jconv.backends.build``
   (:mod:`.build`, run by ``scripts/_venv.sh``). ``JCONV_DISABLE_ONEDNN=1`` turns it off.
 

@@ -1,6 +1,8 @@
 """Builds the oneDNN extension: ``python -m jconv.backends.build [--if-needed] [--force]``.
 
-Compiles ``csrc/onednn_conv.cc`` (and the ``csrc/lru_cache.h`` it includes) with ``g++ -O3 -std=c++17 -shared -fPIC`` against
+Compiles ``csrc/onednn_conv.cc`` (convolutions) and ``csrc/onednn_pool.cc`` (pooling and
+LRN), with the ``csrc/lru_cache.h`` they include, into one library with ``g++ -O3
+-std=c++17 -shared -fPIC`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
@@ -38,7 +40,9 @@ BUILD_DIR = Path(__file__).resolve().parent / "_build"
 EXTENSION = BUILD_DIR / "libjconv_onednn.so"
 STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
-SOURCE = Path(__file__).resolve().parents[2] / "csrc" / "onednn_conv.cc"
+SOURCES = tuple(Path(__file__).resolve().parents[2] / "csrc" / name
+                for name in ("onednn_conv.cc", "onednn_pool.cc"))
+SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
 WHEELS = ("onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0")
 
@@ -87,7 +91,8 @@ def ffi_include() -> Path | None:
 
 
 def fingerprint(library: Path | None = None) -> dict:
-    """What a build depends on: the sources' hash (``csrc/``), jaxlib's version, the library."""
+    """What a build depends on: the sources' hash (every ``.cc`` and ``.h`` of ``csrc/``),
+    jaxlib's version, the library."""
     if library is None:
         library = find_onednn()[1]
     try:
@@ -95,7 +100,7 @@ def fingerprint(library: Path | None = None) -> dict:
     except importlib.metadata.PackageNotFoundError:
         jaxlib = None
     source = None
-    if SOURCE.exists():  # the .cc and the headers beside it
+    if all(path.exists() for path in SOURCES):  # the .cc files and the headers beside them
         digest = hashlib.sha256()
         for path in sorted(SOURCE.parent.glob("*.[ch]*")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -128,8 +133,9 @@ def build(*, if_needed: bool = False, force: bool = False) -> tuple[bool, str]:
     ffi = ffi_include()
     if ffi is None:
         return False, "not built: jaxlib's XLA FFI headers (xla/ffi/api/ffi.h) not found"
-    if not SOURCE.exists():
-        return False, f"not built: source {SOURCE} not found (jconv installed without csrc/)"
+    missing = [path for path in SOURCES if not path.exists()]
+    if missing:
+        return False, f"not built: source {missing[0]} not found (jconv installed without csrc/)"
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         return False, f"not built: C++ compiler {os.environ.get('CXX', 'g++')!r} not found"
@@ -143,7 +149,7 @@ def build(*, if_needed: bool = False, force: bool = False) -> tuple[bool, str]:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     partial = EXTENSION.with_suffix(f".{os.getpid()}.tmp")
     command = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden",
-               "-I", str(ffi), "-I", str(include), str(SOURCE), "-o", str(partial),
+               "-I", str(ffi), "-I", str(include), *map(str, SOURCES), "-o", str(partial),
                "-L", str(library.parent), f"-l:{library.name}",
                f"-Wl,-rpath,{library.parent}"]
     try:

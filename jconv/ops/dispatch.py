@@ -130,6 +130,10 @@ ONEDNN_RULES: tuple[Rule, ...] = (
          "grouped conv on CPU with oneDNN: every group in one direct kernel, forward 1.0-1.3x "
          "and forward+backward 1.1-1.4x faster than one lax conv per group, 5-7x faster than "
          "lax"),
+    Rule(("cpu",), ("max_pool",), lambda f: f.onednn, "onednn",
+         "max pooling on CPU with oneDNN: forward+backward 4-9x faster than shifted windows "
+         "or lax (its backward writes each gradient to the maximum its forward recorded, "
+         "where theirs select and scatter); forward alone 2-4x slower than shifted windows"),
     Rule(("cpu",), ("spatially_separable_conv",), lambda f: f.onednn, "onednn",
          "k×1 and 1×k convs on CPU with oneDNN: forward 1.25x and forward+backward 1.4x "
          "faster than hybrid (lax, with the weight gradient by shifted windows)"),
@@ -205,7 +209,8 @@ def decide(op: str, facts: Facts) -> Choice:
 
 
 def _choice(spec, impl: str, why: str) -> Choice:
-    return Choice(impl, f"{why}. {registry.IMPLS[impl].describe(bool(spec.weights))}")
+    note = f". {spec.notes[impl]}" if impl in spec.notes else ""
+    return Choice(impl, f"{why}. {registry.IMPLS[impl].describe(bool(spec.weights))}{note}")
 
 
 def _backend(backend: str | None) -> str:
@@ -230,15 +235,19 @@ def choose(op: str, impl: str, plan, x_shape, backend: str | None = None,
     if impl != "auto":
         choice = _choice(spec, impl, f"impl={impl!r} was asked for")
     else:
-        choice = decide(op, Facts.of(plan, x_shape, backend, dtype))
-    return _runnable(spec, choice, backend, dtype)
+        facts = Facts.of(plan, x_shape, backend, dtype)
+        if facts.onednn and spec.limits is not None and spec.limits("onednn", plan):
+            facts = dataclasses.replace(facts, onednn=False)  # arguments it cannot express
+        choice = decide(op, facts)
+    return _runnable(spec, choice, plan, backend, dtype)
 
 
-def _runnable(spec, choice: Choice, backend: str, dtype) -> Choice:
-    """``choice``, or ``lax`` where its kernel cannot run on ``backend`` for ``dtype``."""
-    if choice.impl != "onednn":
-        return choice
-    why = onednn.unavailable(backend, dtype)
+def _runnable(spec, choice: Choice, plan, backend: str, dtype) -> Choice:
+    """``choice``, or ``lax`` where its kernel cannot run on ``backend`` for ``dtype``, or
+    cannot express the call's arguments (the op's ``limits``)."""
+    why = onednn.unavailable(backend, dtype) if choice.impl == "onednn" else None
+    if why is None and spec.limits is not None:
+        why = spec.limits(choice.impl, plan)
     if why is None:
         return choice
     return _choice(spec, "lax", f"{choice.reason}; but it cannot run this call ({why}), "

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jconv.backends import onednn_pool
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.ops import _args, dispatch, registry, shapes
 from jconv.kernels.window import centered_pads
@@ -36,11 +37,17 @@ def _window_reduce(x, win, init, reducer, impl):
 
 @functools.partial(jax.jit, static_argnames=("plan", "impl"))
 def _max_pool(x, *, plan, impl):
+    if impl == "onednn":
+        win = plan.window
+        return onednn_pool.max_pool(x, win.kernel, win.stride, win.pads)
     return _window_reduce(x, plan.window, -jnp.inf, lax.max, impl)
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "impl", "count_include_pad"))
 def _avg_pool(x, *, plan, impl, count_include_pad):
+    if impl == "onednn":
+        win = plan.window
+        return onednn_pool.avg_pool(x, win.kernel, win.stride, win.pads, count_include_pad)
     total = _window_reduce(x, plan.window, 0.0, lax.add, impl)
     if count_include_pad:
         return total / plan.window.taps
@@ -62,8 +69,9 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
       window: window size, an int or one per spatial axis.
       stride: default ``window`` (non-overlapping).
       padding: as in :func:`jconv.conv`; padded positions never win.
-      impl: ``"auto"``, ``"lax"`` (``reduce_window``) or ``"shift"`` (max over shifted
-        windows).
+      impl: ``"auto"``, ``"lax"`` (``reduce_window``), ``"shift"`` (max over shifted
+        windows) or ``"onednn"`` (oneDNN's pooling on CPU, float32/bfloat16; its
+        gradient is oneDNN's backward, its ``jvp`` a JAX tangent at oneDNN's argmax).
 
     Returns:
       ``(N, H', W', C)``: the same number of maps.
@@ -78,7 +86,7 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
     """
     x = _pool_input("max_pool", x)
     plan = shapes.max_pool(x.shape, window, stride=stride, padding=padding)
-    with dispatch.chosen("max_pool", impl, plan, x.shape) as impl:
+    with dispatch.chosen("max_pool", impl, plan, x.shape, x.dtype) as impl:
         return _max_pool(x, plan=plan, impl=impl)
 
 
@@ -91,7 +99,8 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
       window, stride, padding: as in :func:`max_pool`; zeros are padded.
       count_include_pad: divide by the full window size (PyTorch's and Flax's default)
         or, if False, by the number of taps on the unpadded input.
-      impl: ``"auto"``, ``"lax"`` or ``"shift"`` (a sum over shifted windows).
+      impl: ``"auto"``, ``"lax"``, ``"shift"`` (a sum over shifted windows) or
+        ``"onednn"`` (oneDNN's pooling, forward and backward, on CPU).
 
     Returns:
       ``(N, H', W', C)``.
@@ -107,7 +116,7 @@ def avg_pool(x, window, stride=None, padding="VALID", *, count_include_pad=True,
     x = _pool_input("avg_pool", x)
     plan = shapes.avg_pool(x.shape, window, stride=stride, padding=padding,
                            count_include_pad=count_include_pad)
-    with dispatch.chosen("avg_pool", impl, plan, x.shape) as impl:
+    with dispatch.chosen("avg_pool", impl, plan, x.shape, x.dtype) as impl:
         return _avg_pool(x, plan=plan, impl=impl, count_include_pad=count_include_pad)
 
 
@@ -186,6 +195,8 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
 @functools.partial(jax.jit, static_argnames=("size", "k", "alpha", "beta", "impl",
                                              "precision"))
 def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
+    if impl == "onednn":
+        return onednn_pool.local_response_norm(x, size, k, alpha, beta)
     lo, hi = centered_pads(size)
     squares = x * x
     if impl == "lax":
@@ -222,8 +233,9 @@ def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
       x: ``(N, H, W, C)``.
       size: ``n``, maps in each window (centred; for even ``n`` one more before).
       k, alpha, beta: constants of the formula.
-      impl: ``"auto"``, ``"lax"`` (``reduce_window`` along maps) or ``"einsum"`` (a banded
-        ``(C, C)`` matrix).
+      impl: ``"auto"``, ``"lax"`` (``reduce_window`` along maps), ``"einsum"`` (a banded
+        ``(C, C)`` matrix) or ``"onednn"`` (oneDNN's ``lrn_across_channels`` forward and
+        backward on CPU, its ``jvp`` the lax form's; odd ``size`` only, even runs lax).
       precision: for the einsum's matmul.
 
     Returns:
@@ -238,16 +250,27 @@ def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
     op = "local_response_norm"
     x = _args.floating(op, "x", x)
     plan = shapes.local_response_norm(x.shape, size, k, alpha, beta)
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         return _local_response_norm(x, size=size, k=float(k), alpha=float(alpha),
                                     beta=float(beta), impl=impl, precision=precision)
 
 
+def _lrn_limits(impl, plan):
+    """Why ``impl`` cannot run LRN with this plan (its window is ``size`` maps), if so."""
+    return onednn_pool.lrn_unsupported(plan.window.kernel[0]) if impl == "onednn" else None
+
+
+_MAX_JVP = ("Forward-mode derivatives (jvp) select the input tangent at oneDNN's argmax "
+            "in JAX; reverse mode is oneDNN's backward")
+_LRN_JVP = ("Forward-mode derivatives (jvp) and second derivatives take the lax form's "
+            "derivative in JAX; reverse mode is oneDNN's backward")
 _X = (2, 9, 9, 4)
 for _spec in (
-    registry.OpSpec("max_pool", max_pool, shapes.max_pool, ("lax", "shift"), weights=(),
+    registry.OpSpec("max_pool", max_pool, shapes.max_pool, ("lax", "shift", "onednn"),
+                    weights=(), notes=dict(onednn=_MAX_JVP),
                     examples=(((_X, 3), dict(stride=2)), ((_X, 2), dict(padding="SAME")))),
-    registry.OpSpec("avg_pool", avg_pool, shapes.avg_pool, ("lax", "shift"), weights=(),
+    registry.OpSpec("avg_pool", avg_pool, shapes.avg_pool, ("lax", "shift", "onednn"),
+                    weights=(),
                     examples=(((_X, 3), dict(stride=2)),
                               ((_X, 2), dict(padding="SAME", count_include_pad=False)))),
     registry.OpSpec("global_avg_pool", global_avg_pool, shapes.global_avg_pool,
@@ -255,6 +278,7 @@ for _spec in (
     registry.OpSpec("channel_max_pool", channel_max_pool, shapes.channel_max_pool,
                     ("lax", "shift"), weights=(), examples=(((_X, 2), {}),)),
     registry.OpSpec("local_response_norm", local_response_norm, shapes.local_response_norm,
-                    ("lax", "einsum"), weights=(), examples=(((_X,), dict(size=3)),)),
+                    ("lax", "einsum", "onednn"), weights=(), examples=(((_X,), dict(size=3)),),
+                    notes=dict(onednn=_LRN_JVP), limits=_lrn_limits),
 ):
     registry.register(_spec)

@@ -23,10 +23,13 @@ are named in :data:`KERNELS`:
 * ``einsum``: one einsum over the maps, with no spatial window (a matmul or a sum).
 * ``sum_maps``: the maps summed first, then one single-channel ``shift`` conv (Type 2.1
   is linear in the maps).
-* ``onednn``: oneDNN's convolution forward, backward-data and backward-weights, called
-  inside the XLA program through its FFI (CPU; float32 and bfloat16;
-  :mod:`jconv.backends.onednn`). Where it cannot run (another device or dtype, no
-  extension built) the op runs ``lax`` and :func:`jconv.which_impl` says why.
+* ``onednn``: oneDNN's primitives, forward and backward, called inside the XLA program
+  through its FFI (CPU; float32 and bfloat16): convolution forward, backward-data and
+  backward-weights (:mod:`jconv.backends.onednn`); pooling and LRN
+  (:mod:`jconv.backends.onednn_pool`, whose forward-mode derivatives of max pooling and
+  LRN are JAX tangents, as the op's ``notes`` say). Where it cannot run (another device
+  or dtype, no extension built, an argument it cannot express: the op's ``limits``) the
+  op runs ``lax`` and :func:`jconv.which_impl` says why.
 
 >>> from jconv.ops import registry
 >>> registry.IMPLS["hybrid"]
@@ -129,6 +132,10 @@ class OpSpec:
       layer: how a layer of this op replaces a Type 2.2 conv, if it can.
       variant: the name the models' variant swap knows it by (with ``layer``).
       rules: extra ``auto`` rules (:class:`jconv.ops.dispatch.Rule`), tried first.
+      notes: per implementation name, a sentence :func:`jconv.which_impl` appends to its
+        reason (e.g. what computes forward-mode derivatives, where it differs).
+      limits: ``limits(impl, plan) -> str | None``: why ``impl`` cannot run a call with
+        this plan (None if it can); such a call runs ``lax``, and the reason says why.
     """
 
     name: str
@@ -143,6 +150,8 @@ class OpSpec:
     layer: LayerForm | None = None
     variant: str | None = None
     rules: tuple = ()
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    limits: Callable[[str, Any], str | None] | None = None
 
     def __post_init__(self):
         unknown = [i for i in self.impls if i not in IMPLS]

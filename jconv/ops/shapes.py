@@ -35,7 +35,7 @@ import numpy as np
 
 from jconv.ops import _args, registry
 from jconv.ops._args import fail
-from jconv.kernels.window import Window, extent, same_pads, transposed_size
+from jconv.kernels.window import Window, centered_pads, extent, same_pads, transposed_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,7 +348,8 @@ def local_response_norm(x_shape, size=5, k=2.0, alpha=1e-4, beta=0.75) -> Plan:
             fail(op, name, value, "a finite number")
     if k < 0 or alpha < 0:
         fail(op, "k" if k < 0 else "alpha", k if k < 0 else alpha, "a non-negative number")
-    return Plan(x_shape)
+    c = x_shape[-1]  # the window of size maps, centred, slides along the maps
+    return Plan(x_shape, Window((c,), (size,), (1,), (1,), (centered_pads(size),), (c,)))
 
 
 def output_shape(op: str, *shapes, **kwargs) -> tuple[int, ...]:
