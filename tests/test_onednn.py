@@ -295,7 +295,7 @@ def agree(op, x, w, **kwargs):
 
 
 @needs_onednn
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(st.integers(1, 2), st.data(), st.integers(1, 2), st.integers(1, 2), st.integers(1, 2),
        st.integers(0, 2**16))
 def test_conv_transpose_matches_lax_and_reference(nd, data, groups, cin, cout, seed):
@@ -311,7 +311,7 @@ def test_conv_transpose_matches_lax_and_reference(nd, data, groups, cin, cout, s
 
 
 @needs_onednn
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(geometries(nd=2), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**16))
 def test_per_map_conv_matches_lax_and_reference(geometry, c, k, seed):
     sizes, kernel, kwargs = split(geometry)
@@ -387,3 +387,19 @@ def test_other_ops_in_float64_run_lax_and_say_why(op):
         assert y.dtype == jnp.float64
         assert_close(y, getattr(reference, op)(x, w, **kwargs))
         assert hlo_scopes(op_fn(op, "onednn", **kwargs), x, w) == {(op, "lax")}
+
+
+def test_conv_transpose_kernel_checks_its_output_size():
+    x, w = jnp.ones((1, 3, 2), jnp.float32), jnp.ones((3, 2, 2), jnp.float32)
+    with pytest.raises(ValueError, match=r"sizes=\(9,\); expected from \(7,\) up to"):
+        onednn.conv_transpose(x, w, (2,), ((0, 0),), (1,), sizes=(9,))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_other_ops_disabled_by_environment_run_lax(op, monkeypatch):
+    monkeypatch.setenv("JCONV_DISABLE_ONEDNN", "1")
+    xs, ws, kwargs = OPS[op]
+    choice = jconv.which_impl(op, xs, ws, impl="onednn", **kwargs)
+    assert choice.impl == "lax" and "JCONV_DISABLE_ONEDNN=1" in choice.reason
+    x, w = array(0, xs), array(1, ws)
+    assert hlo_scopes(op_fn(op, "onednn", **kwargs), x, w) == {(op, "lax")}

@@ -14,8 +14,10 @@ a convolution are three primitives, each a custom call into ``csrc/onednn_conv.c
 
 Each is bilinear, and the transpose of each in either argument is another of the three
 (``ad.defbilinear``), so ``grad``, ``vjp``, ``jvp``, ``jacfwd`` and ``hessian`` run
-oneDNN in every pass. ``vmap`` folds a batched activation into ``N`` and maps anything
-else sequentially.
+oneDNN in every pass. :func:`conv` binds the forward pass; :func:`conv_transpose` (a
+transposed conv) binds backward-data, so its own gradients are the forward pass (in
+``x``) and backward-weights (in ``w``). ``vmap`` folds a batched activation into ``N``
+and maps anything else sequentially.
 
 The shared library is loaded on first use (:func:`status`); ``JCONV_DISABLE_ONEDNN=1``
 turns the backend off, checked on every call. float32 runs as float32; bfloat16 runs in
@@ -298,26 +300,35 @@ def conv_transpose(x, w, stride, pads, dilation, groups=1, sizes=None, precision
       x: ``(N, *S, C)``.
       w: ``(*k, C/G, K)``.
       stride, dilation: one int per spatial axis (of the forward conv).
-      pads: one ``(low, high)`` pair per axis, of the forward conv; ``high`` may be
-        negative (output positions no window reaches, which come out zero).
+      pads: one ``(low, high)`` pair per axis, of the forward conv: ``low >= 0``;
+        ``high`` may be negative (output positions no window reaches, which are zero).
       groups: ``G``, dividing ``C`` and ``K``.
-      sizes: the output's spatial sizes; default ``(S - 1) s + (k - 1) d + 1 - low -
-        high``, the largest for which every input position has its window.
+      sizes: the output's spatial sizes, with ``(sizes + low + high - (k - 1) d - 1) //
+        s + 1 == S``; default ``(S - 1) s + (k - 1) d + 1 - low - high``.
       precision: accepted and ignored (oneDNN accumulates in float32).
 
     Returns:
       ``(N, *sizes, K)``.
+
+    Raises:
+      RuntimeError: the extension is unavailable (:func:`status` says why).
+      TypeError: a dtype other than float32 or bfloat16.
+      ValueError: ``sizes`` whose forward conv does not give ``S``.
     """
     dtype = x.dtype
-    x, w = _check("conv_transpose", x, w, preferred_element_type)
     kernel, (ci, k) = w.shape[:-2], w.shape[-2:]
+    full = [(s - 1) * st + (kk - 1) * d + 1 - lo - hi for s, kk, st, d, (lo, hi)
+            in zip(x.shape[1:-1], kernel, stride, dilation, pads)]
+    sizes = full if sizes is None else [int(s) for s in sizes]
+    if not all(f <= s < f + st for f, s, st in zip(full, sizes, stride)):
+        raise ValueError(f"onednn conv_transpose: sizes={tuple(sizes)}; expected from "
+                         f"{tuple(full)} up to stride - 1 more per axis (stride {tuple(stride)})")
+    x, w = _check("conv_transpose", x, w, preferred_element_type)
     g = int(groups)
-    if sizes is None:
-        sizes = [(s - 1) * st + (kk - 1) * d + 1 - lo - hi for s, kk, st, d, (lo, hi)
-                 in zip(x.shape[1:-1], kernel, stride, dilation, pads)]
     w = w.reshape(*kernel, ci, g, k // g)  # (*k, C/G, G, K/G)
     w = jnp.swapaxes(w, -3, -1).reshape(*kernel, k // g, g * ci)  # (*k, K/G, C)
-    # oneDNN takes a high pad above -stride; rows beyond it no window reads are zeros.
+    # oneDNN takes a high pad above -stride; a lower one crops rows no window reads,
+    # whose gradient is zero: those are cut from oneDNN's output and padded back.
     extra = [max(0, -hi - st + 1) for (_, hi), st in zip(pads, stride)]
     y = bwd_data_p.bind(x, w, stride=tuple(int(s) for s in stride),
                         dilation=tuple(int(d) for d in dilation),
