@@ -295,7 +295,7 @@ def agree(op, x, w, **kwargs):
 
 
 @needs_onednn
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(st.integers(1, 2), st.data(), st.integers(1, 2), st.integers(1, 2), st.integers(1, 2),
        st.integers(0, 2**16))
 def test_conv_transpose_matches_lax_and_reference(nd, data, groups, cin, cout, seed):
@@ -319,7 +319,7 @@ def test_per_map_conv_matches_lax_and_reference(geometry, c, k, seed):
 
 
 @needs_onednn
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(geometries(nd=2, extra_axes=1), st.integers(1, 2),
        st.integers(0, 2**16))
 def test_depth_sliding_conv_matches_lax_and_reference(geometry, k, seed):
