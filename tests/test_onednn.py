@@ -259,3 +259,141 @@ def test_jconv_runs_without_loading_onednn_when_disabled():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- other ops
+# conv_transpose is oneDNN's backward-data pass, per_map_conv its depthwise conv with the
+# filters tiled over the maps, depth_sliding_conv a conv with the depth taps as channels.
+
+OPS = {  # op: (x shape, w shape, keyword arguments), small and awkward
+    "conv_transpose": ((2, 4, 3, 4), (3, 2, 2, 6),
+                       dict(stride=(2, 1), padding=1, output_padding=(1, 0), groups=2)),
+    "per_map_conv": ((2, 6, 5, 3), (3, 2, 2), dict(stride=(2, 1), padding_mode="reflect")),
+    "depth_sliding_conv": ((2, 5, 4, 6), (3, 2, 3, 2), dict(stride=(2, 1, 1), padding="SAME")),
+}
+
+
+def op_fn(op, impl, **kwargs):
+    return jax.jit(lambda x, w: getattr(jconv, op)(x, w, impl=impl, precision=HIGHEST, **kwargs))
+
+
+def agree(op, x, w, **kwargs):
+    """oneDNN's result equals the float64 reference and lax at HIGHEST."""
+    try:
+        jconv.output_shape(op, x.shape, w.shape, **kwargs)
+    except ValueError:  # the drawn geometry is not a valid call
+        return
+    actual = op_fn(op, "onednn", **kwargs)(x, w)
+    assert_close(actual, getattr(reference, op)(x, w, **kwargs), err_msg=str(kwargs))
+    assert_close(actual, op_fn(op, "lax", **kwargs)(x, w), err_msg=str(kwargs))
+
+
+@needs_onednn
+@settings(max_examples=6, deadline=None)
+@given(st.integers(1, 2), st.data(), st.integers(1, 2), st.integers(1, 2), st.integers(1, 2),
+       st.integers(0, 2**16))
+def test_conv_transpose_matches_lax_and_reference(nd, data, groups, cin, cout, seed):
+    ints = lambda lo, hi: data.draw(st.tuples(*[st.integers(lo, hi)] * nd))
+    stride, dilation = ints(1, 3), ints(1, 2)
+    out_pad = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    padding = data.draw(st.one_of(st.integers(0, 2), st.sampled_from(["SAME", "VALID"]),
+                                  st.just(tuple(zip(ints(0, 2), ints(0, 2))))))
+    x = array(seed, (2, *ints(1, 4), groups * cin))
+    w = array(seed + 1, (*ints(1, 3), cin, groups * cout))
+    agree("conv_transpose", x, w, stride=stride, padding=padding, output_padding=out_pad,
+          dilation=dilation, groups=groups)
+
+
+@needs_onednn
+@settings(max_examples=5, deadline=None)
+@given(geometries(nd=2), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**16))
+def test_per_map_conv_matches_lax_and_reference(geometry, c, k, seed):
+    sizes, kernel, kwargs = split(geometry)
+    agree("per_map_conv", array(seed, (1, *sizes, c)), array(seed + 1, (*kernel, k)), **kwargs)
+
+
+@needs_onednn
+@settings(max_examples=4, deadline=None)
+@given(geometries(nd=2, extra_axes=1), st.integers(1, 2),
+       st.integers(0, 2**16))
+def test_depth_sliding_conv_matches_lax_and_reference(geometry, k, seed):
+    (c, *sizes), kernel, kwargs = split(geometry)  # the map axis is the window's first
+    agree("depth_sliding_conv", array(seed, (2, *sizes, c)), array(seed + 1, (*kernel, k)),
+          **kwargs)
+
+
+@needs_onednn
+def test_depth_sliding_conv_of_volumes_has_four_window_axes():
+    x, w = array(0, (1, 4, 3, 3, 5)), array(1, (2, 2, 1, 2, 3))  # (N, D, H, W, C)
+    agree("depth_sliding_conv", x, w, stride=(2, 1, 1, 2), padding=1, padding_mode="edge")
+
+
+@needs_onednn
+@pytest.mark.parametrize("op", OPS)
+def test_grads_of_other_ops_run_onednn_and_are_right(op):
+    xs, ws, kwargs = OPS[op]
+    x, w = jnp.asarray(array(0, xs)), jnp.asarray(array(1, ws))
+    f = op_fn(op, "onednn", **kwargs)
+    forward = "jconv_onednn_bwd_data" if op == "conv_transpose" else "jconv_onednn_fwd"
+    assert ran(hlo(f, x, w)) == {forward}
+    loss = lambda x, w: jnp.sum(jnp.tanh(f(x, w)))
+    assert ran(hlo(jax.grad(loss, (0, 1)), x, w)) == set(TARGETS)
+    check_grads(f, (x, w), order=1, modes=("fwd", "rev"),
+                **tolerance("float32", kind="grad"))
+
+
+@needs_onednn
+@pytest.mark.parametrize("op", OPS)
+def test_vmap_of_other_ops_matches_lax(op):
+    xs, ws, kwargs = OPS[op]
+    x, w = array(0, (2, *xs)), array(1, (2, *ws))
+    for in_axes in [(0, None), (None, 0)]:
+        args = [a if ax == 0 else a[0] for a, ax in zip((x, w), in_axes)]
+        got = jax.vmap(op_fn(op, "onednn", **kwargs), in_axes)(*args)
+        assert_close(got, jax.vmap(op_fn(op, "lax", **kwargs), in_axes)(*args))
+
+
+@needs_onednn
+@pytest.mark.parametrize("op", OPS)
+def test_other_ops_in_bfloat16(op):
+    xs, ws, kwargs = OPS[op]
+    xb, wb = jnp.asarray(array(0, xs), jnp.bfloat16), jnp.asarray(array(1, ws), jnp.bfloat16)
+    f = op_fn(op, "onednn", **kwargs)
+    assert f(xb, wb).dtype == jnp.bfloat16
+    x32, w32 = np.asarray(xb, np.float32), np.asarray(wb, np.float32)
+    assert_close(f(xb, wb), getattr(reference, op)(x32, w32, **kwargs), dtype="bfloat16")
+    loss = lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2)
+    grads = jax.jit(jax.grad(loss, (0, 1)))(xb, wb)
+    want = jax.jit(jax.grad(loss, (0, 1)))(jnp.asarray(x32), jnp.asarray(w32))  # checked above
+    for got, exact in zip(grads, want):
+        assert got.dtype == jnp.bfloat16
+        assert_close(got, exact, dtype="bfloat16")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_other_ops_in_float64_run_lax_and_say_why(op):
+    xs, ws, kwargs = OPS[op]
+    choice = jconv.which_impl(op, xs, ws, impl="onednn", dtype="float64", **kwargs)
+    assert choice.impl == "lax" and "not float64" in choice.reason
+    with jax.enable_x64(True):
+        x, w = array(0, xs, np.float64), array(1, ws, np.float64)
+        y = op_fn(op, "onednn", **kwargs)(jnp.asarray(x), jnp.asarray(w))
+        assert y.dtype == jnp.float64
+        assert_close(y, getattr(reference, op)(x, w, **kwargs))
+        assert hlo_scopes(op_fn(op, "onednn", **kwargs), x, w) == {(op, "lax")}
+
+
+def test_conv_transpose_kernel_checks_its_output_size():
+    x, w = jnp.ones((1, 3, 2), jnp.float32), jnp.ones((3, 2, 2), jnp.float32)
+    with pytest.raises(ValueError, match=r"sizes=\(9,\); expected from \(7,\) up to"):
+        onednn.conv_transpose(x, w, (2,), ((0, 0),), (1,), sizes=(9,))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_other_ops_disabled_by_environment_run_lax(op, monkeypatch):
+    monkeypatch.setenv("JCONV_DISABLE_ONEDNN", "1")
+    xs, ws, kwargs = OPS[op]
+    choice = jconv.which_impl(op, xs, ws, impl="onednn", **kwargs)
+    assert choice.impl == "lax" and "JCONV_DISABLE_ONEDNN=1" in choice.reason
+    x, w = array(0, xs), array(1, ws)
+    assert hlo_scopes(op_fn(op, "onednn", **kwargs), x, w) == {(op, "lax")}

@@ -14,8 +14,10 @@ a convolution are three primitives, each a custom call into ``csrc/onednn_conv.c
 
 Each is bilinear, and the transpose of each in either argument is another of the three
 (``ad.defbilinear``), so ``grad``, ``vjp``, ``jvp``, ``jacfwd`` and ``hessian`` run
-oneDNN in every pass. ``vmap`` folds a batched activation into ``N`` and maps anything
-else sequentially.
+oneDNN in every pass. :func:`conv` binds the forward pass; :func:`conv_transpose` (a
+transposed conv) binds backward-data, so its own gradients are the forward pass (in
+``x``) and backward-weights (in ``w``). ``vmap`` folds a batched activation into ``N``
+and maps anything else sequentially.
 
 The shared library is loaded on first use (:func:`status`); ``JCONV_DISABLE_ONEDNN=1``
 turns the backend off, checked on every call. float32 runs as float32; bfloat16 runs in
@@ -361,6 +363,19 @@ ad.defbilinear(
     lambda ct, x, dy, **p: fwd_p.bind(x, ct, **_with(p, ())))
 
 
+def _check(name, x, w, preferred_element_type=None):
+    """``x, w`` as oneDNN computes them, after checking what it takes."""
+    if preferred_element_type is not None:
+        raise NotImplementedError(f"onednn {name}: preferred_element_type is not supported")
+    if np.dtype(x.dtype).name not in DTYPES or x.dtype != w.dtype:
+        raise TypeError(f"onednn {name}: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
+                        f"float32 or both bfloat16")
+    lib = _library()
+    if x.dtype == jnp.bfloat16 and not _native_bfloat16(lib):
+        return x.astype(jnp.float32), w.astype(jnp.float32)  # no bfloat16 kernels here
+    return x, w
+
+
 def conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
          preferred_element_type=None):
     r"""Channels-last grouped conv by oneDNN: ``x (N, *S, C)``, ``w (*k, C/G, K)``.
@@ -383,17 +398,68 @@ def conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=No
     if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
         raise NotImplementedError("onednn conv: lhs_dilation (a transposed conv) is not "
                                   "supported; use impl='lax'")
-    if preferred_element_type is not None:
-        raise NotImplementedError("onednn conv: preferred_element_type is not supported")
-    if np.dtype(x.dtype).name not in DTYPES or x.dtype != w.dtype:
-        raise TypeError(f"onednn conv: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
-                        f"float32 or both bfloat16")
-    lib = _library()
+    dtype = x.dtype
+    x, w = _check("conv", x, w, preferred_element_type)
     params = dict(stride=tuple(int(s) for s in stride),
                   dilation=tuple(int(d) for d in dilation),
                   pads=tuple((int(lo), int(hi)) for lo, hi in pads), groups=int(groups),
                   sizes=())
-    dtype = x.dtype
-    if dtype == jnp.bfloat16 and not _native_bfloat16(lib):
-        x, w = x.astype(jnp.float32), w.astype(jnp.float32)  # no bfloat16 kernels here
     return fwd_p.bind(x, w, **params).astype(dtype)
+
+
+def conv_transpose(x, w, stride, pads, dilation, groups=1, sizes=None, precision=None,
+                   preferred_element_type=None):
+    r"""Transposed conv by oneDNN: the input-gradient of the conv of window ``pads``.
+
+    ``x (N, *S, C)``, ``w (*k, C/G, K)`` (jconv's and PyTorch's grouping: group ``g``
+    maps inputs ``g*C/G ...`` to filters ``g*K/G ...``). The result is the VJP of the
+    forward conv ``(N, *sizes, K) -> (N, *S, C)`` with window ``stride``, ``pads``,
+    ``dilation``, ``groups`` and kernel ``w'[t, j, g C/G + i] = w[t, i, g K/G + j]``:
+
+    .. math:: y[n, p s + t d - lo, k] \mathrel{+}= \sum_{c \in g(k)} x[n, p, c]\, w[t, c - g_0, k]
+
+    for ``0 <= p s + t d - lo < sizes``. That is one oneDNN backward-data call, so the
+    gradient in ``x`` is one forward call and the gradient in ``w`` one backward-weights
+    call (``x`` in the role of the output gradient).
+
+    Args:
+      x: ``(N, *S, C)``.
+      w: ``(*k, C/G, K)``.
+      stride, dilation: one int per spatial axis (of the forward conv).
+      pads: one ``(low, high)`` pair per axis, of the forward conv: ``low >= 0``;
+        ``high`` may be negative (output positions no window reaches, which are zero).
+      groups: ``G``, dividing ``C`` and ``K``.
+      sizes: the output's spatial sizes, with ``(sizes + low + high - (k - 1) d - 1) //
+        s + 1 == S``; default ``(S - 1) s + (k - 1) d + 1 - low - high``.
+      precision: accepted and ignored (oneDNN accumulates in float32).
+
+    Returns:
+      ``(N, *sizes, K)``.
+
+    Raises:
+      RuntimeError: the extension is unavailable (:func:`status` says why).
+      TypeError: a dtype other than float32 or bfloat16.
+      ValueError: ``sizes`` whose forward conv does not give ``S``.
+    """
+    dtype = x.dtype
+    kernel, (ci, k) = w.shape[:-2], w.shape[-2:]
+    full = [(s - 1) * st + (kk - 1) * d + 1 - lo - hi for s, kk, st, d, (lo, hi)
+            in zip(x.shape[1:-1], kernel, stride, dilation, pads)]
+    sizes = full if sizes is None else [int(s) for s in sizes]
+    if not all(f <= s < f + st for f, s, st in zip(full, sizes, stride)):
+        raise ValueError(f"onednn conv_transpose: sizes={tuple(sizes)}; expected from "
+                         f"{tuple(full)} up to stride - 1 more per axis (stride {tuple(stride)})")
+    x, w = _check("conv_transpose", x, w, preferred_element_type)
+    g = int(groups)
+    w = w.reshape(*kernel, ci, g, k // g)  # (*k, C/G, G, K/G)
+    w = jnp.swapaxes(w, -3, -1).reshape(*kernel, k // g, g * ci)  # (*k, K/G, C)
+    # oneDNN takes a high pad above -stride; a lower one crops rows no window reads,
+    # whose gradient is zero: those are cut from oneDNN's output and padded back.
+    extra = [max(0, -hi - st + 1) for (_, hi), st in zip(pads, stride)]
+    y = bwd_data_p.bind(x, w, stride=tuple(int(s) for s in stride),
+                        dilation=tuple(int(d) for d in dilation),
+                        pads=tuple((int(lo), int(hi + e)) for (lo, hi), e in zip(pads, extra)),
+                        groups=g, sizes=tuple(int(s - e) for s, e in zip(sizes, extra)))
+    if any(extra):
+        y = jnp.pad(y, ((0, 0), *((0, e) for e in extra), (0, 0)))  # (N, *sizes, K)
+    return y.astype(dtype)

@@ -4,11 +4,37 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 
 from jconv.kernels.combine import differentiated_by
-from jconv.ops import _args, dispatch, registry, shapes
+from jconv.kernels.window import Window
+from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops.conv import run_conv
+
+
+@functools.partial(jax.jit, static_argnames=("window", "mode", "precision"))
+def _depth_taps_conv(x, w, *, window: Window, mode: str, precision=None):
+    """The conv with the ``kd`` depth taps as input channels: one oneDNN conv of ``H W``.
+
+    ``v[n, q s_d + u d_d]`` for ``u < kd`` is stacked as ``kd`` channels of image
+    ``(n, q)``, so the ``(kd, kh, kw)`` filter is a dense ``kh×kw`` conv of ``kd`` maps
+    (oneDNN takes at most 3 window axes; this needs only the spatial ones).
+    """
+    xp, ((lo, hi),) = padding.apply_mode(x, window.pads[:1], mode, axes=(x.ndim - 1,))
+    xp = jnp.pad(xp, [(0, 0)] * (x.ndim - 1) + [(lo, hi)])  # zeros, where the mode left them
+    (kd, *_), (s, *_), (d, *_), (depth, *_) = (window.kernel, window.stride,
+                                                window.dilation, window.out_sizes)
+    taps = jnp.stack([xp[..., u * d:u * d + (depth - 1) * s + 1:s] for u in range(kd)],
+                     -1)  # (N, *S, D', kd)
+    taps = jnp.moveaxis(taps, -2, 1)  # (N, D', *S, kd)
+    n = x.shape[0]
+    taps = taps.reshape(n * depth, *taps.shape[2:])  # (N*D', *S, kd)
+    spatial = Window(*(field[1:] for field in (window.in_sizes, window.kernel, window.stride,
+                                               window.dilation, window.pads, window.out_sizes)))
+    y = run_conv(taps, jnp.moveaxis(w, 0, -2), window=spatial, groups=1, mode=mode,
+                 impl="onednn", precision=precision)  # (N*D', *S', K)
+    return y.reshape(n, depth, *y.shape[1:])  # (N, D', *S', K)
 
 
 def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zeros",
@@ -36,7 +62,10 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
         ``"VALID"``.
       padding_mode: as in :func:`jconv.conv`.
       impl: ``"auto"``, ``"lax"`` (a 3-D ``lax`` conv of the volume), ``"shift"``
-        (shift-and-multiply) or ``"shift_fwd"`` (``shift`` forward, ``lax`` gradients).
+        (shift-and-multiply), ``"shift_fwd"`` (``shift`` forward, ``lax`` gradients) or
+        ``"onednn"`` (the ``kd`` depth taps stacked as channels, then one dense oneDNN
+        conv over H, W with ``N*D'`` images; CPU, float32 and bfloat16, else ``lax``:
+        :func:`jconv.which_impl` says why).
       precision: as in :func:`jconv.conv`.
 
     Returns:
@@ -57,7 +86,10 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
     x, w = _args.common_dtype(x, w)
     plan = shapes.depth_sliding_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
+        if impl == "onednn":
+            return _depth_taps_conv(x, w, window=plan.window, mode=plan.padding_mode,
+                                    precision=precision)
         volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
         forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
                                          mode=plan.padding_mode, impl=name, precision=precision)
@@ -69,6 +101,6 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
 
 registry.register(registry.OpSpec(
     "depth_sliding_conv", depth_sliding_conv, shapes.depth_sliding_conv,
-    ("lax", "shift", "shift_fwd"),
+    ("lax", "shift", "shift_fwd", "onednn"),
     examples=((((2, 6, 7, 5), (3, 3, 3, 2)), {}),
               (((1, 6, 6, 6), (2, 3, 3, 2)), dict(stride=(2, 1, 1), padding="SAME")))))

@@ -52,8 +52,18 @@ def _per_map_shift(x, w, plan, precision):
     return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
 
 
+def _per_map_onednn(x, w, plan, precision):
+    c, k = x.shape[-1], w.shape[-1]
+    tiled = jnp.broadcast_to(w[..., None, None, :], (*w.shape[:-1], 1, c, k))  # (*k, 1, C, K)
+    tiled = tiled.reshape(*w.shape[:-1], 1, c * k)  # (*k, 1, C*K): filter k at c*K + k
+    return run_conv(x, tiled, window=plan.window, groups=c, mode=plan.padding_mode,
+                    impl="onednn", precision=precision)  # (N, *S', C*K)
+
+
 @functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
 def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+    if impl == "onednn":
+        return _per_map_onednn(x, w, plan, precision)
     lax_form, shift_form = (functools.partial(f, plan=plan, precision=precision)
                             for f in (_per_map_lax, _per_map_shift))
     if impl == "shift_fwd":
@@ -78,8 +88,11 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
       w: ``(kh, kw, K)``: ``K`` single-channel filters (no input-channel axis).
       stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`.
       impl: ``"auto"``, ``"lax"`` (maps folded into the batch, one single-channel
-        ``lax`` conv), ``"shift"`` (a broadcast multiply per tap) or ``"shift_fwd"``
-        (``shift`` forward, ``lax`` gradients).
+        ``lax`` conv), ``"shift"`` (a broadcast multiply per tap), ``"shift_fwd"``
+        (``shift`` forward, ``lax`` gradients) or ``"onednn"`` (oneDNN's depthwise conv
+        with multiplier ``K`` and the filters tiled over the maps, so the weight
+        gradient sums over the maps; CPU, float32 and bfloat16, else ``lax``:
+        :func:`jconv.which_impl` says why).
 
     Returns:
       ``(N, H', W', C*K)``.
@@ -94,7 +107,7 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
     x, w = _inputs(op, x, w)
     plan = shapes.per_map_conv(x.shape, w.shape, stride=stride, padding=padding,
                                dilation=dilation, padding_mode=padding_mode)
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         return _per_map(x, w, plan=plan, impl=impl, precision=precision)
 
 
@@ -147,7 +160,7 @@ def _shared_filter(x, w, *, plan: shapes.Plan, impl: str, precision=None):
 _X = (2, 9, 9, 3)
 for _spec in (
     registry.OpSpec("per_map_conv", per_map_conv, shapes.per_map_conv,
-                    ("lax", "shift", "shift_fwd"),
+                    ("lax", "shift", "shift_fwd", "onednn"),
                     examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2)))),
     registry.OpSpec("shared_filter_conv", shared_filter_conv, shapes.shared_filter_conv,
                     ("lax", "sum_maps"),

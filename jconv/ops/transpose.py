@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jconv.backends import onednn
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import channels_last_dnums, scatter_transpose_conv
 from jconv.kernels.phase_transpose import phase_transpose_conv
@@ -34,6 +35,11 @@ def _phase_convs(x, w, win, groups, precision):
                                 precision=precision)
 
 
+def _onednn(x, w, win, groups, precision):
+    return onednn.conv_transpose(x, w, win.stride, win.pads, win.dilation, groups,
+                                 sizes=win.in_sizes, precision=precision)
+
+
 # Each combination: (forward, x term of the tangent, w term of the tangent).
 _KERNELS = {
     "lax": (_lax_transpose,),
@@ -47,6 +53,9 @@ _KERNELS = {
     # (forward+backward 2.6 ms against 3.4 ms), but 1.4x slower for the 3×3/2 256→128
     # one on 7×7 (5.6 ms against 4.0 ms; 2-core CPU, fp32, batch 4).
     "phases": (_phase_convs, _phase_convs, _scatter),
+    # oneDNN's backward-data pass; its transposes are oneDNN's forward (x term) and
+    # backward-weights (w term) passes.
+    "onednn": (_onednn,),
 }
 
 
@@ -100,7 +109,10 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
         ``"hybrid"`` (``lax`` forward; the weight gradient by the ``shift`` form) or
         ``"phases"`` (one dense stride-1 ``lax`` conv per output phase ``position mod
         stride``, interleaved, no multiply by an inserted zero, see
-        :mod:`jconv.kernels.phase_transpose`; the weight gradient by the ``shift`` form).
+        :mod:`jconv.kernels.phase_transpose`; the weight gradient by the ``shift`` form)
+        or ``"onednn"`` (oneDNN's backward-data pass of the forward conv, its gradients
+        oneDNN's forward and backward-weights passes; CPU, float32 and bfloat16, else
+        ``lax``: :func:`jconv.which_impl` says why).
       precision: as in :func:`jconv.conv`.
 
     Returns:
@@ -120,11 +132,12 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
     x, w = _args.common_dtype(x, w)
     plan = shapes.conv_transpose(x.shape, w.shape, stride=stride, padding=padding,
                                  output_padding=output_padding, dilation=dilation, groups=groups)
-    with dispatch.chosen(op, impl, plan, x.shape) as impl:
+    with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
 
 
 registry.register(registry.OpSpec(
-    "conv_transpose", conv_transpose, shapes.conv_transpose, ("lax", "shift", "hybrid", "phases"),
+    "conv_transpose", conv_transpose, shapes.conv_transpose,
+    ("lax", "shift", "hybrid", "phases", "onednn"),
     examples=((((2, 5, 5, 6), (3, 3, 6, 4)), dict(stride=2, padding=1, output_padding=1)),
               (((2, 4, 4, 4), (4, 4, 2, 6)), dict(stride=2, groups=2)))))
