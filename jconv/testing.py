@@ -59,7 +59,7 @@ def hlo_scopes(fn, *args) -> set[tuple[str, str]]:
 
     >>> import jax.numpy as jnp, jconv
     >>> x, w = jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96))
-    >>> ran = hlo_scopes(jconv.conv, x, w)    # {('conv', 'hybrid')} on CPU
+    >>> ran = hlo_scopes(jconv.conv, x, w)    # {('conv', 'onednn')} on CPU with oneDNN
     >>> ran == {("conv", jconv.which_impl("conv", x.shape, w.shape).impl)}
     True
     """
