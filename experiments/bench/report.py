@@ -6,6 +6,7 @@ PyTorch, bfloat16, the models and the targets) and plotted; one row per model in
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import jax
@@ -173,7 +174,8 @@ def _table(config, table_rows, impl_names, peak) -> str:
              f"median of {config.repeats} after {config.warmup} warm-up)", "",
              f"Matmul peak: {peak_text}. Times in ms. lax/auto: speed-up of auto over lax "
              "(≥ 1: auto is faster). auto/best: auto's time over the fastest jconv kernel "
-             "(≤ 1.05 is the target). torch/auto: > 1 means jconv auto is faster.", "",
+             "(≤ 1.05 is the target). torch/auto: > 1 means jconv auto is faster. "
+             + omp_note(), "",
              "| case | layer | pass | GFLOP | " + " | ".join(impl_names)
              + " | auto picks | auto GFLOP/s (% peak) | lax/auto | auto/best | torch/auto |",
              "|" + "---|" * (10 + len(impl_names))]
@@ -222,7 +224,7 @@ def _versus_torch(config, versus) -> str:
              "fp32, batch 8, SAME padding; PyTorch on channels-last tensors "
              "(`torch.nn.functional.conv2d`, one call per pass, as jconv's). Times in ms "
              "(medians). torch/auto > 1: jconv `auto` is faster than PyTorch. "
-             "torch/onednn: the same for `impl=\"onednn\"`.", ""]
+             "torch/onednn: the same for `impl=\"onednn\"`. " + omp_note(), ""]
     if not torch_times:
         why = skipped or "no PyTorch measurements in this work directory"
         lines += [f"PyTorch: skipped ({why}).", ""]
@@ -237,6 +239,19 @@ def _versus_torch(config, versus) -> str:
                      f"{_fmt(r['torch_over_onednn'], '.2f')} | {r['lax_over_auto']:.2f} | "
                      f"{_fmt(r['torch_err'], '.1e')} |")
     return "\n".join(lines) + "\n"
+
+
+def omp_note() -> str:
+    """The OpenMP wait policy the run had, and what it does to the onednn and torch columns."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy and policy.upper() == "PASSIVE":
+        return ("OMP_WAIT_POLICY=PASSIVE: oneDNN's and PyTorch's OpenMP threads sleep "
+                "between calls.")
+    return (f"OMP_WAIT_POLICY={policy or 'unset'}: oneDNN's and PyTorch's OpenMP threads "
+            "spin after each call, and XLA's threads after theirs; timed one after the "
+            "other on few cores they contend, which can slow the onednn and torch "
+            "columns many-fold. `OMP_WAIT_POLICY=PASSIVE jconv run configs/bench.py` "
+            "times them without it.")
 
 
 def native_bfloat16() -> bool:
