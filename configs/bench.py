@@ -1,13 +1,17 @@
 """Speed of every convolution variant and pooling op: lax, every jconv kernel, auto, PyTorch.
 
-For each case (a layer of AlexNet, GoogLeNet or MobileNet, see ``experiments/bench.py``)
+For each case (a layer of AlexNet, GoogLeNet or MobileNet, see ``experiments/bench``)
 and pass (forward; forward+backward), the median of ``repeats`` timed calls after
 ``warmup`` calls, for every ``impl`` the op has plus ``auto``, and PyTorch CPU when
 ``import torch`` works (``pip install .[bench]``). The matmul peak (a ``jnp.dot`` of
-``peak_size``² fp32 matrices) is measured in the same run.
+``peak_size``² fp32 matrices) is measured in the same run. Then issue 13's nine
+convolutions at batch 8 against PyTorch (``lax``, ``onednn``, ``auto``; the dense 3×3
+ones in bfloat16 too), and the training step of each of ``models`` at ``model_batch``
+with ``impl="auto"`` against ``impl="lax"`` (``model_repeats`` samples each).
 
-Run (about 4 minutes on 2 CPU cores; ``:smoke`` about 20 seconds; ``:gpu`` a short run
-for a GPU machine, see ``experiments/bench_gpu.sh``)::
+Run (about 10 minutes on 2 CPU cores, a sixth of it compiling the six model steps;
+``:smoke`` about 45 seconds, half of it compiling the small AlexNet step twice; ``:gpu``
+a short run for a GPU machine, see ``experiments/bench_gpu.sh``)::
 
     jconv run configs/bench.py
     jconv run configs/bench.py:smoke --workdir /tmp/bench
@@ -20,7 +24,7 @@ from experiments.bench import run  # what this config runs: run(config, workdir)
 
 ARGS = (None, "smoke", "gpu")
 SMOKE_CASES = ("conv_late", "grouped_late", "depthwise_late", "conv_transpose", "max_pool_late",
-               "mobilenet_block")
+               "mobilenet_block", "vs_3x3_28", "vs_dw_14")
 
 
 def get_config(arg=None):
@@ -42,5 +46,12 @@ def get_config(arg=None):
     config.min_sample_s = 0.0 if smoke else 0.03
     config.peak_size = 256 if smoke else 1024
     config.torch = not smoke  # PyTorch CPU side by side when importable
+    # Whole-model training steps, auto against lax: the papers' input sizes (0) at a small
+    # batch; smoke: the smallest model, a quarter wide, at a reduced input size.
+    config.models = ("alexnet",) if smoke else ("alexnet", "googlenet", "mobilenet_v1")
+    config.model_batch = 2 if smoke else 4
+    config.model_input_size = 67 if smoke else 0  # 0: the paper's
+    config.model_width = 0.25 if smoke else 1.0
+    config.model_repeats = 1 if smoke else 3
     config.lock()
     return config

@@ -1,4 +1,5 @@
-"""The benchmark runs in its smoke mode and writes every file it promises."""
+"""The benchmark runs in its smoke mode and writes every file it promises, with PyTorch
+installed or not."""
 
 import json
 
@@ -6,13 +7,18 @@ import jax
 import numpy as np
 
 from experiments import bench
-from jconv import runner
+from experiments.bench import torch_ports
+from jconv import models, runner
+from jconv.models import alexnet
 from jconv.ops import registry
+
+NO_MODELS = "--config.models=()"
 
 
 def test_bench_smoke_writes_its_files(tmp_path):
     workdir = runner.run("configs/bench.py:smoke", workdir=tmp_path / "bench",
-                         overrides=["--config.cases=('grouped_late', 'max_pool_late')"])
+                         overrides=["--config.cases=('grouped_late', 'max_pool_late')",
+                                    NO_MODELS])
     for name in ("config.json", "measurements.jsonl", "environment.json", "table.md",
                  "summary.csv", "bench.png"):
         assert (workdir / name).stat().st_size > 0, name
@@ -28,13 +34,13 @@ def test_bench_smoke_writes_its_files(tmp_path):
     assert "| grouped_late |" in table and "lax/auto" in table
     before = len(records)
     runner.run("configs/bench.py:smoke", workdir=workdir,
-               overrides=["--config.cases=('grouped_late', 'max_pool_late')"])
+               overrides=["--config.cases=('grouped_late', 'max_pool_late')", NO_MODELS])
     assert len((workdir / "measurements.jsonl").read_text().splitlines()) == before  # resumed
 
 
 def test_every_case_is_a_valid_call():
     config = runner.load("configs/bench.py")[0]
-    for case in bench.CASES:
+    for case in bench.CASES + bench.VERSUS_TORCH:
         shape_list = bench.case_shapes(case, config)
         bench.call(case, registry.get(case.op).plan, shape_list)
         assert bench.flops(case, shape_list, "fwd") > 0
@@ -46,7 +52,7 @@ def test_torch_matches_lax_when_installed():
     if torch is None or jax.default_backend() != "cpu":
         return  # the benchmark compares with PyTorch on the CPU only
     config = runner.load("configs/bench.py:smoke")[0]
-    for case in bench.CASES:
+    for case in bench.CASES + bench.VERSUS_TORCH:
         shape_list = bench.case_shapes(case, config)
         arrays = bench._arrays(shape_list, 0)
         fn = bench.torch_fn(case, shape_list, torch)
@@ -96,3 +102,74 @@ def test_fwd_bwd_returns_output_and_vjp_with_a_real_cotangent():
     expected = vjp(dy)
     np.testing.assert_allclose(gx, expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gw, expected[1], rtol=1e-5, atol=1e-5)
+
+
+def _tiny_model(**kw):
+    """AlexNet's conv1, pool1 and classifier: the model path at a fraction of the compile time."""
+    rows = tuple(r for r in alexnet.LAYERS_2012 if r[0] in ("conv1", "pool1", "flatten", "fc8"))
+    return models._table("tiny", rows, 35, **kw)
+
+
+def test_nine_bfloat16_and_models_without_torch(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch_ports, "import_torch", lambda: None)  # as where it is not installed
+    monkeypatch.setitem(models.MODELS, "tiny", _tiny_model)
+    workdir = runner.run("configs/bench.py:smoke", workdir=tmp_path / "bench",
+                         overrides=["--config.cases=('vs_3x3_28',)", "--config.models=('tiny',)",
+                                    "--config.torch=True", "--config.passes=('fwd',)"])
+    keys = {(r["key"]["case"], r["key"]["pass"], r["key"]["impl"]): r
+            for r in map(json.loads, (workdir / "measurements.jsonl").read_text().splitlines())}
+    assert ("vs_3x3_28", "fwd", "auto:bfloat16") in keys
+    assert keys["vs_3x3_28", "fwd", "auto:bfloat16"]["dtype"] == "bfloat16"
+    assert not any(impl == "torch" for _, _, impl in keys)
+    step = keys["model_tiny", "train_step", "auto"]
+    assert step["images_per_s"] > 0 and step["finite"] and step["traces"] == 1
+    assert step["compile_s"] > 0 and len(step["times_s"]) == 1
+    table = (workdir / "table.md").read_text()
+    assert "PyTorch: skipped (PyTorch is not installed" in table
+    assert "| vs_3x3_28 | 3×3 28² 128→128 | fwd |" in table and "| skipped |" in table
+    assert "Native bfloat16 kernels: " in table
+    assert "| tiny train step, batch 2, 67² (reduced), width 0.25 |" in table
+    assert "| model training step: auto ≥ 2× lax | 1 |" in table
+    assert "dense 3×3: auto float32 ÷ bfloat16 ≥ 1.5 | 1 |" in table
+    assert "PyTorch ÷ auto" not in table  # no torch column, no torch target
+    assert (workdir / "models.csv").read_text().startswith("case,layer,batch,lax_images_per_s")
+    env = json.loads((workdir / "environment.json").read_text())
+    assert env["torch"] is None and "dtypes" in env["onednn"]
+
+
+def test_nine_against_torch_when_installed(tmp_path):
+    if bench.torch_skipped(runner.load("configs/bench.py")[0]):
+        return  # PyTorch absent, or not on the CPU: the test above covers that path
+    workdir = runner.run("configs/bench.py:smoke", workdir=tmp_path / "bench",
+                         overrides=["--config.cases=('vs_dw_14',)", NO_MODELS,
+                                    "--config.torch=True"])
+    records = [json.loads(line)
+               for line in (workdir / "measurements.jsonl").read_text().splitlines()]
+    torch_runs = [r for r in records if r["key"]["impl"] == "torch"]
+    assert {r["key"]["pass"] for r in torch_runs} == {"fwd", "fwd_bwd"}
+    assert all(r["time_s"] > 0 and r["max_abs_err_vs_lax"] < 1e-4 for r in torch_runs)
+    table = (workdir / "table.md").read_text()
+    assert "PyTorch: skipped" not in table
+    assert "| the nine: PyTorch ÷ auto ≥ 1.0 forward | 1 |" in table
+    assert "| the nine: PyTorch ÷ auto ≥ 1.3 forward+backward | 1 |" in table
+
+
+def test_targets_of_the_nine_and_the_models():
+    cases = [c for c in bench.VERSUS_TORCH if c.name in ("vs_3x3_56", "vs_dw_14")]
+    model = bench.ModelCase("model_alexnet", "alexnet")
+    rows = [_row("vs_3x3_56", "fwd", "lax", lax=2.0, onednn=1.0, auto=2.0, torch=1.0,
+                 **{"auto:bfloat16": 1.0, "onednn:bfloat16": 1.0}),
+            _row("vs_dw_14", "fwd_bwd", "shift", lax=9.0, onednn=1.0, auto=1.0, torch=1.2),
+            {"case": "model_alexnet", "pass": "train_step", "lax_over_auto": 2.5,
+             "lax_over_auto_min": 2.5, "noise": None}]
+    for r in rows[:2]:
+        r["suite"] = "versus_torch"
+    lines = {line.split(" | ")[0].lstrip("| "): line
+             for line in bench._targets([*cases, model], rows, "cpu").splitlines()
+             if line.startswith("| ")}
+    assert "vs_3x3_56 fwd (0.50)" in lines["the nine: PyTorch ÷ auto ≥ 1.0 forward"]
+    assert "vs_dw_14 fwd_bwd (1.20)" in lines["the nine: PyTorch ÷ auto ≥ 1.3 forward+backward"]
+    assert "vs_3x3_56 fwd (2.00)" not in lines["dense 3×3: auto float32 ÷ bfloat16 ≥ 1.5"]
+    assert "| 1/1 |" in lines["model training step: auto ≥ 2× lax"]
+    assert "depthwise forward ≥ 1.5× PyTorch" not in lines  # the layer table's target only
+    assert bench.ratios(rows[0]["times_ms"])["torch_over_onednn"] == 1.0

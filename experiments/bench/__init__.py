@@ -14,10 +14,20 @@ measured in the same run, so every rate is also a fraction of what this machine'
 ``jnp.dot`` reaches. The ``mobilenet_block`` case is a training step (gradient and SGD
 update) of depthwise 3×3 → ReLU → pointwise → ReLU.
 
+Three more tables come from the same run: issue 13's nine convolutions at batch 8
+(:data:`~experiments.bench.cases.VERSUS_TORCH`: ``lax``, ``onednn``, ``auto`` and
+PyTorch on channels-last tensors, PyTorch's time over ``auto``'s); the dense 3×3 ones'
+``auto`` and ``onednn`` in bfloat16 beside float32 (float32's time over bfloat16's, and
+whether oneDNN has native bfloat16 kernels on this CPU); and the training step of
+AlexNet, GoogLeNet and MobileNet v1 with ``impl="auto"`` against ``impl="lax"``
+(:mod:`~experiments.bench.model_steps`, images/s). Where PyTorch does not import (or
+``config.torch`` is off, or the backend is not the CPU) the torch column says it was
+skipped, and why.
+
 Outputs in the work directory: ``measurements.jsonl`` (one line per measurement),
 ``environment.json`` (hardware, library versions, XLA flags), ``summary.csv``,
-``table.md`` (time per impl, auto/lax speed-up, auto/best ratio, PyTorch) and
-``bench.png``.
+``table.md`` (time per impl, auto/lax speed-up, auto/best ratio, PyTorch; the nine
+against PyTorch, bfloat16, the models; the targets), ``models.csv`` and ``bench.png``.
 
 Modules: :mod:`~experiments.bench.cases` (the case table and what it implies),
 :mod:`~experiments.bench.jax_calls` (the timed JAX functions),
@@ -35,35 +45,42 @@ from pathlib import Path
 import jax
 
 import jconv  # noqa: F401  (the tests reach the ops as bench.jconv)
-from experiments.bench.cases import (CASES, NAIVE, POOLS, TRAIN_STEP, Case, auto_choice, call,
-                                     case_shapes, flops, impls, registered_cases, selected)
+from experiments.bench.cases import (BF16, CASES, NAIVE, POOLS, TRAIN_STEP, VERSUS_TORCH, Case,
+                                     auto_choice, call, case_shapes, flops, impls,
+                                     registered_cases, selected, split_impl)
 from experiments.bench.jax_calls import call_arrays, jax_fn, random_arrays
 from experiments.bench.measurements import environment, matmul_peak, measure_group, threads
+from experiments.bench.model_steps import IMPLS, ModelCase, measure_model, model_cases
 from experiments.bench.report import ratios, rows, summarize
 from experiments.bench.targets import TARGETS, targets_section
-from experiments.bench.torch_ports import import_torch, torch_call, torch_fn
+from experiments.bench.torch_ports import import_torch, torch_call, torch_fn, torch_skipped
 from jconv.runner import Store, progress
 
 # The names the tests have used since this was one module.
 _arrays, _ratios, _targets, _torch = random_arrays, ratios, targets_section, import_torch
 
 __all__ = [
-    "CASES", "NAIVE", "POOLS", "TARGETS", "TRAIN_STEP", "Case", "auto_choice", "call",
-    "call_arrays", "case_shapes", "environment", "flops", "impls", "import_torch", "jax_fn",
-    "matmul_peak", "measure_group", "plan", "random_arrays", "ratios", "registered_cases", "rows",
-    "run", "selected", "summarize", "targets_section", "threads", "torch_call", "torch_fn",
+    "BF16", "CASES", "NAIVE", "POOLS", "TARGETS", "TRAIN_STEP", "VERSUS_TORCH", "Case",
+    "ModelCase", "auto_choice", "call", "call_arrays", "case_shapes", "environment", "flops",
+    "impls", "import_torch", "jax_fn", "matmul_peak", "measure_group", "measure_model",
+    "model_cases", "plan", "random_arrays", "ratios", "registered_cases", "rows", "run",
+    "selected", "split_impl", "summarize", "targets_section", "threads", "torch_call",
+    "torch_fn", "torch_skipped",
 ]
 
 
-def plan(config, cases) -> list[dict]:
+def plan(config, cases, model_rows=()) -> list[dict]:
     """The key of every measurement the run makes: the matmul peak, then each case's
-    passes and implementations (PyTorch on the CPU only)."""
-    torch_ok = config.torch and import_torch() is not None and jax.default_backend() == "cpu"
+    passes and implementations (PyTorch where :func:`torch_skipped` says nothing), then
+    each model's training step with ``lax`` and ``auto``."""
+    torch_ok = torch_skipped(config) is None
     keys = [{"case": "matmul_peak", "pass": "fwd", "impl": "jnp.dot"}]
     for case in cases:
         for pass_ in config.passes:
             for impl in impls(case) + (("torch",) if torch_ok else ()):
                 keys.append({"case": case.name, "pass": pass_, "impl": impl})
+    for case in model_rows:
+        keys += [{"case": case.name, "pass": "train_step", "impl": impl} for impl in IMPLS]
     return keys
 
 
@@ -71,14 +88,15 @@ def run(config, workdir: Path) -> dict:
     """Measures what :func:`plan` lists and ``workdir``'s store does not yet hold, then
     writes the summary."""
     cases = selected(config)
-    torch = import_torch() if config.torch else None
+    model_rows = model_cases(config)
+    torch = import_torch() if torch_skipped(config) is None else None
     if torch is not None:
         torch.set_num_threads(threads())
     store = Store(workdir)
     (workdir / "environment.json").write_text(json.dumps(environment(config, torch),
                                                          indent=2) + "\n")
-    by_name = {c.name: c for c in cases}
-    todo = plan(config, cases)
+    by_name = {c.name: c for c in [*cases, *model_rows]}
+    todo = plan(config, cases, model_rows)
     groups: dict[tuple, list[dict]] = {}
     for key in todo:
         groups.setdefault((key["case"], key["pass"]), []).append(key)
@@ -90,10 +108,12 @@ def run(config, workdir: Path) -> dict:
             bar.set_postfix_str(f"{name} {pass_}")
             if name == "matmul_peak":
                 results = {"jnp.dot": matmul_peak(config)}
+            elif isinstance(by_name[name], ModelCase):
+                results = measure_model(by_name[name], [k["impl"] for k in missing], config)
             else:
                 results = measure_group(by_name[name], pass_, [k["impl"] for k in missing],
                                         config, torch)
             for key in missing:
                 store.add(key, results[key["impl"]])
                 bar.update()
-    return summarize(config, cases, store, workdir)
+    return summarize(config, cases, store, workdir, model_rows)

@@ -1,6 +1,11 @@
 """The benchmark's cases: one layer of a real network each, as data naming its op, the
 shapes of its arrays and its keyword arguments; and what is known of a case without
-running it (its FLOPs, the implementations it times, what ``auto`` picks)."""
+running it (its FLOPs, the implementations it times, what ``auto`` picks).
+
+:data:`CASES` are the layer table (every implementation of each op);
+:data:`VERSUS_TORCH` are issue 13's nine convolutions at batch 8, timed against PyTorch
+with ``lax``, ``onednn`` and ``auto`` only, the dense 3×3 ones in bfloat16 as well
+(an implementation name ``"auto:bfloat16"`` times ``auto`` on bfloat16 arrays)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,13 @@ POOLS = ("max_pool", "avg_pool", "local_response_norm")
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One layer: ``op`` on arrays of ``shapes(dims)``, with keyword arguments ``kwargs``."""
+    """One layer: ``op`` on arrays of ``shapes(dims)``, with keyword arguments ``kwargs``.
+
+    ``suite`` is the table the case's rows go to (``"layers"`` or ``"versus_torch"``);
+    ``batch`` a fixed batch size (None: ``config.batch``); ``timed`` the implementations
+    it times (empty: every implementation of the op); ``bfloat16`` whether ``onednn`` and
+    ``auto`` are also timed on bfloat16 arrays.
+    """
 
     name: str
     op: str
@@ -25,6 +36,10 @@ class Case:
     dims: dict
     shapes: Callable[[dict], tuple]
     kwargs: dict = dataclasses.field(default_factory=dict)
+    suite: str = "layers"
+    batch: int | None = None
+    timed: tuple[str, ...] = ()
+    bfloat16: bool = False
 
 
 def _x(d):
@@ -92,6 +107,42 @@ CASES = (
 )
 TRAIN_STEP = "mobilenet_block"
 NAIVE = "naive"  # per_map_conv as a framework would run it (tiled depthwise lax conv)
+BF16 = ":bfloat16"  # suffix of an implementation timed on bfloat16 arrays
+
+
+def _versus_torch(name, layer, k, h, c, out, groups=1, bfloat16=False):
+    """One of issue 13's nine: a ``k×k`` SAME conv of ``groups`` groups at batch 8
+    (``out=None``: a depthwise conv of ``C`` maps)."""
+    if out is None:
+        return Case(name, "depthwise_conv", layer, dict(H=h, C=c),
+                    lambda d: (_x(d), (k, k, 1, d["C"])), dict(padding="SAME"),
+                    "versus_torch", 8, ("lax", "onednn", "auto"))
+    return Case(name, "conv", layer, dict(H=h, C=c, K=out),
+                lambda d: (_x(d), (k, k, d["C"] // groups, d["K"])),
+                dict(padding="SAME", **({"groups": groups} if groups > 1 else {})),
+                "versus_torch", 8, ("lax", "onednn", "auto"), bfloat16)
+
+
+VERSUS_TORCH = (
+    _versus_torch("vs_3x3_56", "3×3 56² 64→64", 3, 56, 64, 64, bfloat16=True),
+    _versus_torch("vs_3x3_28", "3×3 28² 128→128", 3, 28, 128, 128, bfloat16=True),
+    _versus_torch("vs_3x3_112", "3×3 112² 32→32", 3, 112, 32, 32, bfloat16=True),
+    _versus_torch("vs_1x1_56", "1×1 56² 64→128", 1, 56, 64, 128),
+    _versus_torch("vs_dw_56", "depthwise 3×3 56² C=64", 3, 56, 64, None),
+    _versus_torch("vs_dw_112", "depthwise 3×3 112² C=32", 3, 112, 32, None),
+    _versus_torch("vs_dw_14", "depthwise 3×3 14² C=512", 3, 14, 512, None),
+    _versus_torch("vs_g2_5x5_27", "AlexNet conv2 5×5 g2 27² 96→256", 5, 27, 96, 256, groups=2),
+    _versus_torch("vs_g2_3x3_56", "3×3 g2 56² 64→64", 3, 56, 64, 64, groups=2),
+)
+"""Issue 13's nine convolutions (fp32, batch 8, SAME), against PyTorch on channels-last
+tensors."""
+
+
+def split_impl(name: str) -> tuple[str, str]:
+    """``(impl, dtype)`` of a timed implementation's name: ``"auto:bfloat16"`` →
+    ``("auto", "bfloat16")``, ``"lax"`` → ``("lax", "float32")``."""
+    impl, _, dtype = name.partition(":")
+    return impl, dtype or "float32"
 
 
 def registered_cases() -> tuple[Case, ...]:
@@ -111,9 +162,10 @@ def registered_cases() -> tuple[Case, ...]:
 
 
 def selected(config) -> list[Case]:
-    """The cases ``config.cases`` names, in table order (all of them for ``()``), the
-    registered variants' cases (:func:`registered_cases`) last."""
-    cases = CASES + registered_cases()
+    """The cases ``config.cases`` names, in table order (all of them for ``()``): the
+    layers, the registered variants' cases (:func:`registered_cases`), then the nine
+    against PyTorch."""
+    cases = CASES + registered_cases() + VERSUS_TORCH
     names = [c.name for c in cases]
     unknown = set(config.cases) - set(names)
     if unknown:
@@ -122,8 +174,9 @@ def selected(config) -> list[Case]:
 
 
 def case_shapes(case: Case, config) -> tuple:
-    """The case's array shapes at ``config.batch``, capped by ``max_size``/``max_channels``."""
-    dims = dict(case.dims, B=config.batch)
+    """The case's array shapes at its batch (``config.batch`` unless it fixes one), capped
+    by ``max_size``/``max_channels``."""
+    dims = dict(case.dims, B=case.batch or config.batch)
     for key in dims:
         cap = {"H": config.max_size}.get(key, config.max_channels if key != "B" else 0)
         if cap:
@@ -149,11 +202,16 @@ def flops(case: Case, shape_list, pass_: str) -> float:
 
 
 def impls(case: Case) -> tuple[str, ...]:
-    """What the case times: the op's impls, its naive framework form if any, and auto."""
+    """What the case times: the op's impls (or the case's ``timed``), its naive framework
+    form if any, and auto; then ``onednn`` and ``auto`` on bfloat16 arrays if the case asks."""
     if case.name == TRAIN_STEP:
         return ("lax", "shift", "auto")
     naive = (NAIVE,) if case.op == "per_map_conv" else ()
-    return tuple(i for i in registry.get(case.op).impls if i != "onednn" or _onednn_runs()) + naive + ("auto",)
+    runs = [i for i in case.timed or registry.get(case.op).impls + naive + ("auto",)
+            if i != "onednn" or _onednn_runs()]
+    if case.bfloat16:
+        runs += [i + BF16 for i in ("onednn", "auto") if i in runs]
+    return tuple(runs)
 
 
 def _onednn_runs() -> bool:
@@ -161,7 +219,8 @@ def _onednn_runs() -> bool:
     return jconv.backends()["onednn"].available and jax.default_backend() == "cpu"
 
 
-def auto_choice(case: Case, shape_list) -> dispatch.Choice:
-    """What ``impl="auto"`` runs for the case, and why (:func:`jconv.which_impl`)."""
+def auto_choice(case: Case, shape_list, dtype: str = "float32") -> dispatch.Choice:
+    """What ``impl="auto"`` runs for the case on ``dtype`` arrays, and why
+    (:func:`jconv.which_impl`)."""
     return call(case, lambda *shapes, **kwargs: jconv.which_impl(case.op, *shapes, **kwargs),
-                shape_list)
+                shape_list, dtype=dtype)

@@ -11,14 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.bench.cases import TRAIN_STEP, Case, auto_choice, case_shapes, flops
+import jconv
+from experiments.bench.cases import TRAIN_STEP, Case, auto_choice, case_shapes, flops, split_impl
 from experiments.bench.jax_calls import call_arrays, jax_fn, random_arrays
 from experiments.bench.torch_ports import torch_call
 from jconv.measure import blocking, interleaved, seconds
 
 
 def measure_group(case: Case, pass_: str, names, config, torch) -> dict[str, dict]:
-    """Every implementation in ``names`` of one (case, pass), timed together."""
+    """Every implementation in ``names`` of one (case, pass), timed together (a name
+    ``impl:bfloat16`` on the arrays cast to bfloat16 outside the timed call)."""
     shape_list = case_shapes(case, config)
     arrays = random_arrays(shape_list, config.seed)
     common = {"op": case.op, "layer": case.layer, "shapes": shape_list,
@@ -33,11 +35,13 @@ def measure_group(case: Case, pass_: str, names, config, torch) -> dict[str, dic
             if call is None:
                 continue
         else:
-            call = blocking(jax_fn(case, name, pass_, len(arrays)),
-                            *call_arrays(case, name, pass_, arrays))
-            values[name]["compile_s"] = seconds(call)
-            if name == "auto" and case.name != TRAIN_STEP:
-                choice = auto_choice(case, shape_list)
+            impl, dtype = split_impl(name)
+            typed = [a.astype(dtype) for a in arrays]
+            call = blocking(jax_fn(case, impl, pass_, len(arrays)),
+                            *call_arrays(case, impl, pass_, typed))
+            values[name].update(compile_s=seconds(call), dtype=dtype)
+            if impl == "auto" and case.name != TRAIN_STEP:
+                choice = auto_choice(case, shape_list, dtype)
                 values[name].update(chosen=choice.impl, reason=choice.reason)
         calls[name] = call
     for name, timing in interleaved(calls, config.warmup, config.repeats,
@@ -61,7 +65,8 @@ def threads() -> int:
 
 
 def environment(config, torch) -> dict:
-    """Hardware, library versions and the XLA/threading environment of the run."""
+    """Hardware, library versions (oneDNN's and the dtypes it computes natively here
+    included) and the XLA/threading environment of the run."""
     from importlib import metadata
 
     def version(package):
@@ -70,6 +75,7 @@ def environment(config, torch) -> dict:
         except metadata.PackageNotFoundError:
             return None
 
+    onednn = jconv.backends()["onednn"]
     cpu = ""
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -86,6 +92,7 @@ def environment(config, torch) -> dict:
         "flax": version("flax"), "ml_collections": version("ml-collections"),
         "torch": torch.__version__ if torch else None,
         "torch_threads": torch.get_num_threads() if torch else None,
+        "onednn": {k: getattr(onednn, k) for k in ("available", "reason", "dtypes", "version")},
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("JAX_", "XLA_", "OMP_", "MKL_", "TF_CPP", "CUDA_VISIBLE"))},

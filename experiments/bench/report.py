@@ -1,16 +1,21 @@
 """The run's summary: one row per (case, pass) with each implementation's time and auto's
-ratios, written as ``summary.csv`` and ``table.md`` (with notes and targets) and plotted."""
+ratios, written as ``summary.csv`` and ``table.md`` (with notes, the nine against
+PyTorch, bfloat16, the models and the targets) and plotted; one row per model in
+``models.csv``."""
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import jax
 
-from experiments.bench.cases import NAIVE, case_shapes
+import jconv
+from experiments.bench.cases import BF16, NAIVE, case_shapes, split_impl
 from experiments.bench.plots import plot
 from experiments.bench.targets import targets_section
+from experiments.bench.torch_ports import torch_skipped
 from jconv import cost
 from jconv.ops import registry
 from jconv.runner import Store
@@ -21,16 +26,29 @@ def _fmt(value, spec):
 
 
 def _best(t: dict) -> str:
-    kernels = {i: v for i, v in t.items() if i not in ("auto", "torch", NAIVE)}
+    kernels = {i: v for i, v in t.items() if i not in ("auto", "torch", NAIVE) and BF16 not in i}
     return min(kernels, key=kernels.get)
 
 
+def _over(t: dict, a: str, b: str):
+    return t[a] / t[b] if a in t and b in t else None
+
+
 def ratios(t: dict) -> dict:
-    """auto against lax, the fastest jconv kernel, PyTorch and the naive form."""
+    """auto against lax, the fastest jconv kernel, PyTorch and the naive form; PyTorch
+    against onednn; float32 against bfloat16 for auto and onednn."""
     return {"lax_over_auto": t["lax"] / t["auto"],
             "auto_over_best": t["auto"] / t[_best(t)],
-            "torch_over_auto": t["torch"] / t["auto"] if "torch" in t else None,
-            "naive_over_auto": t[NAIVE] / t["auto"] if NAIVE in t else None}
+            "torch_over_auto": _over(t, "torch", "auto"),
+            "naive_over_auto": _over(t, NAIVE, "auto"),
+            "torch_over_onednn": _over(t, "torch", "onednn"),
+            "auto_f32_over_bf16": _over(t, "auto", "auto" + BF16),
+            "onednn_f32_over_bf16": _over(t, "onednn", "onednn" + BF16)}
+
+
+def _impl_order(name: str) -> tuple:
+    impl, dtype = split_impl(name)
+    return dtype != "float32", [*registry.IMPLS, NAIVE, "auto", "torch"].index(impl)
 
 
 def rows(cases, records) -> list[dict]:
@@ -49,10 +67,13 @@ def rows(cases, records) -> list[dict]:
             best = _best(t)
             f = mine["auto"]["flops"]
             out.append({
-                "case": case.name, "layer": case.layer, "op": case.op, "pass": pass_,
+                "case": case.name, "suite": case.suite, "layer": case.layer, "op": case.op,
+                "pass": pass_,
                 "flops": f, "times_ms": {i: 1e3 * v for i, v in t.items()},
                 "min_ms": {i: 1e3 * v for i, v in fastest.items()},
                 "auto_impl": mine["auto"].get("chosen", "—"), "best": best,
+                "auto_bf16_impl": mine.get("auto" + BF16, {}).get("chosen"),
+                "torch_err": mine.get("torch", {}).get("max_abs_err_vs_lax"),
                 "auto_gflops": f / t["auto"] / 1e9,
                 "auto_peak": f / t["auto"] / 1e9 / peak if peak else None,
                 **ratios(t), **{f"{k}_min": v for k, v in ratios(fastest).items()},
@@ -64,31 +85,79 @@ def rows(cases, records) -> list[dict]:
     return out
 
 
-def summarize(config, cases, store: Store, workdir: Path) -> dict:
-    """Writes ``summary.csv``, ``table.md`` and ``bench.png`` from the stored measurements."""
+def model_rows(model_cases, records) -> list[dict]:
+    """One row per model: images/s of ``lax`` and ``auto``, and auto's speed-up."""
+    found = {(r["key"]["case"], r["key"]["impl"]): r for r in records
+             if r["key"]["pass"] == "train_step" and r.get("time_s")}
+    out = []
+    for case in model_cases:
+        mine = {impl: found[case.name, impl] for impl in ("lax", "auto")
+                if (case.name, impl) in found}
+        if len(mine) < 2:
+            continue
+        out.append({
+            "case": case.name, "suite": case.suite, "layer": mine["auto"]["layer"],
+            "pass": "train_step", "batch": mine["auto"]["batch"],
+            "times_ms": {i: 1e3 * r["time_s"] for i, r in mine.items()},
+            "min_ms": {i: 1e3 * r["min_s"] for i, r in mine.items()},
+            "images_per_s": {i: r["images_per_s"] for i, r in mine.items()},
+            "compile_s": {i: r["compile_s"] for i, r in mine.items()},
+            "finite": all(r["finite"] for r in mine.values()),
+            "lax_over_auto": mine["lax"]["time_s"] / mine["auto"]["time_s"],
+            "lax_over_auto_min": mine["lax"]["min_s"] / mine["auto"]["min_s"],
+            "noise": None,
+        })
+    return out
+
+
+def summarize(config, cases, store: Store, workdir: Path, model_cases=()) -> dict:
+    """Writes ``summary.csv``, ``models.csv``, ``table.md`` and ``bench.png`` from the
+    stored measurements."""
     records = store.records()
     table_rows = rows(cases, records)
-    impl_names = sorted({i for r in table_rows for i in r["times_ms"]},
-                        key=[*registry.IMPLS, NAIVE, "auto", "torch"].index)
-    _write_csv(workdir / "summary.csv", table_rows, impl_names)
+    models = model_rows(model_cases, records)
+    impl_names = sorted({i for r in table_rows for i in r["times_ms"]}, key=_impl_order)
+    if table_rows:
+        _write_csv(workdir / "summary.csv", table_rows, impl_names)
+    _write_models_csv(workdir / "models.csv", models)
     peak = next((r for r in records if r["key"]["case"] == "matmul_peak"), None)
-    table = (_table(config, table_rows, impl_names, peak) + _notes(cases, config, table_rows)
-             + targets_section(cases, table_rows))
+    layers = [r for r in table_rows if r["suite"] == "layers"]
+    versus = [r for r in table_rows if r["suite"] == "versus_torch"]
+    table = (_table(config, layers, [i for i in impl_names
+                                     if any(i in r["times_ms"] for r in layers)], peak)
+             + _notes(cases, config, table_rows) + _versus_torch(config, versus)
+             + _bfloat16(versus) + _models(config, models)
+             + targets_section([*cases, *model_cases], [*table_rows, *models]))
     (workdir / "table.md").write_text(table)
     plot(table_rows, impl_names, peak, workdir / "bench.png")
     print(table)
     print(f"table: {workdir / 'table.md'}\nsummary: {workdir / 'summary.csv'}\n"
-          f"plot: {workdir / 'bench.png'}\nenvironment: {workdir / 'environment.json'}")
-    return {"records": records, "rows": table_rows}
+          f"models: {workdir / 'models.csv'}\nplot: {workdir / 'bench.png'}\n"
+          f"environment: {workdir / 'environment.json'}")
+    return {"records": records, "rows": table_rows, "models": models}
+
+
+def _write_models_csv(path: Path, models) -> None:
+    fields = ["case", "layer", "batch", "lax_images_per_s", "auto_images_per_s", "lax_ms",
+              "auto_ms", "lax_min_ms", "auto_min_ms", "lax_compile_s", "auto_compile_s",
+              "lax_over_auto", "lax_over_auto_min", "finite"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        for r in models:
+            writer.writerow({**{k: r[k] for k in ("case", "layer", "batch", "lax_over_auto",
+                                                  "lax_over_auto_min", "finite")},
+                             **{f"{i}_images_per_s": r["images_per_s"][i] for i in ("lax", "auto")},
+                             **{f"{i}_ms": r["times_ms"][i] for i in ("lax", "auto")},
+                             **{f"{i}_min_ms": r["min_ms"][i] for i in ("lax", "auto")},
+                             **{f"{i}_compile_s": r["compile_s"][i] for i in ("lax", "auto")}})
 
 
 def _write_csv(path: Path, table_rows, impl_names) -> None:
-    ratio_keys = [k for k in table_rows[0] if k.endswith(("_over_auto", "_over_best",
-                                                          "_over_auto_min",
-                                                          "_over_best_min"))] + ["noise"]
-    fields = ["case", "layer", "op", "pass", "flops", *[f"{i}_ms" for i in impl_names],
-              *[f"{i}_min_ms" for i in impl_names], "auto_impl", "best", "auto_gflops",
-              "auto_peak", *ratio_keys]
+    ratio_keys = [k for k in table_rows[0] if "_over_" in k] + ["noise"]
+    fields = ["case", "suite", "layer", "op", "pass", "flops", *[f"{i}_ms" for i in impl_names],
+              *[f"{i}_min_ms" for i in impl_names], "auto_impl", "auto_bf16_impl", "best",
+              "auto_gflops", "auto_peak", "torch_err", *ratio_keys]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
@@ -105,7 +174,8 @@ def _table(config, table_rows, impl_names, peak) -> str:
              f"median of {config.repeats} after {config.warmup} warm-up)", "",
              f"Matmul peak: {peak_text}. Times in ms. lax/auto: speed-up of auto over lax "
              "(≥ 1: auto is faster). auto/best: auto's time over the fastest jconv kernel "
-             "(≤ 1.05 is the target). torch/auto: > 1 means jconv auto is faster.", "",
+             "(≤ 1.05 is the target). torch/auto: > 1 means jconv auto is faster. "
+             + omp_note(), "",
              "| case | layer | pass | GFLOP | " + " | ".join(impl_names)
              + " | auto picks | auto GFLOP/s (% peak) | lax/auto | auto/best | torch/auto |",
              "|" + "---|" * (10 + len(impl_names))]
@@ -141,3 +211,93 @@ def _notes(cases, config, table_rows) -> str:
                              f"{r['times_ms']['auto']:.2f} ms: "
                              f"{r['times_ms'][NAIVE] / r['times_ms']['auto']:.1f}× the naive.")
     return "\nNotes:\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def _versus_torch(config, versus) -> str:
+    """Issue 13's nine against PyTorch: times of lax, onednn, auto and PyTorch, and
+    PyTorch's time over auto's (> 1: jconv is faster)."""
+    if not versus:
+        return ""
+    torch_times = any("torch" in r["times_ms"] for r in versus)
+    skipped = torch_skipped(config)
+    lines = ["", "## PyTorch side by side: issue 13's nine convolutions", "",
+             "fp32, batch 8, SAME padding; PyTorch on channels-last tensors "
+             "(`torch.nn.functional.conv2d`, one call per pass, as jconv's). Times in ms "
+             "(medians). torch/auto > 1: jconv `auto` is faster than PyTorch. "
+             "torch/onednn: the same for `impl=\"onednn\"`. " + omp_note(), ""]
+    if not torch_times:
+        why = skipped or "no PyTorch measurements in this work directory"
+        lines += [f"PyTorch: skipped ({why}).", ""]
+    lines += ["| case | layer | pass | lax | onednn | auto | torch | auto picks | torch/auto "
+              "| torch/onednn | lax/auto | max \\|torch − lax\\| |", "|" + "---|" * 12]
+    for r in versus:
+        t = r["times_ms"]
+        torch_cell = _fmt(t.get("torch"), ".2f") if torch_times else "skipped"
+        lines.append(f"| {r['case']} | {r['layer']} | {r['pass']} | {_fmt(t.get('lax'), '.2f')} | "
+                     f"{_fmt(t.get('onednn'), '.2f')} | {t['auto']:.2f} | {torch_cell} | "
+                     f"{r['auto_impl']} | {_fmt(r['torch_over_auto'], '.2f')} | "
+                     f"{_fmt(r['torch_over_onednn'], '.2f')} | {r['lax_over_auto']:.2f} | "
+                     f"{_fmt(r['torch_err'], '.1e')} |")
+    return "\n".join(lines) + "\n"
+
+
+def omp_note() -> str:
+    """The OpenMP wait policy the run had, and what it does to the onednn and torch columns."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy and policy.upper() == "PASSIVE":
+        return ("OMP_WAIT_POLICY=PASSIVE: oneDNN's and PyTorch's OpenMP threads sleep "
+                "between calls.")
+    return (f"OMP_WAIT_POLICY={policy or 'unset'}: oneDNN's and PyTorch's OpenMP threads "
+            "spin after each call, and XLA's threads after theirs; timed one after the "
+            "other on few cores they contend, which can slow the onednn and torch "
+            "columns many-fold. `OMP_WAIT_POLICY=PASSIVE jconv run configs/bench.py` "
+            "times them without it.")
+
+
+def native_bfloat16() -> bool:
+    """Whether oneDNN has bfloat16 kernels on this CPU (else it computes bfloat16 in float32)."""
+    return "bfloat16" in jconv.backends()["onednn"].dtypes
+
+
+def _bfloat16(versus) -> str:
+    """float32 time over bfloat16 time of auto and onednn, for the cases timed in both."""
+    mine = [r for r in versus if "auto" + BF16 in r["times_ms"]]
+    if not mine:
+        return ""
+    onednn = jconv.backends()["onednn"]
+    native = native_bfloat16()
+    lines = ["", "## bfloat16 against float32 (the dense 3×3 convolutions)", "",
+             "The same arrays cast to bfloat16 outside the timed call, timed side by side "
+             "with float32. f32/bf16 > 1: bfloat16 is faster. oneDNN's dtypes here: "
+             + (", ".join(onednn.dtypes) if onednn.available else f"unavailable ({onednn.reason})")
+             + (". Native bfloat16 kernels: " + ("yes." if native else
+                "no; these bfloat16 times are of oneDNN computing in float32 (and of XLA's "
+                "own bfloat16 where auto picks another kernel), not of bfloat16 arithmetic.")),
+             "", "| case | pass | auto f32 | auto bf16 | auto f32/bf16 | auto picks (bf16) "
+             "| onednn f32 | onednn bf16 | onednn f32/bf16 |", "|" + "---|" * 9]
+    for r in mine:
+        t = r["times_ms"]
+        lines.append(f"| {r['case']} | {r['pass']} | {t['auto']:.2f} | {t['auto' + BF16]:.2f} | "
+                     f"{r['auto_f32_over_bf16']:.2f} | {r['auto_bf16_impl'] or '—'} | "
+                     f"{_fmt(t.get('onednn'), '.2f')} | {_fmt(t.get('onednn' + BF16), '.2f')} | "
+                     f"{_fmt(r['onednn_f32_over_bf16'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _models(config, models) -> str:
+    """Images/s of each model's training step with every op at ``lax`` and at ``auto``."""
+    if not models:
+        return ""
+    lines = ["", "## Training step of whole models: `impl=\"auto\"` against `impl=\"lax\"`", "",
+             "`jconv.train`'s jitted step (forward, softmax cross-entropy, backward, SGD with "
+             "momentum; state donated), fp32, training mode, one fixed random batch; median "
+             f"of {config.model_repeats} after {config.warmup} warm-up, compile time (the "
+             "first call) excluded and shown apart.", "",
+             "| model | lax images/s | auto images/s | auto/lax speed-up | lax ms | auto ms "
+             "| compile s (lax, auto) | finite |", "|" + "---|" * 8]
+    for r in models:
+        ips, t, c = r["images_per_s"], r["times_ms"], r["compile_s"]
+        lines.append(f"| {r['layer']} | {ips['lax']:.1f} | {ips['auto']:.1f} | "
+                     f"{r['lax_over_auto']:.2f} | {t['lax']:.0f} | {t['auto']:.0f} | "
+                     f"{c['lax']:.0f}, {c['auto']:.0f} | {'yes' if r['finite'] else 'NO'} |")
+    return "\n".join(lines) + "\n"

@@ -7,17 +7,27 @@ import jax
 
 from experiments.bench.cases import TRAIN_STEP
 
+def _layers(c) -> bool:
+    return c.suite == "layers"
+
+
+def _nine(c) -> bool:
+    return c.suite == "versus_torch"
+
+
 TARGETS = (
     # (what, rows it covers, the ratio's key, the bound)
     ("auto never slower than lax", lambda c, p: True, "lax_over_auto", 1.0),
     ("auto within 5% of the fastest jconv kernel", lambda c, p: True, "auto_over_best", 1.05),
-    ("depthwise forward ≥ 20× lax", lambda c, p: c.op == "depthwise_conv" and p == "fwd",
-     "lax_over_auto", 20.0),
-    ("depthwise forward ≥ 1.5× PyTorch", lambda c, p: c.op == "depthwise_conv" and p == "fwd",
-     "torch_over_auto", 1.5),
+    ("depthwise forward ≥ 20× lax",
+     lambda c, p: _layers(c) and c.op == "depthwise_conv" and p == "fwd", "lax_over_auto", 20.0),
+    ("depthwise forward ≥ 1.5× PyTorch",
+     lambda c, p: _layers(c) and c.op == "depthwise_conv" and p == "fwd", "torch_over_auto", 1.5),
     ("depthwise forward+backward ≥ 3× lax",
-     lambda c, p: c.op == "depthwise_conv" and p == "fwd_bwd", "lax_over_auto", 3.0),
-    ("grouped conv ≥ 4× lax", lambda c, p: c.op == "conv" and c.kwargs.get("groups", 1) > 1,
+     lambda c, p: _layers(c) and c.op == "depthwise_conv" and p == "fwd_bwd", "lax_over_auto",
+     3.0),
+    ("grouped conv ≥ 4× lax",
+     lambda c, p: _layers(c) and c.op == "conv" and c.kwargs.get("groups", 1) > 1,
      "lax_over_auto", 4.0),
     ("conv_transpose ≥ lax", lambda c, p: c.op == "conv_transpose", "lax_over_auto", 1.0),
     ("per-map conv ≥ the naive tiled depthwise", lambda c, p: c.op == "per_map_conv",
@@ -26,6 +36,14 @@ TARGETS = (
      "lax_over_auto", 1.0),
     ("MobileNet block training step ≥ 3× lax-only",
      lambda c, p: c.name == TRAIN_STEP and p == "fwd_bwd", "lax_over_auto", 3.0),
+    ("the nine: PyTorch ÷ auto ≥ 1.0 forward", lambda c, p: _nine(c) and p == "fwd",
+     "torch_over_auto", 1.0),
+    ("the nine: PyTorch ÷ auto ≥ 1.3 forward+backward", lambda c, p: _nine(c) and p == "fwd_bwd",
+     "torch_over_auto", 1.3),
+    ("dense 3×3: auto float32 ÷ bfloat16 ≥ 1.5", lambda c, p: _nine(c) and c.bfloat16,
+     "auto_f32_over_bf16", 1.5),
+    ("model training step: auto ≥ 2× lax", lambda c, p: c.suite == "models",
+     "lax_over_auto", 2.0),
 )
 """The issue's speed targets, checked on every row they cover; ratios ≥ the bound pass
 (``auto_over_best`` passes at ≤ its bound)."""

@@ -4,6 +4,7 @@ registry (``OpSpec.torch``, :mod:`jconv.torch_ports`), timed here.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from experiments.bench.cases import POOLS, TRAIN_STEP, Case
@@ -19,6 +20,18 @@ def import_torch():
     except ImportError:
         return None
     return torch
+
+
+def torch_skipped(config) -> str | None:
+    """Why the run has no ``torch`` column (None: it has one): PyTorch is compared on the
+    CPU only, when ``config.torch`` asks and ``import torch`` works."""
+    if not config.torch:
+        return "config.torch is off"
+    if jax.default_backend() != "cpu":
+        return f"PyTorch is compared on the CPU only; the backend is {jax.default_backend()}"
+    if import_torch() is None:
+        return "PyTorch is not installed (pip install '.[bench]')"
+    return None
 
 
 def torch_fn(case: Case, shape_list, torch):

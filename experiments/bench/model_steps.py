@@ -1,0 +1,100 @@
+"""Whole-model rows: the training step of AlexNet, GoogLeNet and MobileNet v1 with every op
+at ``impl="auto"`` against every op at ``impl="lax"``, in images per second.
+
+The step is :mod:`jconv.train`'s own (``nnx.split`` → one jitted step: forward, softmax
+cross-entropy, backward, optax SGD with momentum, the state donated and fed back), on
+one device, with the model in training mode (dropout on) and a fixed random batch. The
+first call (compilation and one step) is timed apart, as ``compile_s``; the samples that
+follow are timed side by side with :func:`jconv.measure.interleaved`, as the layer cases are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jconv import models, train
+from jconv.measure import interleaved, seconds
+from jconv.train_data import Placement
+
+IMPLS = ("lax", "auto")
+NUM_CLASSES = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    """One model's training step at ``config.model_batch``, ``model_width`` and
+    ``model_input_size`` (0: the paper's input size)."""
+
+    name: str
+    model: str
+    suite: str = "models"
+    op: str = "model"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def model_cases(config) -> list[ModelCase]:
+    """One :class:`ModelCase` per name in ``config.models``."""
+    unknown = set(config.models) - set(models.list_models())
+    if unknown:
+        raise ValueError(f"config.models has unknown {sorted(unknown)}; known "
+                         f"{models.list_models()}")
+    return [ModelCase(f"model_{m}", m) for m in config.models]
+
+
+def _build(case: ModelCase, impl: str, config):
+    return models.build(case.model, impl=impl, width=config.model_width,
+                        input_size=config.model_input_size or None, num_classes=NUM_CLASSES,
+                        rngs=nnx.Rngs(config.seed))
+
+
+def step_call(case: ModelCase, impl: str, config):
+    """``(call, values, held)``: a no-argument call running one training step of the model
+    built with ``impl`` (the state it returns is the next call's); what describes it, with
+    the first call's time (``compile_s``); and the latest state, loss, finiteness and the
+    step's trace count."""
+    model = _build(case, impl, config)
+    shape = model.input_shape
+    b = config.model_batch
+    tconfig = train.TrainConfig(batch_size=b, optimizer="sgd", learning_rate=1e-3, momentum=0.9,
+                                seed=config.seed)
+    placement = Placement(jax.devices()[:1], b, b, shape)
+    traces = {"train_step": 0, "eval_step": 0}
+    state, _, step, _ = train._init_state(model, tconfig, placement, NUM_CLASSES, traces)
+    x = jnp.asarray(np.random.default_rng(config.seed).standard_normal((b, *shape), np.float32))
+    y = jnp.arange(b, dtype=jnp.int32) % NUM_CLASSES
+    held = {"state": tuple(state), "loss": None, "finite": None, "traces": traces}
+
+    def call():
+        *new, loss, finite = step(*held["state"], x, y)
+        held.update(state=tuple(new), loss=loss, finite=finite)
+        jax.block_until_ready(new)
+
+    h, w, _ = shape
+    size = f"{h}²" if h == w else f"{h}×{w}"
+    values = {"model": case.model, "batch": b, "input_shape": list(shape),
+              "width": config.model_width,
+              "layer": (f"{case.model} train step, batch {b}, {size}"
+                        + (" (reduced)" if config.model_input_size else "")
+                        + (f", width {config.model_width:g}" if config.model_width != 1 else "")),
+              "params": sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))),
+              "compile_s": seconds(call)}
+    return call, values, held
+
+
+def measure_model(case: ModelCase, names, config) -> dict[str, dict]:
+    """The training step of every implementation in ``names``, timed together."""
+    calls, values, held = {}, {}, {}
+    for name in names:
+        calls[name], values[name], held[name] = step_call(case, name, config)
+    timings = interleaved(calls, config.warmup, config.model_repeats, config.min_sample_s)
+    for name, timing in timings.items():
+        values[name].update(timing, images_per_s=config.model_batch / timing["time_s"],
+                            loss=float(held[name]["loss"]),
+                            finite=bool(held[name]["finite"]),
+                            traces=held[name]["traces"]["train_step"])
+    return values
