@@ -244,6 +244,8 @@ def _versus_torch(config, versus) -> str:
 def omp_note() -> str:
     """The OpenMP wait policy the run had, and what it does to the onednn and torch columns."""
     policy = os.environ.get("OMP_WAIT_POLICY")
+    if "loaded before oneDNN" in jconv.backends()["onednn"].reason:
+        policy = "whatever OpenMP started with"  # something loaded it before jconv could say
     if policy and policy.upper() == "PASSIVE":
         return ("OMP_WAIT_POLICY=PASSIVE: oneDNN's and PyTorch's OpenMP threads sleep "
                 "between calls.")

@@ -9,12 +9,19 @@ import numpy as np
 
 from experiments.bench.cases import POOLS, TRAIN_STEP, Case
 from experiments.bench.jax_calls import call_arrays
+import jconv
 from jconv.ops import registry
 from jconv.torch_ports import separable_port
 
 
 def import_torch():
-    """The ``torch`` module, or None where it is not installed."""
+    """The ``torch`` module, or None where it is not installed.
+
+    jconv's oneDNN loads first, so that the OpenMP wait policy it sets (threads sleep while
+    they wait) is in the environment when PyTorch's OpenMP starts: both columns then run
+    under the same policy.
+    """
+    jconv.backends()
     try:
         import torch
     except ImportError:
