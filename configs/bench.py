@@ -9,7 +9,7 @@ convolutions at batch 8 against PyTorch (``lax``, ``onednn``, ``auto``; the dens
 ones in bfloat16 too), and the training step of each of ``models`` at ``model_batch``
 with ``impl="auto"`` against ``impl="lax"`` (``model_repeats`` samples each).
 
-Run (about 10 minutes on 2 CPU cores, a sixth of it compiling the six model steps;
+Run (about 5 minutes on 2 CPU cores, a tenth of it compiling the six model steps;
 ``:smoke`` about 45 seconds, half of it compiling the small AlexNet step twice; ``:gpu``
 a short run for a GPU machine, see ``experiments/bench_gpu.sh``)::
 
