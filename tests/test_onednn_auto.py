@@ -118,3 +118,19 @@ def test_vmap_over_kernels_is_one_wider_call(groups, in_axes):
     hlo = fn("onednn").lower(xs, ws).compile().as_text()
     assert "while" not in hlo and " convolution(" not in hlo
     assert hlo.count('custom_call_target="jconv_onednn_') == 3
+
+
+def test_disabled_context_lets_xla_count_the_flops():
+    """XLA's cost analysis sees nothing inside oneDNN's calls; ``onednn.disabled()`` traces
+    the same call with XLA's kernels, whose count is the cost model's."""
+    from jconv.backends import onednn
+    from jconv.measure import xla_flops
+    shapes = (2, 8, 8, 4), (3, 3, 4, 8)
+    args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
+    fn = lambda x, w: jconv.conv(x, w, padding="VALID")
+    assert jconv.which_impl("conv", *shapes, padding="VALID").impl == "onednn"
+    with onednn.disabled():
+        assert jconv.which_impl("conv", *shapes, padding="VALID").impl != "onednn"
+        counted = xla_flops(jax.jit(fn).lower(*args).compile())
+    assert counted == jconv.cost.conv(*shapes, padding="VALID").macs
+    assert jconv.backends()["onednn"].available  # on again after the block

@@ -27,6 +27,8 @@ and is rounded back. Accumulation is always float32, whatever ``precision`` says
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import os
@@ -140,10 +142,32 @@ def _openmp_wait_policy() -> str:
 _LOCK = threading.Lock()
 
 
+_OFF = contextvars.ContextVar("jconv_onednn_off", default=False)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Calls traced inside run as if oneDNN were unavailable (``auto``'s other rules decide).
+
+    For XLA's own FLOP count of a program: ``cost_analysis()`` counts nothing inside a
+    custom call, so a program of oneDNN calls reports only its elementwise work::
+
+        with onednn.disabled():
+            flops = jax.jit(f).lower(x).compile().cost_analysis()["flops"]
+    """
+    token = _OFF.set(True)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
+
+
 def status() -> Backend:
     """Whether ``impl="onednn"`` can run here, and why (not); loads the extension once."""
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return Backend("onednn", False, f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
+    if _OFF.get():
+        return Backend("onednn", False, "turned off by jconv.backends.onednn.disabled()")
     with _LOCK:
         return _load()[1]
 
