@@ -129,8 +129,12 @@ def test_disabled_context_lets_xla_count_the_flops():
     args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
     fn = lambda x, w: jconv.conv(x, w, padding="VALID")
     assert jconv.which_impl("conv", *shapes, padding="VALID").impl == "onednn"
+    opaque = xla_flops(jax.jit(fn).lower(*args).compile())
     with onednn.disabled():
-        assert jconv.which_impl("conv", *shapes, padding="VALID").impl != "onednn"
+        impl = jconv.which_impl("conv", *shapes, padding="VALID").impl
         counted = xla_flops(jax.jit(fn).lower(*args).compile())
-    assert counted == jconv.cost.conv(*shapes, padding="VALID").macs
+    assert impl != "onednn"
+    assert counted == jconv.cost.xla_cost("conv", *shapes, impl=impl, padding="VALID")
+    assert counted >= jconv.cost.conv(*shapes, padding="VALID").macs
+    assert opaque is None or opaque < counted / 10
     assert jconv.backends()["onednn"].available  # on again after the block
