@@ -150,10 +150,11 @@ def disabled():
     """Calls traced inside run as if oneDNN were unavailable (``auto``'s other rules decide).
 
     For XLA's own FLOP count of a program: ``cost_analysis()`` counts nothing inside a
-    custom call, so a program of oneDNN calls reports only its elementwise work::
+    custom call, so a program of oneDNN calls reports only its elementwise work. ``jit``
+    caches what it traced by function, so trace a function it has not traced yet::
 
         with onednn.disabled():
-            flops = jax.jit(f).lower(x).compile().cost_analysis()["flops"]
+            flops = jax.jit(lambda x: f(x)).lower(x).compile().cost_analysis()["flops"]
     """
     token = _OFF.set(True)
     try:
