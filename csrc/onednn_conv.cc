@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "lru_cache.h"
+#include "onednn_common.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -38,6 +39,11 @@ using dnnl::memory;
 
 namespace {
 
+using jconv::Activation;
+using jconv::DataType;
+using jconv::Engine;
+using jconv::ThreadBuffer;
+
 enum Pass : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
 // One convolution, as JAX sees it.
@@ -45,29 +51,6 @@ struct Geometry {
   int64_t n = 0, c = 0, k = 0, groups = 1;
   std::vector<int64_t> in, ker, out, stride, dilation, pad_lo, pad_hi;
 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-// An (N, *S, C) row-major array as oneDNN's logical (N, C, *S).
-memory::desc Activation(int64_t n, int64_t c, const std::vector<int64_t>& sizes,
-                        memory::data_type dt) {
-  memory::dims dims{n, c}, strides{0, 1};
-  int64_t inner = c;
-  std::vector<int64_t> spatial(sizes.size());
-  for (int i = static_cast<int>(sizes.size()) - 1; i >= 0; --i) {
-    spatial[i] = inner;
-    inner *= sizes[i];
-  }
-  strides[0] = inner;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    dims.push_back(sizes[i]);
-    strides.push_back(spatial[i]);
-  }
-  return memory::desc(dims, dt, strides);
-}
 
 // A (*K, C/G, O) row-major kernel as oneDNN's (O, I, *K), or (G, O/G, I, *K) with groups.
 memory::desc Kernel(const Geometry& g, memory::data_type dt) {
@@ -152,34 +135,6 @@ using Cache = jconv::LruCache<std::vector<int64_t>, const Entry>;
 Cache& GlobalCache() {
   static Cache* cache = new Cache(256);  // never destroyed: handlers may run at exit
   return *cache;
-}
-
-// A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights), grown as
-// needed and reused: a call runs to completion on its thread before the next one starts.
-char* ThreadBuffer(int which, size_t bytes) {
-  struct Free {
-    void operator()(char* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<char, Free> buffers[2];
-  thread_local size_t sizes[2] = {0, 0};
-  if (!buffers[which] || sizes[which] < bytes) {
-    const size_t rounded = (bytes + 63) / 64 * 64 + 64;
-    buffers[which].reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
-    if (!buffers[which]) throw std::bad_alloc();
-    sizes[which] = rounded;
-  }
-  return buffers[which].get();
-}
-
-bool DataType(ffi::DataType t, memory::data_type* dt) {
-  if (t == ffi::DataType::F32) {
-    *dt = memory::data_type::f32;
-  } else if (t == ffi::DataType::BF16) {
-    *dt = memory::data_type::bf16;
-  } else {
-    return false;
-  }
-  return true;
 }
 
 std::vector<int64_t> Vec(ffi::Span<const int64_t> s) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lru_cache.h"
+#include "onednn_common.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -35,6 +36,11 @@ namespace ffi = xla::ffi;
 using dnnl::memory;
 
 namespace {
+
+using jconv::Activation;
+using jconv::DataType;
+using jconv::Engine;
+using jconv::ThreadBuffer;
 
 enum Kind : int64_t {
   kMaxForward = 0, kMaxBackward = 1, kAvgForward = 2, kAvgBackward = 3,
@@ -52,29 +58,6 @@ struct Geometry {
   int64_t size = 0;
   float alpha = 0, beta = 0, k = 0;
 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-// An (N, *S, C) row-major array as oneDNN's logical (N, C, *S).
-memory::desc Activation(int64_t n, int64_t c, const std::vector<int64_t>& sizes,
-                        memory::data_type dt) {
-  memory::dims dims{n, c}, strides{0, 1};
-  int64_t inner = c;
-  std::vector<int64_t> spatial(sizes.size());
-  for (int i = static_cast<int>(sizes.size()) - 1; i >= 0; --i) {
-    spatial[i] = inner;
-    inner *= sizes[i];
-  }
-  strides[0] = inner;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    dims.push_back(sizes[i]);
-    strides.push_back(spatial[i]);
-  }
-  return memory::desc(dims, dt, strides);
-}
 
 memory::data_type IndexType(const Geometry& g) {
   int64_t taps = 1;
@@ -153,33 +136,6 @@ Cache& GlobalCache() {
   return *cache;
 }
 
-// A 64-byte aligned scratchpad of this thread, grown as needed and reused.
-char* Scratchpad(size_t bytes) {
-  struct Free {
-    void operator()(char* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<char, Free> buffer;
-  thread_local size_t size = 0;
-  if (!buffer || size < bytes) {
-    const size_t rounded = (bytes + 63) / 64 * 64 + 64;
-    buffer.reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
-    if (!buffer) throw std::bad_alloc();
-    size = rounded;
-  }
-  return buffer.get();
-}
-
-bool DataType(ffi::DataType t, memory::data_type* dt) {
-  if (t == ffi::DataType::F32) {
-    *dt = memory::data_type::f32;
-  } else if (t == ffi::DataType::BF16) {
-    *dt = memory::data_type::bf16;
-  } else {
-    return false;
-  }
-  return true;
-}
-
 std::vector<int64_t> MakeKey(Kind kind, memory::data_type dt, const Geometry& g) {
   std::vector<int64_t> key{kind, static_cast<int64_t>(dt), g.n, g.c,
                            static_cast<int64_t>(g.in.size()), g.include_pad, g.size};
@@ -217,7 +173,7 @@ ffi::Error Run(Kind kind, ffi::DataType type, const Geometry& g, void* src, void
     memory src_mem(entry->src, eng, src), dst_mem(entry->dst, eng, dst);
     memory scratch(memory::desc({static_cast<int64_t>(entry->scratch_bytes) + 1},
                                 memory::data_type::u8, memory::format_tag::a),
-                   eng, Scratchpad(entry->scratch_bytes + 1));
+                   eng, ThreadBuffer(0, entry->scratch_bytes + 1));
     std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
     if (IsBackward(kind)) {
       args.insert({DNNL_ARG_DIFF_SRC, src_mem});

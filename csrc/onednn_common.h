@@ -1,0 +1,77 @@
+// What the oneDNN FFI handlers share: the CPU engine, JAX's channels-last arrays as oneDNN
+// memory descriptors, the dtypes, and per-thread buffers.
+//
+// Included by onednn_conv.cc and onednn_pool.cc, compiled into one library: the inline
+// functions below have one definition there, so both share one engine and one set of
+// buffers per thread.
+
+#ifndef JCONV_CSRC_ONEDNN_COMMON_H_
+#define JCONV_CSRC_ONEDNN_COMMON_H_
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace jconv {
+
+// The CPU engine every primitive runs on.
+inline dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// An (N, *S, C) row-major array as oneDNN's logical (N, C, *S).
+inline dnnl::memory::desc Activation(int64_t n, int64_t c, const std::vector<int64_t>& sizes,
+                                     dnnl::memory::data_type dt) {
+  dnnl::memory::dims dims{n, c}, strides{0, 1};
+  int64_t inner = c;
+  std::vector<int64_t> spatial(sizes.size());
+  for (int i = static_cast<int>(sizes.size()) - 1; i >= 0; --i) {
+    spatial[i] = inner;
+    inner *= sizes[i];
+  }
+  strides[0] = inner;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    dims.push_back(sizes[i]);
+    strides.push_back(spatial[i]);
+  }
+  return dnnl::memory::desc(dims, dt, strides);
+}
+
+// oneDNN's dtype for an XLA one: float32 and bfloat16 only (false otherwise).
+inline bool DataType(xla::ffi::DataType t, dnnl::memory::data_type* dt) {
+  if (t == xla::ffi::DataType::F32) {
+    *dt = dnnl::memory::data_type::f32;
+  } else if (t == xla::ffi::DataType::BF16) {
+    *dt = dnnl::memory::data_type::bf16;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights), grown as
+// needed and reused: a call runs to completion on its thread before the next one starts.
+inline char* ThreadBuffer(int which, size_t bytes) {
+  struct Free {
+    void operator()(char* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<char, Free> buffers[2];
+  thread_local size_t sizes[2] = {0, 0};
+  if (!buffers[which] || sizes[which] < bytes) {
+    const size_t rounded = (bytes + 63) / 64 * 64 + 64;
+    buffers[which].reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
+    if (!buffers[which]) throw std::bad_alloc();
+    sizes[which] = rounded;
+  }
+  return buffers[which].get();
+}
+
+}  // namespace jconv
+
+#endif  // JCONV_CSRC_ONEDNN_COMMON_H_
