@@ -1,8 +1,8 @@
 """Builds the oneDNN extension: ``python -m jconv.backends.build [--if-needed] [--force]``.
 
 Compiles ``csrc/onednn_conv.cc`` (convolutions) and ``csrc/onednn_pool.cc`` (pooling and
-LRN), with the ``csrc/lru_cache.h`` and ``csrc/onednn_common.h`` they include, into one library with ``g++ -O3
--std=c++17 -shared -fPIC`` against
+LRN), with the ``csrc/lru_cache.h`` and ``csrc/onednn_common.h`` they include, into one
+library with ``g++ -O3 -std=c++17 -shared -fPIC`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
