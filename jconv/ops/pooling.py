@@ -209,7 +209,10 @@ def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
         band = (c[:, None] >= c[None, :] - lo) & (c[:, None] <= c[None, :] + hi)  # (C, C)
         total = jnp.einsum("...c,cd->...d", squares, band.astype(x.dtype),
                            precision=precision)
-    return x / (k + alpha * total) ** beta
+    # x * exp(-beta log s), not x / s**beta: XLA:CPU calls libm's scalar powf for every
+    # element of a power with a fractional exponent (and again in its derivative), while
+    # exp and log are vectorised; 2-5x faster forward and backward, within 3e-7 relative.
+    return x * jnp.exp(-beta * jnp.log(k + alpha * total))
 
 
 def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
