@@ -55,14 +55,15 @@ inline bool DataType(xla::ffi::DataType t, dnnl::memory::data_type* dt) {
   return true;
 }
 
-// A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights), grown as
+// A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights, 2 and 3:
+// reordered activations), grown as
 // needed and reused: a call runs to completion on its thread before the next one starts.
 inline char* ThreadBuffer(int which, size_t bytes) {
   struct Free {
     void operator()(char* p) const { std::free(p); }
   };
-  thread_local std::unique_ptr<char, Free> buffers[2];
-  thread_local size_t sizes[2] = {0, 0};
+  thread_local std::unique_ptr<char, Free> buffers[4];
+  thread_local size_t sizes[4] = {0, 0, 0, 0};
   if (!buffers[which] || sizes[which] < bytes) {
     const size_t rounded = (bytes + 63) / 64 * 64 + 64;
     buffers[which].reset(static_cast<char*>(std::aligned_alloc(64, rounded)));

@@ -5,7 +5,8 @@
 //   w, dw  (*K, C/G, O)        kernel ("HWIO"), O filters in G groups, group-major
 //   y, dy  (N, *S', O)         output
 // Attributes: stride, dilation (1 = dense), pad_lo, pad_hi (one per spatial axis) and
-// groups. Activations are handed to oneDNN in place, described by their strides; the
+// groups. Activations are handed to oneDNN in place, described by their strides (except
+// for backward-weights of windows over several maps: BlockedWeightGradient); the
 // kernel is given as format_tag::any and reordered to the layout the chosen
 // implementation wants (plain HWIO would send depthwise convs to a generic kernel).
 //
@@ -82,8 +83,25 @@ struct Entry {
   dnnl::primitive conv;
   bool reorder_w = false;
   dnnl::primitive reorder;  // user_w -> prim_w, or prim_w -> user_w for the weight gradient
+  // Backward-weights only: x and dy reordered into the layouts its kernel wants
+  // (BlockedWeightGradient).
+  memory::desc prim_x, prim_y;
+  bool reorder_act = false;
+  dnnl::primitive reorder_x, reorder_y;
   size_t scratch_bytes = 0;
 };
+
+// Whether backward-weights takes x and dy in the blocked layouts its kernel picks
+// (format_tag::any, reordered per call) rather than channels-last in place. On AVX2,
+// oneDNN 3.2 has no brgemm kernel for backward-weights, and its direct kernel runs faster
+// on blocked activations for windows over several maps: a dense or grouped conv's
+// forward+backward took 3-34% less time, reorders included (batch 4-8, 14x14 to
+// 112x112). 1x1 convs have their own channels-last kernel; depthwise ones gain nothing.
+bool BlockedWeightGradient(const Geometry& g) {
+  int64_t taps = 1;
+  for (int64_t k : g.ker) taps *= k;
+  return taps > 1 && g.c / g.groups > 1;
+}
 
 std::shared_ptr<const Entry> Build(Pass pass, const Geometry& g, memory::data_type dt) {
   auto& eng = Engine();
@@ -112,11 +130,26 @@ std::shared_ptr<const Entry> Build(Pass pass, const Geometry& g, memory::data_ty
     entry->conv = dnnl::convolution_backward_data(bwd);
     scratch = bwd.scratchpad_desc().get_size();
   } else {
+    const bool blocked = BlockedWeightGradient(g);
+    memory::desc any_x(entry->x.get_dims(), dt, memory::format_tag::any);
+    memory::desc any_y(entry->y.get_dims(), dt, memory::format_tag::any);
     dnnl::convolution_backward_weights::primitive_desc bwd(
-        eng, algo, entry->x, any_w, entry->y, strides, dilates, pad_lo, pad_hi, fwd, attr);
+        eng, algo, blocked ? any_x : entry->x, any_w, blocked ? any_y : entry->y, strides,
+        dilates, pad_lo, pad_hi, fwd, attr);
     entry->prim_w = bwd.diff_weights_desc();
     entry->conv = dnnl::convolution_backward_weights(bwd);
     scratch = bwd.scratchpad_desc().get_size();
+    entry->prim_x = bwd.src_desc();
+    entry->prim_y = bwd.diff_dst_desc();
+    entry->reorder_act = entry->prim_x != entry->x || entry->prim_y != entry->y;
+    if (entry->reorder_act) {
+      dnnl::reorder::primitive_desc rx(eng, entry->x, eng, entry->prim_x, attr);
+      dnnl::reorder::primitive_desc ry(eng, entry->y, eng, entry->prim_y, attr);
+      entry->reorder_x = dnnl::reorder(rx);
+      entry->reorder_y = dnnl::reorder(ry);
+      scratch = std::max({scratch, rx.scratchpad_desc().get_size(),
+                          ry.scratchpad_desc().get_size()});
+    }
   }
   entry->reorder_w = entry->prim_w != entry->user_w;
   if (entry->reorder_w) {
@@ -235,6 +268,16 @@ ffi::Error Run(Pass pass, ffi::DataType type, void* x, void* w, void* y, size_t 
                                      {DNNL_ARG_SCRATCHPAD, scratch_mem}});
       }
     } else {
+      if (entry->reorder_act) {
+        memory px(entry->prim_x, eng, ThreadBuffer(2, entry->prim_x.get_size()));
+        memory py(entry->prim_y, eng, ThreadBuffer(3, entry->prim_y.get_size()));
+        entry->reorder_x.execute(stream, {{DNNL_ARG_FROM, x_mem}, {DNNL_ARG_TO, px},
+                                          {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+        entry->reorder_y.execute(stream, {{DNNL_ARG_FROM, y_mem}, {DNNL_ARG_TO, py},
+                                          {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+        x_mem = px;
+        y_mem = py;
+      }
       entry->conv.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_DST, y_mem},
                                    {DNNL_ARG_DIFF_WEIGHTS, w_mem},
                                    {DNNL_ARG_SCRATCHPAD, scratch_mem}});
