@@ -102,12 +102,13 @@ def _max_tangent(xd, ws, *, kernel, stride, pads, sizes):
 
 
 def _lrn(x, *, size, k, alpha, beta):
-    """``x / (k + alpha * sum of x² over the size maps around each)^beta``, jconv's form."""
+    """``x / (k + alpha * sum of x² over the size maps around each)^beta``, jconv's form
+    (a power of XLA:CPU is libm's scalar ``powf`` per element; ``exp`` and ``log`` are not)."""
     lo, hi = size // 2, (size - 1) // 2
     ones = (1,) * (x.ndim - 1)
     total = lax.reduce_window(x * x, np.asarray(0, x.dtype), lax.add, (*ones, size),
                               (*ones, 1), ((0, 0),) * (x.ndim - 1) + ((lo, hi),))
-    return x / (k + alpha * total) ** beta
+    return x * jnp.exp(-beta * jnp.log(k + alpha * total))  # as jconv's lax form
 
 
 def _lrn_tangent(x, xd, **params):
