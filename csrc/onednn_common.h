@@ -56,8 +56,8 @@ inline bool DataType(xla::ffi::DataType t, dnnl::memory::data_type* dt) {
 }
 
 // A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights, 2 and 3:
-// reordered activations), grown as
-// needed and reused: a call runs to completion on its thread before the next one starts.
+// reordered activations), grown as needed and reused: a call runs to completion on its
+// thread before the next one starts.
 inline char* ThreadBuffer(int which, size_t bytes) {
   struct Free {
     void operator()(char* p) const { std::free(p); }
