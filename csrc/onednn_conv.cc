@@ -6,7 +6,7 @@
 //   y, dy  (N, *S', O)         output
 // Attributes: stride, dilation (1 = dense), pad_lo, pad_hi (one per spatial axis) and
 // groups. Activations are handed to oneDNN in place, described by their strides (except
-// for backward-weights of windows over several maps: BlockedWeightGradient); the
+// for backward-weights of some windows over several maps: WeightGradientPath); the
 // kernel is given as format_tag::any and reordered to the layout the chosen
 // implementation wants (plain HWIO would send depthwise convs to a generic kernel).
 //
@@ -84,23 +84,41 @@ struct Entry {
   bool reorder_w = false;
   dnnl::primitive reorder;  // user_w -> prim_w, or prim_w -> user_w for the weight gradient
   // Backward-weights only: x and dy reordered into the layouts its kernel wants
-  // (BlockedWeightGradient).
+  // (WeightGradientPath).
   memory::desc prim_x, prim_y;
   bool reorder_act = false;
   dnnl::primitive reorder_x, reorder_y;
   size_t scratch_bytes = 0;
 };
 
-// Whether backward-weights takes x and dy in the blocked layouts its kernel picks
-// (format_tag::any, reordered per call) rather than channels-last in place. On AVX2,
-// oneDNN 3.2 has no brgemm kernel for backward-weights, and its direct kernel runs faster
-// on blocked activations for windows over several maps: a dense or grouped conv's
-// forward+backward took 3-34% less time, reorders included (batch 4-8, 14x14 to
-// 112x112). 1x1 convs have their own channels-last kernel; depthwise ones gain nothing.
-bool BlockedWeightGradient(const Geometry& g) {
+// How backward-weights reads x and dy. oneDNN 3.2 has no brgemm kernel for it on AVX2,
+// and its direct kernel (jit:avx2) is often the slowest choice there. Measured on AVX2,
+// medians of 15 interleaved calls, reorders included (batch 4-8, 7x7 to 112x112):
+// - kGemm, im2col and one GEMM on channels-last arrays, for dense windows over 64 or more
+//   maps into 128 or more filters: 10-40% faster (GoogLeNet's 3x3 convs);
+// - kBlocked, the direct kernel on blocked layouts (format_tag::any, reordered per call),
+//   for other windows over several maps: up to 37% faster (32 maps at 112x112, grouped);
+// - kChannelsLast otherwise: 1x1 convs have their own kernel, depthwise ones gain nothing.
+enum class WeightGradient { kChannelsLast, kBlocked, kGemm };
+
+WeightGradient WeightGradientPath(const Geometry& g) {
   int64_t taps = 1;
   for (int64_t k : g.ker) taps *= k;
-  return taps > 1 && g.c / g.groups > 1;
+  const int64_t maps = g.c / g.groups;
+  if (taps == 1 || maps == 1) return WeightGradient::kChannelsLast;
+  if (g.groups == 1 && maps >= 64 && g.k >= 128) return WeightGradient::kGemm;
+  return WeightGradient::kBlocked;
+}
+
+// Moves bwd on to oneDNN's GEMM implementation where the first one offered is jit:avx2
+// (elsewhere, as on CPUs with brgemm kernels, oneDNN's first choice stays); false if it
+// went past the first and found none.
+bool PreferGemm(dnnl::convolution_backward_weights::primitive_desc* bwd) {
+  if (std::string(bwd->impl_info_str()) != "jit:avx2") return true;
+  while (bwd->next_impl()) {
+    if (std::string(bwd->impl_info_str()).find("gemm") != std::string::npos) return true;
+  }
+  return false;
 }
 
 std::shared_ptr<const Entry> Build(Pass pass, const Geometry& g, memory::data_type dt) {
@@ -130,12 +148,17 @@ std::shared_ptr<const Entry> Build(Pass pass, const Geometry& g, memory::data_ty
     entry->conv = dnnl::convolution_backward_data(bwd);
     scratch = bwd.scratchpad_desc().get_size();
   } else {
-    const bool blocked = BlockedWeightGradient(g);
+    const WeightGradient path = WeightGradientPath(g);
+    const bool blocked = path == WeightGradient::kBlocked;
     memory::desc any_x(entry->x.get_dims(), dt, memory::format_tag::any);
     memory::desc any_y(entry->y.get_dims(), dt, memory::format_tag::any);
-    dnnl::convolution_backward_weights::primitive_desc bwd(
-        eng, algo, blocked ? any_x : entry->x, any_w, blocked ? any_y : entry->y, strides,
-        dilates, pad_lo, pad_hi, fwd, attr);
+    auto weight_gradient = [&] {
+      return dnnl::convolution_backward_weights::primitive_desc(
+          eng, algo, blocked ? any_x : entry->x, any_w, blocked ? any_y : entry->y, strides,
+          dilates, pad_lo, pad_hi, fwd, attr);
+    };
+    auto bwd = weight_gradient();
+    if (path == WeightGradient::kGemm && !PreferGemm(&bwd)) bwd = weight_gradient();
     entry->prim_w = bwd.diff_weights_desc();
     entry->conv = dnnl::convolution_backward_weights(bwd);
     scratch = bwd.scratchpad_desc().get_size();

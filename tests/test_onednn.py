@@ -135,6 +135,19 @@ def test_vjp_matches_lax(nd, data, groups, cin, cout, seed):
 
 
 @needs_onednn
+@pytest.mark.parametrize("sizes, kernel", [((9,), (3,)), ((6, 7), (3, 3)), ((4, 5, 4), (3, 1, 3))])
+def test_vjp_of_a_wide_conv_matches_lax(sizes, kernel):
+    # 64 maps into 128 filters: backward-weights as im2col and one GEMM on AVX2.
+    x = jnp.asarray(array(0, (2, *sizes, 64)))
+    w = jnp.asarray(array(1, (*kernel, 64, 128)))
+    kwargs = dict(stride=1, padding="SAME")
+    y, vjp = jax.vjp(conv("onednn", **kwargs), x, w)
+    dy = jnp.asarray(array(2, y.shape))
+    for got, want in zip(vjp(dy), jax.vjp(conv("lax", **kwargs), x, w)[1](dy)):
+        assert_close(got, want)
+
+
+@needs_onednn
 def test_every_pass_of_grad_jvp_and_hessian_is_onednn():
     x, w = jnp.asarray(array(0, (1, 5, 5, 4))), jnp.asarray(array(1, (3, 3, 2, 4)))
     f = conv("onednn", groups=2, stride=2, dilation=(1, 2), padding=((1, 0), (2, 1)))
