@@ -55,22 +55,44 @@ inline bool DataType(xla::ffi::DataType t, dnnl::memory::data_type* dt) {
   return true;
 }
 
-// A 64-byte aligned buffer of this thread (0: scratchpad, 1: reordered weights, 2 and 3:
+// This thread's 64-byte aligned buffers (0: scratchpad, 1: reordered weights, 2 and 3:
 // reordered activations), grown as needed and reused: a call runs to completion on its
 // thread before the next one starts.
-inline char* ThreadBuffer(int which, size_t bytes) {
+struct ThreadBuffers {
   struct Free {
     void operator()(char* p) const { std::free(p); }
   };
-  thread_local std::unique_ptr<char, Free> buffers[4];
-  thread_local size_t sizes[4] = {0, 0, 0, 0};
-  if (!buffers[which] || sizes[which] < bytes) {
+  std::unique_ptr<char, Free> data[4];
+  size_t sizes[4] = {0, 0, 0, 0};
+};
+
+inline ThreadBuffers& Buffers() {
+  thread_local ThreadBuffers buffers;
+  return buffers;
+}
+
+inline char* ThreadBuffer(int which, size_t bytes) {
+  ThreadBuffers& b = Buffers();
+  if (!b.data[which] || b.sizes[which] < bytes) {
     const size_t rounded = (bytes + 63) / 64 * 64 + 64;
-    buffers[which].reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
-    if (!buffers[which]) throw std::bad_alloc();
-    sizes[which] = rounded;
+    b.data[which].reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
+    if (!b.data[which]) throw std::bad_alloc();
+    b.sizes[which] = rounded;
   }
-  return buffers[which].get();
+  return b.data[which].get();
+}
+
+// Frees this thread's buffers over 64 MiB once a call is done, so that a large batch's
+// copies are not held between calls.
+inline void TrimThreadBuffers() {
+  constexpr size_t kKeep = size_t{64} << 20;
+  ThreadBuffers& b = Buffers();
+  for (int i = 0; i < 4; ++i) {
+    if (b.sizes[i] > kKeep) {
+      b.data[i].reset();
+      b.sizes[i] = 0;
+    }
+  }
 }
 
 }  // namespace jconv

@@ -310,6 +310,7 @@ ffi::Error Run(Pass pass, ffi::DataType type, void* x, void* w, void* y, size_t 
       }
     }
     stream.wait();
+    jconv::TrimThreadBuffers();
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("onednn conv: ") + e.what());
   } catch (const std::exception& e) {

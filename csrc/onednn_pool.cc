@@ -187,6 +187,7 @@ ffi::Error Run(Kind kind, ffi::DataType type, const Geometry& g, void* src, void
       args.insert({DNNL_ARG_WORKSPACE, memory(entry->ws, eng, ws)});
     entry->prim.execute(stream, args);
     stream.wait();
+    jconv::TrimThreadBuffers();
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("onednn pool: ") + e.what());
   }
