@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -53,6 +54,15 @@ inline bool DataType(xla::ffi::DataType t, dnnl::memory::data_type* dt) {
     return false;
   }
   return true;
+}
+
+// Held by every call for its whole run, so one runs at a time: each spreads over every
+// core with OpenMP, and XLA runs independent ops (and back-to-back dispatches) on several
+// threads at once, whose OpenMP teams would otherwise fight for the cores (4-6x slower
+// on 2 cores).
+inline std::mutex& OneCallAtATime() {
+  static std::mutex* running = new std::mutex();  // never destroyed: calls may run at exit
+  return *running;
 }
 
 // This thread's 64-byte aligned buffers (0: scratchpad, 1: reordered weights, 2 and 3:

@@ -262,11 +262,7 @@ ffi::Error Run(Pass pass, ffi::DataType type, void* x, void* w, void* y, size_t 
   }
   try {
     auto entry = GlobalCache().Get(MakeKey(pass, dt, g), [&] { return Build(pass, g, dt); });
-    // One oneDNN call at a time: each already spreads over every core with OpenMP, and
-    // XLA runs independent ops (and back-to-back dispatches) on several threads at once,
-    // whose OpenMP teams would otherwise fight for the cores (4-6x slower on 2 cores).
-    static std::mutex* running = new std::mutex();
-    std::lock_guard<std::mutex> one_at_a_time(*running);
+    std::lock_guard<std::mutex> one_at_a_time(jconv::OneCallAtATime());
     auto& eng = Engine();
     dnnl::stream stream(eng);
     memory x_mem(entry->x, eng, x), y_mem(entry->y, eng, y), user_w(entry->user_w, eng, w);

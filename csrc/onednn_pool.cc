@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lru_cache.h"
+#include "max_pool_scatter.h"
 #include "onednn_common.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -165,9 +166,7 @@ ffi::Error Run(Kind kind, ffi::DataType type, const Geometry& g, void* src, void
   }
   try {
     auto entry = GlobalCache().Get(MakeKey(kind, dt, g), [&] { return Build(kind, g, dt); });
-    // One oneDNN call at a time, as for the convolutions: each spreads over every core.
-    static std::mutex* running = new std::mutex();
-    std::lock_guard<std::mutex> one_at_a_time(*running);
+    std::lock_guard<std::mutex> one_at_a_time(jconv::OneCallAtATime());
     auto& eng = Engine();
     dnnl::stream stream(eng);
     memory src_mem(entry->src, eng, src), dst_mem(entry->dst, eng, dst);
@@ -277,11 +276,28 @@ ffi::Error MaxForward(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
               pad_lo, pad_hi, false);
 }
 
-// dx = the transpose of max_pool's derivative at the recorded maxima, applied to dy
+// dx = the transpose of max_pool's derivative at the recorded maxima, applied to dy:
+// float32 by ScatterToMaxima, bfloat16 (where oneDNN has its kernels) by oneDNN.
 ffi::Error MaxBackward(ffi::AnyBuffer dy, ffi::AnyBuffer ws, ffi::Result<ffi::AnyBuffer> dx,
                        Span kernel, Span stride, Span pad_lo, Span pad_hi) {
-  return Pool(kMaxBackward, dy, dx, ws.untyped_data(), ws.size_bytes(), kernel, stride,
-              pad_lo, pad_hi, false);
+  if (dy.element_type() != ffi::DataType::F32 || dx->element_type() != ffi::DataType::F32)
+    return Pool(kMaxBackward, dy, dx, ws.untyped_data(), ws.size_bytes(), kernel, stride,
+                pad_lo, pad_hi, false);
+  Geometry g;
+  if (auto err = PoolGeometry(dx->dimensions(), dy.dimensions(), kernel, stride, pad_lo,
+                              pad_hi, &g); !err.success())
+    return err;
+  const size_t pooled = dy.element_count();
+  const bool wide = ws.element_type() == ffi::DataType::S32;
+  if (ws.size_bytes() != pooled * (wide ? 4 : 1) ||
+      (!wide && ws.element_type() != ffi::DataType::U8))
+    return ffi::Error::InvalidArgument("onednn pool: ws must be one uint8 or int32 per output");
+  const auto* g_in = static_cast<const float*>(dy.untyped_data());
+  auto* d_out = static_cast<float*>(dx->untyped_data());
+  std::lock_guard<std::mutex> one_at_a_time(jconv::OneCallAtATime());
+  jconv::ScatterToMaxima(g_in, ws.untyped_data(), wide, d_out, g.n, g.c, g.in, g.out,
+                         g.kernel, g.stride, g.pad_lo);
+  return ffi::Error::Success();
 }
 
 // y = avg_pool(x)

@@ -71,6 +71,19 @@ def test_pooling_matches_lax_and_reference(pool, count_include_pad, c, seed):
 
 
 @needs_onednn
+@settings(max_examples=8, deadline=None)
+@given(pools(), st.sampled_from([1, 5, 64, 70]), st.integers(0, 2**16))
+def test_max_pool_gradient_matches_lax(pool, c, seed):
+    # float32 backward is jconv's scatter to the recorded maxima, in tasks of 64 maps
+    sizes, window, kwargs = pool
+    x = jnp.asarray(array(seed, (2, *sizes, c)))
+    ct = jnp.asarray(array(seed + 1, op("max_pool", "lax", window, **kwargs)(x).shape))
+    grads = [jax.jit(lambda x, impl=impl: jax.vjp(op("max_pool", impl, window, **kwargs), x)[1](
+        ct)[0])(x) for impl in ("onednn", "lax")]
+    assert_close(*grads, err_msg=str(kwargs))
+
+
+@needs_onednn
 @settings(max_examples=6, deadline=None)
 @given(st.sampled_from([1, 3, 5, 7]), st.integers(1, 9), st.integers(1, 3),
        st.floats(0.0, 2.0), st.floats(0.1, 1.5), st.integers(0, 2**16))

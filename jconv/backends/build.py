@@ -1,8 +1,8 @@
 """Builds the oneDNN extension: ``python -m jconv.backends.build [--if-needed] [--force]``.
 
-Compiles ``csrc/onednn_conv.cc`` (convolutions) and ``csrc/onednn_pool.cc`` (pooling and
-LRN), with the ``csrc/lru_cache.h`` and ``csrc/onednn_common.h`` they include, into one
-library with ``g++ -O3 -std=c++17 -shared -fPIC`` against
+Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_pool.cc`` (pooling and
+LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
+beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
@@ -41,7 +41,7 @@ EXTENSION = BUILD_DIR / "libjconv_onednn.so"
 STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
 SOURCES = tuple(Path(__file__).resolve().parents[2] / "csrc" / name
-                for name in ("onednn_conv.cc", "onednn_pool.cc"))
+                for name in ("onednn_conv.cc", "onednn_pool.cc", "max_pool_scatter.cc"))
 SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
 WHEELS = ("onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0")
@@ -148,7 +148,7 @@ def build(*, if_needed: bool = False, force: bool = False) -> tuple[bool, str]:
             return False, f"not built: failed before with the same inputs (see {LOG}); --force"
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     partial = EXTENSION.with_suffix(f".{os.getpid()}.tmp")
-    command = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden",
+    command = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-fopenmp",
                "-I", str(ffi), "-I", str(include), *map(str, SOURCES), "-o", str(partial),
                "-L", str(library.parent), f"-l:{library.name}",
                f"-Wl,-rpath,{library.parent}"]
