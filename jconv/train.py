@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import Any
 
 import chex
+import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
@@ -103,12 +104,12 @@ from jconv.data import Dataset
 from jconv.train_checkpoint import TrainState
 from jconv.train_data import Placement, host_scalar, layout, make_data
 from jconv.train_log import Logger, Monitor
+from jconv.train_recipe import (OPTIMIZERS, SCHEDULES, _outputs, classification_loss, ema_update,
+                                make_optimizer)
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "classification_loss", "make_optimizer", "train", "OPTIMIZERS",
            "SCHEDULES", "DTYPES"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -126,6 +127,11 @@ class TrainConfig:
     update and cross-entropy stay float32. ``aux_weight`` weighs each auxiliary classifier's
     cross-entropy in the training loss; 0.3 is GoogLeNet's (Szegedy et al. 2015, "Going deeper
     with convolutions", section 6).
+
+    ``nesterov`` makes ``sgd``'s momentum Nesterov's; ``label_smoothing`` is ``α`` of the
+    smoothed targets; ``ema_decay > 0`` evaluates an exponential moving average of the weights;
+    ``cooldown_fraction`` is the share of the steps that the ``wsd`` schedule cools down over
+    (:mod:`jconv.train_recipe` gives the formulas).
     """
 
     steps: int = 100
@@ -145,6 +151,15 @@ class TrainConfig:
     data_workers: int = 0
     dtype: str = "float32"
     aux_weight: float = 0.3
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0
+    cooldown_fraction: float = 0.2
+
+    @property
+    def cooldown_steps(self) -> int:
+        """The steps of the ``wsd`` cooldown: ``round(cooldown_fraction · steps)``."""
+        return int(round(self.cooldown_fraction * self.steps))
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -167,64 +182,21 @@ class TrainConfig:
                              f"{self.warmup_steps}, steps={self.steps}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("label_smoothing", "ema_decay", "cooldown_fraction"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not 0 <= value <= 1 or (value == 1 and name != "cooldown_fraction")):
+                raise ValueError(f"TrainConfig: {name}={value!r}; expected a float in "
+                                 f"[0, 1{']' if name == 'cooldown_fraction' else ')'}")
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"TrainConfig: nesterov={self.nesterov!r}; expected True or False")
+        if self.schedule == "wsd" and self.warmup_steps + self.cooldown_steps > self.steps:
+            raise ValueError(f"wsd needs warmup_steps + cooldown_steps ≤ steps, got warmup_steps="
+                             f"{self.warmup_steps}, cooldown_steps={self.cooldown_steps}, steps={self.steps}")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss (or the parameters after an update) became NaN or infinite."""
-
-
-def make_optimizer(config: TrainConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optax optimizer and learning-rate schedule of ``config``."""
-    lr = config.learning_rate
-    if config.schedule == "constant":
-        schedule = optax.constant_schedule(lr)
-    elif config.schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(lr, decay_steps=config.steps)
-    else:
-        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, config.warmup_steps, decay_steps=config.steps)
-    if config.optimizer == "adamw":
-        return optax.adamw(schedule, weight_decay=config.weight_decay), schedule
-    if config.optimizer == "adam":
-        tx = optax.adam(schedule)
-    else:
-        tx = optax.sgd(schedule, momentum=config.momentum or None)
-    if config.weight_decay:
-        tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
-    return tx, schedule
-
-
-def _outputs(out) -> tuple:
-    """A model's output as ``(logits, *aux_logits)``: the tuple or list itself, or ``(out,)``."""
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
-
-
-def classification_loss(out, labels, aux_weight: float = 0.3):
-    """The training loss of a model output and the mean cross-entropy of its main logits.
-
-    ``L = CE(z) + w · Σ_i CE(z_i)``, ``CE`` the batch mean of softmax cross-entropy in float32,
-    ``z`` the main logits and ``z_i`` the auxiliary ones (GoogLeNet's, ``w = 0.3``: Szegedy et
-    al. 2015, section 6).
-
-    Args:
-      out: logits ``(N, num_classes)``, or a tuple ``(logits, *aux_logits)`` of such arrays.
-      labels: int labels ``(N,)``.
-      aux_weight: ``w``, the weight of each auxiliary cross-entropy.
-
-    Returns:
-      ``(L, CE(z))``, two float32 scalars; they are equal without auxiliary logits.
-
-    >>> import jax.numpy as jnp
-    >>> z = jnp.zeros((2, 4))
-    >>> [round(float(v), 4) for v in classification_loss((z, z), jnp.array([0, 1]))]
-    [1.8022, 1.3863]
-    """
-    logits, *aux = _outputs(out)
-
-    def ce(z):
-        return optax.softmax_cross_entropy_with_integer_labels(z.astype(jnp.float32), labels).mean()
-
-    main = ce(logits)
-    return main + aux_weight * sum((ce(z) for z in aux), jnp.float32(0.0)), main
 
 
 def _cast_floats(tree, dtype):
@@ -235,8 +207,9 @@ def _cast_floats(tree, dtype):
 def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, config):
     """The jitted train step (donating the state) and eval step; each counts its traces in ``traces``.
 
-    The train step returns the new state, the loss of the main logits and whether the training
-    loss and the new parameters are finite.
+    The train step takes the step's learning rate as an argument (:mod:`jconv.train_recipe`) and
+    returns the new state, the loss of the main logits and whether the training loss and the new
+    parameters are finite. With ``ema_decay`` the optimizer state is ``(tx_state, steps, (θ̄, rest̄))``.
     """
     b = batch_shape[0]
     dtype = jnp.dtype(config.dtype)
@@ -250,31 +223,45 @@ def _make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, c
     def loss_fn(params, rest, x, y):
         model, out = forward(graphdef, params, rest, x)
         chex.assert_shape(list(_outputs(out)), (b, num_classes))
-        loss, main = classification_loss(out, y, config.aux_weight)
+        loss, main = classification_loss(out, y, config.aux_weight, config.label_smoothing)
         _, new_rest = nnx.state(model, nnx.Param, ...)
         new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
         return loss, (main, new_rest)
 
-    def train_step(params, rest, opt_state, x, y):
+    def train_step(params, rest, opt_state, x, y, lr):
         traces["train_step"] += 1
         chex.assert_shape(x, batch_shape)
-        chex.assert_type(x, jnp.float32)
         chex.assert_shape(y, (b,))
         chex.assert_type(y, jnp.int32)
+        if x.dtype == jnp.uint8:
+            x = x.astype(jnp.float32) / 255.0
+        chex.assert_type(x, jnp.float32)
+        tx_state, count, average = opt_state if config.ema_decay else (opt_state, None, None)
         (loss, (main, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        updates, tx_state = tx.update(grads, tx_state, params)
+        params = optax.apply_updates(params, jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates))
         finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+        if config.ema_decay:
+            opt_state = (tx_state, count + 1, ema_update(average, (params, rest), count, config.ema_decay))
+        else:
+            opt_state = tx_state
         return params, rest, opt_state, main, finite
 
     def eval_step(params, rest, x, y, weight):
         traces["eval_step"] += 1
+        if x.dtype == jnp.uint8:
+            x = x.astype(jnp.float32) / 255.0
         logits = _outputs(forward(eval_graphdef, params, rest, x)[1])[0].astype(jnp.float32)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         correct = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
         return (correct * weight).sum(), (losses * weight).sum()
 
     return jax.jit(train_step, donate_argnums=(0, 1, 2)), jax.jit(eval_step)
+
+
+def evaluated(state: TrainState, config: TrainConfig) -> tuple:
+    """The ``(params, rest)`` a run evaluates: the weight average with ``ema_decay``, else the live ones."""
+    return state.opt_state[2] if config.ema_decay else (state.params, state.rest)
 
 
 def _init_state(model, config, placement, num_classes, traces):
@@ -290,6 +277,8 @@ def _init_state(model, config, placement, num_classes, traces):
     # Copies: the step donates its inputs, and the model keeps its own arrays.
     params, rest = placement.replicate((params, rest))
     opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
+    if config.ema_decay:
+        opt_state = (opt_state, *placement.replicate((np.zeros((), np.int32), (params, rest))))
     train_step, eval_step = _make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces,
                                         config)
     return TrainState(params, rest, opt_state), schedule, train_step, eval_step
@@ -310,8 +299,8 @@ def _nonfinite_error(manager, workdir, step, loss) -> NonFiniteLossError:
         f"Lower the learning rate or check the data for NaN/inf.")
 
 
-def _run_steps(train_step, state, start, *, config, data, placement, steps_per_epoch, monitor, manager,
-               on_step):
+def _run_steps(train_step, state, start, *, config, schedule, data, placement, steps_per_epoch, monitor,
+               manager, on_step):
     """Runs steps ``start`` to ``config.steps``; checks, logs and checkpoints on the way.
 
     Pending losses are checked and logged every ``log_every`` steps and at checkpoints, which
@@ -320,9 +309,11 @@ def _run_steps(train_step, state, start, *, config, data, placement, steps_per_e
     Returns:
       The final state and the time its last step finished.
     """
+    steps = jnp.arange(config.steps)
+    rates = np.broadcast_to(np.asarray(schedule(steps), np.float32), steps.shape)
     try:
         for step, x, y in data.train_batches(placement, config, start, config.steps, steps_per_epoch):
-            *new, loss, finite = train_step(*state, x, y)
+            *new, loss, finite = train_step(*state, x, y, rates[step])
             state = TrainState(*new)
             done = step + 1
             monitor.step_done(done, loss, finite)
@@ -342,11 +333,12 @@ def _run_steps(train_step, state, start, *, config, data, placement, steps_per_e
         monitor.close_bar()
 
 
-def _evaluate(eval_step, state, data, placement):
+def _evaluate(eval_step, state, data, placement, config):
     """Test accuracy and mean test loss, or Nones without test examples."""
     correct = loss_sum = 0.0
+    params, rest = evaluated(state, config)
     for batch in data.eval_batches(placement):
-        batch_correct, batch_loss = eval_step(state.params, state.rest, *batch)
+        batch_correct, batch_loss = eval_step(params, rest, *batch)
         correct += host_scalar(batch_correct)
         loss_sum += host_scalar(batch_loss)
     n_test = data.n_test
@@ -354,7 +346,8 @@ def _evaluate(eval_step, state, data, placement):
 
 
 def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, workdir: str | Path, *,
-          progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+          progress: bool = True, on_step: Callable[[int], None] | None = None,
+          start_from: tuple[str | Path, int] | None = None, evaluate: bool = True) -> dict[str, Any]:
     """Train ``model`` in place on ``dataset``; resume from ``workdir/checkpoints`` if present.
 
     Args:
@@ -366,6 +359,12 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
       workdir: directory for ``checkpoints/``, ``train_log.jsonl`` and ``train_config.json``.
       progress: show a tqdm progress bar.
       on_step: called on the host with the number of steps done, after each step is dispatched.
+      start_from: ``(other_workdir, step)``: a branch. Where ``workdir`` holds no checkpoint yet,
+        the run starts from checkpoint ``step`` of the run in ``other_workdir`` (same model, seed
+        and batch size) instead of from ``model``'s weights, and goes on to ``config.steps``
+        with its own schedule; once it has checkpoints of its own, it resumes from those.
+      evaluate: evaluate on the test split at the end (else ``test_accuracy`` and
+        ``test_loss`` are None).
 
     Returns:
       A dict: ``steps`` (done in total), ``start_step`` (0, or the step resumed from),
@@ -395,22 +394,24 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
     manager = train_checkpoint.make_manager(workdir, config.max_checkpoints)
     logger = Logger(workdir / "train_log.jsonl")
     try:
-        state, start, final_loss = train_checkpoint.restore(manager, state, config, workdir,
-                                                                    data.iterator) or (state, 0, None)
+        state, start, final_loss = train_checkpoint.restore(
+            manager, state, config, workdir, data.iterator, start_from) or (state, 0, None)
         monitor = Monitor(logger, config, schedule, plan.steps_per_epoch,
                           functools.partial(_nonfinite_error, manager, workdir), final_loss, progress)
-        state, t_end = _run_steps(train_step, state, start, config=config, data=data, placement=placement,
+        state, t_end = _run_steps(train_step, state, start, config=config, schedule=schedule, data=data,
+                                  placement=placement,
                                   steps_per_epoch=plan.steps_per_epoch, monitor=monitor, manager=manager,
                                   on_step=on_step)
         manager.wait_until_finished()
         step_time, images_per_s = monitor.timing(t_end, config.steps - start - 1)
-        test_accuracy, test_loss = _evaluate(eval_step, state, data, placement)
+        test_accuracy, test_loss = (_evaluate(eval_step, state, data, placement, config) if evaluate
+                                    else (None, None))
     finally:
         logger.close()
         manager.wait_until_finished()
         manager.close()
 
-    nnx.update(model, state.params, state.rest)
+    nnx.update(model, *evaluated(state, config))
     model.eval()
     return {
         "steps": max(start, config.steps),

@@ -54,7 +54,8 @@ def make_manager(workdir: Path, max_to_keep: int) -> ocp.CheckpointManager:
 
 
 def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConfig,
-            workdir: Path, iterator=None) -> tuple[TrainState, int, float] | None:
+            workdir: Path, iterator=None, start_from: tuple[Path, int] | None = None
+            ) -> tuple[TrainState, int, float] | None:
     """The latest checkpoint as ``(state, step, loss)``, or None if there is none.
 
     Args:
@@ -65,17 +66,34 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
       workdir: named in the error.
       iterator: the grain train iterator of a streamed run, set in place to the saved state; None
         for data in memory.
+      start_from: ``(other_workdir, step)``: where ``manager`` holds no checkpoint, checkpoint
+        ``step`` of the run in ``other_workdir`` (a branch of that run starts there).
 
     Raises:
       ValueError: the checkpoint is from a run with another seed or batch size, or with data of
-        the other kind (in memory vs streamed).
+        the other kind (in memory vs streamed); ``start_from`` names a missing checkpoint.
     """
     latest = manager.latest_step()
-    if latest is None:
+    if latest is not None:
+        return _restore(manager, latest, state, config, workdir, iterator)
+    if start_from is None:
         return None
+    other, step = Path(start_from[0]).resolve(), int(start_from[1])
+    source = ocp.CheckpointManager(other / "checkpoints",
+                                   options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    try:
+        if step not in source.all_steps():
+            raise ValueError(f"start_from: {other / 'checkpoints'} has no checkpoint of step {step} "
+                             f"(it has {sorted(source.all_steps())})")
+        return _restore(source, step, state, config, other, iterator)
+    finally:
+        source.close()
+
+
+def _restore(manager, step, state, config, workdir, iterator):
     template = state._asdict()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
-    meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     for key in ("seed", "batch_size"):
         if meta[key] != getattr(config, key):
             raise ValueError(f"{workdir} holds a run with {key}={meta[key]}, this config has "
@@ -87,7 +105,7 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
     items = {"state": ocp.args.StandardRestore(abstract)}
     if iterator is not None:
         items["data"] = pipeline.restore_args(iterator)
-    restored = manager.restore(latest, args=ocp.args.Composite(**items))
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
     return TrainState(**_from_saveable(restored["state"], template)), int(meta["step"]), meta["loss"]
 
 

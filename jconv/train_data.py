@@ -29,8 +29,9 @@ from jconv.data import pipeline
 def check_dataset(dataset: Dataset) -> None:
     """Raises ValueError unless ``dataset`` can be trained on.
 
-    Images must be float32 ``(N, H, W, C)`` of one shape in both splits, labels integers in
-    ``[0, num_classes)``.
+    Images must be float32 ``(N, H, W, C)``, or uint8 pixels (the step scales them by 1/255:
+    a large set held in a quarter of the memory), of one shape in both splits, labels integers
+    in ``[0, num_classes)``.
     """
     x, y = dataset.train_x, dataset.train_y
     if x.ndim != 4 or dataset.test_x.ndim != 4:
@@ -38,8 +39,9 @@ def check_dataset(dataset: Dataset) -> None:
     if x.shape[1:] != dataset.test_x.shape[1:]:
         raise ValueError(f"dataset {dataset.name!r}: train images {x.shape[1:]} vs test {dataset.test_x.shape[1:]}")
     for split, images in (("train", x), ("test", dataset.test_x)):
-        if images.dtype != np.float32:
-            raise ValueError(f"dataset {dataset.name!r}: {split} images must be float32, got {images.dtype}")
+        if images.dtype not in (np.float32, np.uint8):
+            raise ValueError(f"dataset {dataset.name!r}: {split} images must be float32 or uint8, "
+                             f"got {images.dtype}")
     for split, labels in (("train", y), ("test", dataset.test_y)):
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"dataset {dataset.name!r}: {split} labels must be integers, got {labels.dtype}")

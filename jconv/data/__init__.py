@@ -36,7 +36,8 @@ __all__ = ["Dataset", "digits", "textures", "synthetic", "batch_indices", "batch
 class Dataset:
     """Train and test split of an image classification set.
 
-    Images are ``(N, H, W, C)`` float32, labels ``(N,)`` int32 in ``[0, num_classes)``.
+    Images are ``(N, H, W, C)`` float32, or uint8 pixels that :func:`jconv.train.train` scales
+    by 1/255 in its step; labels ``(N,)`` int32 in ``[0, num_classes)``.
     """
 
     train_x: np.ndarray
