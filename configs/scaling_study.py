@@ -1,28 +1,27 @@
-"""The scaling study: test accuracy against compute for every conv variant, with seeds and fitted laws.
+"""The scaling study: test error against training compute for every conv variant, laws judged by
+extrapolation, intervals from the bootstrap (:mod:`experiments.scaling_study`).
 
-The 2012 AlexNet (at 67×67, the smallest input its table fits) and GoogLeNet (Inception v1, at
-32×32) with every conv variant (built-in and registered) at four widths and two seeds, trained
-on the procedural set (10 classes, difficulty 0.5, rendered once into memory) for the same
-steps each; then Type 2.1 (shared filter) and the standard conv under other training. It
-writes ``table.md``, ``summary.csv``, ``results.json`` and four plots
-(:mod:`experiments.scaling_study`); a killed study resumes where it stopped::
+The 2012 AlexNet at 67×67 (the smallest input its table fits) with BatchNorm, every conv variant
+(built-in and registered) at four widths, each trained at four doubling horizons branched off
+one constant-rate run, on procedural images that never repeat within a run::
 
     jconv run configs/scaling_study.py                       # into runs/scaling_study
     jconv run configs/scaling_study.py:smoke --workdir /tmp/study
-    jconv run configs/scaling_study.py --config.seeds='(0, 1, 2)' --config.steps=600
+    jconv run configs/scaling_study.py:gpu                   # both families, ≥ 3 decades, one GPU
+    jconv run configs/scaling_study.py:paper                 # the papers' recipe: LRN, momentum SGD
+    jconv run configs/scaling_study.py --config.seeds='(0, 1)' --config.horizons='(160, 320, 640)'
 
 On CIFAR-10 (the python-version folder; images upsampled to each model's input, pad-4 crop and
-flip) or a folder of images (``DIR/train/CLASS/*.png``, ``DIR/val/CLASS/*.png``)::
+flip) or a folder of images (``DIR/train/CLASS/*.png``, ``DIR/val/CLASS/*.png``), streamed
+through grain with epochs::
 
     jconv run configs/scaling_study.py --config.dataset=cifar10 --config.data_dir=DIR/cifar-10-batches-py
     jconv run configs/scaling_study.py --config.dataset=image_folder --config.data_dir=DIR
 
 On several processes of this machine, each with its share of every batch (the batch must divide
-by the devices), and on a GPU (the same command; ``--config.dtype=bfloat16`` for its tensor
-cores, wider models with ``--config.widths``)::
+by the devices)::
 
     jconv launch --processes 2 -- jconv run configs/scaling_study.py --workdir runs/study2
-    jconv run configs/scaling_study.py --config.widths='(0.25, 0.5, 1.0, 2.0)' --config.dtype=bfloat16
 
 The report (``configs/report.py``) shows the results when they are in ``WORKDIR/scaling_study``.
 """
@@ -32,41 +31,68 @@ import ml_collections
 from experiments.scaling_study import run  # run(config, workdir): what this runs
 from experiments.scaling_study.runs import TREATMENTS
 
+ARGS = (None, "smoke", "gpu", "paper")
+
 
 def get_config(arg=None):
-    if arg not in (None, "smoke"):
-        raise ValueError(f"arg={arg!r}; expected None or 'smoke'")
-    smoke = arg == "smoke"
+    if arg not in ARGS:
+        raise ValueError(f"arg={arg!r}; expected one of {ARGS}")
+    smoke, gpu = arg == "smoke", arg == "gpu"
     config = ml_collections.ConfigDict()
-    config.models = ("alexnet",) if smoke else ("alexnet", "googlenet")
+    config.models = ("alexnet", "googlenet") if gpu else ("alexnet",)
     config.input_sizes = ml_collections.ConfigDict({"alexnet": 67, "googlenet": 32})
     config.variants = ("standard", "shared_filter") if smoke else ()  # (): every variant
-    config.widths = (0.0625, 0.125) if smoke else (0.0625, 0.125, 0.25, 0.5)
-    config.seeds = (0, 1)
-    # Data: any name of jconv.data.open_dataset; `seed` draws the generated sets.
+    config.widths = ((0.0625, 0.125) if smoke else (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0) if gpu
+                     else (0.0625, 0.125, 0.25, 0.5))
+    config.seeds = (0,)
+    # Horizons in steps (doubling); each is a branch that cools down over its last
+    # cooldown_fraction, off one constant-rate run per model.
+    config.horizons = (10, 20) if smoke else (320, 640, 1280, 2560, 5120) if gpu else (320, 640, 1280, 2560)
+    config.cooldown_fraction = 0.2
+    config.warmup_steps = 4 if smoke else 64
+    # The learning rate of each (variant, width, seed): the best of these at the shortest
+    # horizon, judged on the validation set.
+    config.learning_rates = (0.05, 0.2) if smoke else (0.05, 0.1, 0.2)
+    # Data: the procedural set (never repeating: one pool of h_max·batch images), or any name
+    # of jconv.data.open_dataset (CIFAR and image folders stream through grain, with epochs).
     config.dataset = "procedural"
     config.data_dir = ""
-    config.difficulty = 0.5  # procedural only
     config.in_channels = 0  # 0: the data's own
-    config.train_size = 64 if smoke else 8192
-    config.test_size = 32 if smoke else 2048
+    config.num_classes = 10  # procedural only
+    config.difficulty = 0.5  # procedural only
+    config.validation_size = 64 if smoke else 2000  # procedural only
+    config.test_size = 64 if smoke else 5000  # procedural only
+    config.render_workers = 2
     config.seed = 0
     config.data_workers = 0
-    # Training, the same for every run.
-    config.steps = 2 if smoke else 300
-    config.batch_size = 8 if smoke else 32
-    config.learning_rate = 1e-3
-    config.optimizer = "adam"
-    config.schedule = "cosine"
-    config.warmup_steps = 0
-    config.log_every = 1 if smoke else 50
-    config.checkpoint_every = 0 if smoke else 100
+    # The recipe, the same for every run.
+    config.norm = "batch"
+    config.batch_size = 8 if smoke else 64
+    config.optimizer = "sgd"
+    config.momentum = 0.9
+    config.nesterov = True
+    config.weight_decay = 5e-4
+    config.label_smoothing = 0.1
+    config.ema_decay = 0.0
     config.dtype = "float32"
-    # Type 2.1 or its training? Each variant under each treatment, every seed.
+    config.log_every = 5 if smoke else 64
+    config.checkpoint_every = 0 if smoke else 256
+    # A longer run of the largest width of one variant: did the longest horizon train enough?
+    config.reference = ml_collections.ConfigDict()
+    config.reference.variant = "standard"  # "": none
+    config.reference.factor = 2
+    # Type 2.1 against the standard conv under other training, at the shortest horizon.
     config.controls = ml_collections.ConfigDict()
-    config.controls.model = "alexnet"
     config.controls.width = 0.0625 if smoke else 0.25
     config.controls.variants = ("standard", "shared_filter")
     config.controls.treatments = ("as_studied", "init_sum") if smoke else tuple(TREATMENTS)
+    # The analysis.
+    config.bootstrap = 100 if smoke else 1000
+    config.holdout_fraction = 0.25  # laws are fitted on compute ≤ this share of the largest
+    if arg == "paper":
+        config.norm = "paper"
+        config.nesterov = False
+        config.label_smoothing = 0.0
+        config.learning_rates = (0.005, 0.01, 0.02)
     config.lock()
     return config

@@ -108,7 +108,7 @@ from jconv.train_recipe import (OPTIMIZERS, SCHEDULES, _outputs, classification_
                                 make_optimizer)
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "classification_loss", "make_optimizer", "train", "OPTIMIZERS",
-           "SCHEDULES", "DTYPES"]
+           "SCHEDULES", "DTYPES", "step_flops"]
 
 DTYPES = ("float32", "bfloat16")
 
@@ -427,3 +427,23 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
         "train_step_traces": traces["train_step"],
         "workdir": str(workdir),
     }
+
+
+def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int | None:
+    """XLA's FLOP count of one compiled train step of ``model`` on a batch of ``config.batch_size``.
+
+    The step is traced with oneDNN off (:func:`jconv.backends.onednn.disabled`), so XLA sees the
+    convolutions it would otherwise hand to oneDNN; the count covers the forward and backward
+    passes, the loss and the optimizer update, on one device. None where XLA does not count.
+    """
+    from jconv.backends import onednn
+    from jconv.measure import xla_flops
+
+    placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
+    with onednn.disabled():
+        state, _, train_step, _ = _init_state(model, config, placement, num_classes,
+                                              {"train_step": 0, "eval_step": 0})
+        args = (jax.ShapeDtypeStruct(placement.batch_shape, jnp.float32),
+                jax.ShapeDtypeStruct((config.batch_size,), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
+        compiled = train_step.lower(*state, *args).compile()
+    return xla_flops(compiled)

@@ -1,24 +1,25 @@
-"""The scaling study: how test accuracy grows with compute for every conv variant.
+"""The scaling study: test error against training compute for every conv variant, with laws
+judged by how they extrapolate.
 
-``run(config, workdir)`` trains the AlexNet-style and the Inception-style model
-(``config.models``) with every conv variant (``config.variants``; empty: all of
-:func:`jconv.nn.variants`, registered ones included) at every width and seed, on one data set
-(the procedural set by default), all with the same steps, batch and schedule; then a controlled
-comparison of the Type 2.1 (shared-filter) variant under other training (:data:`runs.TREATMENTS`).
-Every run is one store record and one resumable training directory (:mod:`.runs`).
+``run(config, workdir)`` trains the models of ``config.models`` (AlexNet 2012 by default; the
+GoogLeNet family with ``:gpu``) with every conv variant (``config.variants``; empty: all of
+:func:`jconv.nn.variants`, registered ones included) at every width and seed, under one recipe
+(BatchNorm models, Nesterov SGD, label smoothing, the warmup-stable-decay schedule), at several
+horizons per model: each horizon is a cooldown branched off one constant-rate run
+(:mod:`.runs`). The learning rate of each (variant, width, seed) is the best of a sweep at the
+shortest horizon, on a validation set; the data never repeats within a run. Compute is XLA's FLOP
+count of the compiled train step (oneDNN off, so that XLA sees the convolutions) times the steps.
+A reference run of the largest standard model at a longer horizon says whether the longest
+horizon trained enough; a controlled comparison asks what Type 2.1's deficit is made of.
 
-From the records it writes (:mod:`.analysis`, :mod:`.plots`, :mod:`.tables`):
-
-* ``table.md``: per run, accuracy and loss over seeds, MACs, training FLOPs, images/s, GFLOP/s
-  and the Pareto frontier; per variant, the fitted law and its exponent's uncertainty; the
-  throughput of each variant against the cost model; the Type 2.1 comparison and its verdict;
-* ``summary.csv`` (one row per run and seed) and ``results.json`` (every figure above);
-* ``accuracy.png``, ``laws.png``, ``throughput.png``, ``controls.png``.
+From the records it writes (:mod:`.analysis`, :mod:`.fits`, :mod:`.plots`, :mod:`.tables`):
+``table.md`` (runs, the sweep, laws with bootstrap intervals, extrapolation, IsoFLOP, paired
+comparisons of variants, the Type 2.1 comparison), ``summary.csv``, ``results.json`` and the
+plots ``frontier.png``, ``isoflop.png``, ``residuals.png``, ``controls.png``.
 
 Compiled programs are cached in ``WORKDIR/jax_cache`` (JAX's persistent compilation cache,
-unless one is already configured), so the second seed of a run and a resumed study do not
-compile again. On several processes (``jconv launch``) every process trains every run, each
-with its share of every batch, and process 0 writes the records and the outputs.
+unless one is already configured). On several processes (``jconv launch``) every process trains
+every run, each with its share of every batch, and process 0 writes the records and the outputs.
 """
 
 from __future__ import annotations
@@ -35,25 +36,76 @@ from jconv.runner import Store, progress
 def _compilation_cache(workdir: Path) -> None:
     if jax.config.jax_compilation_cache_dir is None:
         jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def plan(config) -> list[tuple[str, dict]]:
+    """Every measurement of the study in the order it runs, as ``(kind, key)``.
+
+    Keys of horizons past the shortest carry ``lr=None``: the sweep's choice, known only once
+    the sweep is done.
+    """
+    hs = runs.horizons(config)
+    todo = []
+    for model in config.models:
+        for variant in runs.variants(config):
+            for width in config.widths:
+                base = {"model": model, "variant": variant, "width": width}
+                todo.append(("cost", {"part": "cost", **base}))
+                for seed in config.seeds:
+                    todo += [("sweep", {"part": "scaling", **base, "seed": seed, "lr": lr, "horizon": hs[0]})
+                             for lr in config.learning_rates]
+                    todo += [("chosen", {"part": "scaling", **base, "seed": seed, "lr": None, "horizon": h})
+                             for h in hs[1:]]
+    ref = config.reference
+    if ref.variant:
+        base = {"model": config.models[0], "variant": ref.variant, "width": max(config.widths)}
+        todo += [("chosen", {"part": "reference", **base, "seed": config.seeds[0], "lr": None,
+                             "horizon": hs[-1] * ref.factor})]
+    c = config.controls
+    for variant in c.variants if c.treatments else ():
+        base = {"model": config.models[0], "variant": variant, "width": c.width}
+        todo += [("cost", {"part": "cost", **base, "treatment": t}) for t in c.treatments if t != "as_studied"]
+        todo += [("chosen", {"part": "controls", **base, "seed": s, "lr": None, "horizon": hs[0], "treatment": t})
+                 for t in c.treatments for s in config.seeds]
+    return todo
+
+
+def _chosen_lr(store: Store, key: dict, hs) -> float | None:
+    sweep = [r for r in store.records() if r["key"]["part"] == "scaling" and r["key"]["horizon"] == hs[0]
+             and all(r["key"][k] == key[k] for k in ("model", "variant", "width", "seed"))]
+    return runs.choose_lr(sweep)
 
 
 def run(config, workdir: Path) -> dict:
     workdir = Path(workdir)
     _compilation_cache(workdir)
     store = Store(workdir)
-    keys = runs.scaling_keys(config) + runs.control_keys(config)
-    selections: dict[str, object] = {}
-    with progress(len(keys), sum(store.has(k) for k in keys), "scaling study") as bar:
-        for key in keys:
-            if store.has(key):
+    hs = runs.horizons(config)
+    todo = plan(config)
+    study_data: dict[str, runs.StudyData] = {}
+    with progress(len(todo), 0, "scaling study") as bar:
+        for kind, key in todo:
+            if kind == "chosen":
+                key = {**key, "lr": _chosen_lr(store, key, hs)}
+            # A chosen run whose whole sweep diverged has no rate to run at.
+            if store.has(key) or key.get("lr", 0) is None:
+                bar.update()
                 continue
-            if key["model"] not in selections:
+            if key["model"] not in study_data:
                 bar.set_postfix_str(f"data for {key['model']}")
-                selections[key["model"]] = runs.open_data(config, key["model"])
+                study_data[key["model"]] = runs.open_data(config, key["model"])
+            mine = study_data[key["model"]]
             bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in key.items() if k != "part"))
             start = time.perf_counter()
-            result = runs.measure(config, key, selections[key["model"]], workdir)
+            if kind == "cost":
+                result = runs.cost(config, key, mine)
+            else:
+                result = runs.branch(config, key, mine, workdir)
+                result["num_classes"] = mine.num_classes
             store.add(key, {**result, "wall_s": time.perf_counter() - start})
+            if kind != "cost":
+                runs.drop_checkpoints(workdir, key)
             bar.update()
     return summarize(config, store.records(), workdir)
 

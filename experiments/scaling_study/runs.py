@@ -1,32 +1,43 @@
-"""The training runs of the scaling study: which ones, their data, and one run.
+"""The training runs of the scaling study: which ones, their data, and one trunk with its branches.
 
-Every run is a key of the study's store (``measurements.jsonl``) and a directory of its own
-under ``WORKDIR/train`` (checkpoints with the data position, ``train_log.jsonl``): a killed study
-resumes, skipping the finished runs and continuing the unfinished one from its last checkpoint.
+A *trunk* is one model (model, variant, width, seed, learning rate) trained at the warmup-stable
+rate of :func:`recipe`, with no cooldown. The run at horizon ``h`` is a *branch*: it starts from
+the trunk's checkpoint at ``h − D`` (``D = round(f·h)``, ``f`` the cooldown fraction, 0.2 by
+default) and cools the rate down to 0 over its last ``D`` steps (the 1−√ shape of Hägele et al.
+2024). Every horizon of a model thus costs one constant-rate run to ``0.8·h_max`` plus the
+cooldowns. Each trunk and branch is a directory under ``WORKDIR/train`` with its own
+checkpoints, so a killed study resumes mid-trunk or mid-branch.
+
+Training data never repeats within a run: a procedural study renders one pool of
+``h_max · batch`` training images (uint8, shared by every run, each run reading it once in the
+order of its seed), a validation set from the train split's next indices (what the learning-rate
+sweep is judged on) and a fixed test set from the test split, whose generating keys differ from
+the train split's. CIFAR and image folders stream through grain with epochs; their sweep is
+judged on the final training loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
 
-from experiments import scaling
-from jconv import data, nn, train
+from jconv import data, models, nn, summary, train
+from jconv.data.errors import DataError
 from jconv.nn.layers import SharedFilterConv
 from jconv.runner import ConfigError
 
 # The treatments of the Type 2.1 comparison: what each changes from the study's own training.
 TREATMENTS = {
-    "as_studied": "the study's own settings",
-    "lr_0.1x": "learning rate × 0.1",
-    "lr_3x": "learning rate × 3",
+    "as_studied": "the study's own recipe",
     "init_sum": "Type 2.1 kernels scaled by 1/√C at init (variance kept through the sum of C maps)",
-    "batch_norm": "a BatchNorm after every conv, before its ReLU; no LRN",
+    "paper_norm": "the papers' normalisation: LRN where AlexNet has it, no BatchNorm",
 }
 
 
@@ -48,50 +59,75 @@ def input_size(config, model: str) -> int:
     return sizes[model]
 
 
-def scaling_keys(config) -> list[dict]:
-    """One key per (model, variant, width, seed) of the width sweep."""
-    return [{"part": "scaling", "model": m, "variant": v, "width": w, "seed": s}
-            for m in config.models for v in variants(config) for w in config.widths
-            for s in config.seeds]
+def cooldown_steps(config, horizon: int) -> int:
+    return int(round(config.cooldown_fraction * horizon))
 
 
-def control_keys(config) -> list[dict]:
-    """One key per (variant, treatment, seed) of the Type 2.1 comparison (none if it is off)."""
-    c = config.controls
-    if not c.treatments:
-        return []
-    unknown = [t for t in c.treatments if t not in TREATMENTS]
-    if unknown:
-        raise ConfigError(f"--config.controls.treatments: unknown {unknown}; known: {list(TREATMENTS)}")
-    return [{"part": "controls", "model": c.model, "variant": v, "width": c.width, "seed": s,
-             "treatment": t}
-            for v in c.variants for t in c.treatments for s in config.seeds]
+def horizons(config) -> tuple[int, ...]:
+    """The study's horizons in steps, checked: increasing, each longer than its cooldown + warmup."""
+    hs = tuple(int(h) for h in config.horizons)
+    if not hs or list(hs) != sorted(set(hs)) or hs[0] - cooldown_steps(config, hs[0]) < max(1, config.warmup_steps):
+        raise ConfigError(f"--config.horizons={hs}: expected increasing step counts whose first "
+                          f"trunk ({hs[0] if hs else 0} − cooldown) reaches past warmup_steps={config.warmup_steps}")
+    return hs
 
 
-def open_data(config, model: str):
-    """The data at ``model``'s input size: arrays in memory for generated sets, else sources.
+def longest(config) -> int:
+    """The longest horizon any run of the study trains to (the reference run's included)."""
+    return horizons(config)[-1] * max(1, int(config.reference.factor) if config.reference.variant else 1)
 
-    A set without augmentation (procedural, digits, textures, synthetic) is read once into a
-    :class:`jconv.data.Dataset` (pixels ``uint8 / 255``, as the streamed pipeline gives them),
-    so no run pays for rendering or decoding; CIFAR and image folders stream through grain
-    with their augmentation.
+
+def recipe(config, *, seed: int, learning_rate: float, steps: int, cooldown: bool) -> train.TrainConfig:
+    """The study's :class:`jconv.train.TrainConfig`: a trunk (``cooldown=False``) or a branch."""
+    return train.TrainConfig(
+        steps=steps, batch_size=config.batch_size, learning_rate=learning_rate, optimizer=config.optimizer,
+        momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay,
+        label_smoothing=config.label_smoothing, ema_decay=config.ema_decay, schedule="wsd",
+        warmup_steps=config.warmup_steps, cooldown_fraction=config.cooldown_fraction if cooldown else 0.0,
+        log_every=config.log_every, checkpoint_every=config.checkpoint_every, max_checkpoints=2, seed=seed,
+        data_workers=config.data_workers, dtype=config.dtype)
+
+
+@dataclasses.dataclass
+class StudyData:
+    """A model's data: what :func:`jconv.train.train` takes, and the validation arrays (or None)."""
+
+    train: object
+    validation: tuple[np.ndarray, np.ndarray] | None
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    render_s: float = 0.0
+
+
+def open_data(config, model: str) -> StudyData:
+    """The data at ``model``'s input size (module docstring).
+
+    Raises:
+      ConfigError: a bad dataset name, channel count or missing ``data_dir``.
+      DataError: a missing or bad folder or file.
     """
     size = input_size(config, model)
-    sized = config.copy_and_resolve_references()
-    with sized.unlocked():
-        sized.input_size = size
-    selection = scaling.open_data(sized, difficulty=config.difficulty)
-    if selection.augment is not None:
-        return selection
+    if config.dataset == "procedural":
+        from jconv.data.procedural import open_procedural, render
 
-    def arrays(source):
-        items = [source[i] for i in range(len(source))]
-        images = np.stack([im for im, _ in items]).astype(np.float32) / 255  # (N, H, W, C)
-        return images, np.array([label for _, label in items], np.int32)
-
-    (train_x, train_y), (test_x, test_y) = arrays(selection.train), arrays(selection.test)
-    return data.Dataset(train_x, train_y, test_x, test_y, selection.train.num_classes,
-                        config.dataset)
+        n_train, n_val = longest(config) * config.batch_size, config.validation_size
+        train_split, test_split = open_procedural(
+            num_classes=config.num_classes, train_size=n_train + n_val, test_size=config.test_size,
+            image_size=size, difficulty=config.difficulty, seed=config.seed)
+        start = time.perf_counter()
+        x, y = render(train_split, 0, n_train + n_val, workers=config.render_workers)
+        tx, ty = render(test_split, 0, config.test_size, workers=config.render_workers)
+        dataset = data.Dataset(x[:n_train], y[:n_train], tx, ty, config.num_classes, "procedural")
+        return StudyData(dataset, (x[n_train:], y[n_train:]), config.num_classes, tuple(x.shape[1:]),
+                         time.perf_counter() - start)
+    try:
+        selection = data.open_dataset(config.dataset, image_size=size, data_dir=config.data_dir or None,
+                                      channels=config.in_channels or None, seed=config.seed)
+    except DataError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"--config.dataset={config.dataset!r}: {error}") from None
+    return StudyData(tuple(selection), None, selection.train.num_classes, tuple(selection.train.image_shape))
 
 
 def scale_shared_filters(model: nnx.Module) -> int:
@@ -108,34 +144,102 @@ def scale_shared_filters(model: nnx.Module) -> int:
     return scaled
 
 
-def train_config(config, key: dict) -> train.TrainConfig:
-    """The scaling experiments' training of ``config``, with the run's seed and treatment."""
-    lr = config.learning_rate * {"lr_0.1x": 0.1, "lr_3x": 3.0}.get(key.get("treatment"), 1.0)
-    return dataclasses.replace(scaling.train_config(config), learning_rate=lr, seed=key["seed"])
+def norm_of(config, treatment: str | None) -> str:
+    return "paper" if treatment == "paper_norm" else config.norm
 
 
-def run_dir(workdir: Path, key: dict) -> Path:
-    name = f"{key['model']}/{key['variant']}_w{key['width']:g}_s{key['seed']}"
-    if key["part"] == "controls":
-        name = f"controls/{key['variant']}_{key['treatment']}_s{key['seed']}"
-    return Path(workdir) / "train" / name
-
-
-def measure(config, key: dict, selection, workdir: Path) -> dict:
-    """Trains the run of ``key``; a run whose loss became non-finite is recorded as diverged."""
+def build(config, key: dict, study_data: StudyData) -> nnx.Module:
+    """A fresh model of ``key`` (seeded by its seed), with its treatment's initialisation."""
     treatment = key.get("treatment")
-    num_classes = (selection.num_classes if isinstance(selection, data.Dataset)
-                   else selection.train.num_classes)
+    model = models.build(key["model"], variant=key["variant"], width=key["width"],
+                         input_size=input_size(config, key["model"]), in_channels=study_data.image_shape[-1],
+                         num_classes=study_data.num_classes, norm=norm_of(config, treatment),
+                         rngs=nnx.Rngs(key["seed"]))
+    if treatment == "init_sum":
+        scale_shared_filters(model)
+    return model
+
+
+def cost(config, key: dict, study_data: StudyData) -> dict:
+    """Params, MACs per image (cost model) and XLA's FLOPs of one train step, oneDNN off."""
+    norm = norm_of(config, key.get("treatment"))
+    _, total = summary.summarize(key["model"], variant=key["variant"], width=key["width"],
+                                 input_size=input_size(config, key["model"]),
+                                 in_channels=study_data.image_shape[-1], num_classes=study_data.num_classes,
+                                 norm=norm)
+    step = recipe(config, seed=0, learning_rate=1.0, steps=1, cooldown=False)
+    flops = train.step_flops(build(config, {**key, "seed": 0}, study_data), step, study_data.image_shape,
+                             study_data.num_classes)
+    return {"params": total["params"], "macs": total["macs"], "step_flops": flops,
+            "cost_model_step_flops": 6 * total["macs"] * config.batch_size}
+
+
+def trunk_dir(workdir: Path, key: dict) -> Path:
+    name = f"{key['variant']}_w{key['width']:g}_s{key['seed']}_lr{key['lr']:g}"
+    if key.get("treatment"):
+        name = f"controls/{name}_{key['treatment']}"
+    return Path(workdir) / "train" / key["model"] / name / "trunk"
+
+
+def validation_error(model: nnx.Module, validation, batch_size: int) -> float | None:
+    """The error of ``model`` (in eval mode) on the validation arrays, or None without them."""
+    if validation is None:
+        return None
+    x, y = validation
+    forward = nnx.jit(lambda m, xb: m(xb.astype(np.float32) / 255.0).argmax(-1))
+    wrong = 0
+    for lo in range(0, len(y), batch_size):
+        xb = x[lo:lo + batch_size]
+        pad = batch_size - len(xb)
+        if pad:
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+        predicted = np.asarray(forward(model, xb))[:batch_size - pad]
+        wrong += int((predicted != y[lo:lo + batch_size]).sum())
+    return wrong / len(y)
+
+
+def branch(config, key: dict, study_data: StudyData, workdir: Path) -> dict:
+    """Trains the trunk of ``key`` to the branch point of ``key["horizon"]``, then the branch.
+
+    Both resume from what their directories hold; the branch's checkpoints are removed once it
+    is recorded by the caller's store (they are never read again). A loss that became non-finite
+    is recorded as diverged.
+    """
+    h = key["horizon"]
+    start = h - cooldown_steps(config, h)
+    trunk = trunk_dir(workdir, key)
+    lr, seed = key["lr"], key["seed"]
+    t0 = time.perf_counter()
     try:
-        result = scaling.train_run(
-            key["model"], key["variant"], key["width"], input_size(config, key["model"]), selection,
-            train_config(config, key), run_dir(workdir, key),
-            norm="batch" if treatment == "batch_norm" else "paper",
-            prepare=scale_shared_filters if treatment == "init_sum" else None)
+        train.train(build(config, key, study_data), study_data.train,
+                    recipe(config, seed=seed, learning_rate=lr, steps=start, cooldown=False), trunk,
+                    progress=False, evaluate=False)
+        t1 = time.perf_counter()
+        model = build(config, key, study_data)
+        result = train.train(model, study_data.train,
+                             recipe(config, seed=seed, learning_rate=lr, steps=h, cooldown=True),
+                             trunk.parent / f"h{h}", progress=False, start_from=(trunk, start))
     except train.NonFiniteLossError as error:
-        return {"diverged": str(error), "test_accuracy": None, "test_loss": None,
-                "num_classes": num_classes}
-    result["train_flops"] = 6 * result["macs"] * config.steps * config.batch_size
-    result["devices"] = jax.device_count()
-    result["num_classes"] = num_classes
-    return result
+        return {"diverged": str(error), "test_accuracy": None, "test_loss": None}
+    t2 = time.perf_counter()
+    return {"test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"],
+            "val_error": validation_error(model, study_data.validation, config.batch_size),
+            "final_loss": result["final_loss"], "steps": h, "branch_start": start,
+            "samples": h * config.batch_size, "images_per_s": result["images_per_s"],
+            "trunk_s": t1 - t0, "branch_s": t2 - t1, "devices": jax.device_count()}
+
+
+def drop_checkpoints(workdir: Path, key: dict) -> None:
+    """Removes the recorded branch's checkpoints (its log and config stay)."""
+    shutil.rmtree(trunk_dir(workdir, key).parent / f"h{key['horizon']}" / "checkpoints", ignore_errors=True)
+
+
+def choose_lr(sweep: list[dict]) -> float | None:
+    """The learning rate of the sweep's best run: lowest validation error, else lowest final
+    training loss (data without a validation split); ties go to the smaller rate. None if every
+    run diverged."""
+    done = [r for r in sweep if r.get("test_accuracy") is not None]
+    if not done:
+        return None
+    has_val = all(r.get("val_error") is not None for r in done)
+    return min(done, key=lambda r: (r["val_error"] if has_val else r["final_loss"], r["key"]["lr"]))["key"]["lr"]

@@ -56,7 +56,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ProceduralSource", "open_procedural", "to_arrays", "SHAPES", "PATTERNS"]
+__all__ = ["ProceduralSource", "open_procedural", "to_arrays", "render", "SHAPES", "PATTERNS"]
 
 SHAPES = ("disk", "triangle", "square", "star", "cross", "ring", "crescent", "bar")
 PATTERNS = ("solid", "halves", "stripes", "checker", "rings")
@@ -268,3 +268,37 @@ def to_arrays(source: ProceduralSource, indices=None) -> tuple[np.ndarray, np.nd
     items = [source[i] for i in indices]
     x = np.stack([im for im, _ in items]).astype(np.float32) / 255  # (N, H, W, 3)
     return x, np.array([lab for _, lab in items], np.int32)
+
+
+def _render_range(source: ProceduralSource, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    items = [source[i] for i in range(start, stop)]
+    return np.stack([im for im, _ in items]), np.array([lab for _, lab in items], np.int32)
+
+
+def render(source: ProceduralSource, start: int, stop: int, *, workers: int = 1,
+           chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Items ``[start, stop)`` as ``(N, H, W, 3)`` uint8 images and ``(N,)`` int32 labels.
+
+    With ``workers > 1`` chunks of ``chunk`` items render in that many spawned processes (each
+    item depends only on ``(seed, split, index)``, so the bytes do not depend on ``workers``).
+
+    >>> train, _ = open_procedural(num_classes=4, train_size=8, test_size=1)
+    >>> x, y = render(train, 2, 6)
+    >>> x.shape, x.dtype, y.tolist() == [train.label(i) for i in range(2, 6)]
+    ((4, 32, 32, 3), dtype('uint8'), True)
+    """
+    if not 0 <= start <= stop <= len(source):
+        raise ValueError(f"render: [start, stop) = [{start}, {stop}); expected 0 ≤ start ≤ stop ≤ "
+                         f"{len(source)} (the split's size)")
+    bounds = [(lo, min(stop, lo + chunk)) for lo in range(start, stop, chunk)]
+    if workers <= 1 or len(bounds) <= 1:
+        parts = [_render_range(source, lo, hi) for lo, hi in bounds]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_render_range, [source] * len(bounds), *zip(*bounds)))
+    if not parts:
+        return np.zeros((0, *source.image_shape), np.uint8), np.zeros(0, np.int32)
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])

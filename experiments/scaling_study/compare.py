@@ -1,0 +1,213 @@
+r"""What the fitted laws are good for: extrapolation checks, compute-optimal sizes, paired comparisons.
+
+Pure NumPy and SciPy, on top of :mod:`.fits`.
+
+* :func:`extrapolation`: fit a law on the runs of small compute (``C ≤ fraction · max C``) and
+  score its predictions of the rest, ``log(ê / e)``, and how many fall inside the 10–90%
+  bootstrap band of that small-compute fit. A law that extrapolates is one that passes this.
+* :func:`isoflop` (Hoffmann et al. 2022, approach 2): per compute budget, a parabola of ``log e``
+  in ``log N``; its vertex is the compute-optimal size ``N_opt(C)``, and the slope of
+  ``log N_opt`` against ``log C`` the exponent of ``N_opt ∝ C^a``. For
+  ``e = E + A/N^α + B/D^β`` with ``D = C / (6N)``, ``a = β / (α + β)``.
+* :func:`compare`: a paired bootstrap of the difference of one parameter between two variants
+  trained on matching runs (same width, horizon, seed): pairs are resampled together, both laws
+  refitted, and a variant is said to scale better only when at least 95% of the resamples agree.
+
+>>> C = np.array([1, 1, 1, 4, 4, 4]) * 1e12
+>>> N = np.array([1, 2, 4, 2, 4, 8]) * 1e6
+>>> e = 0.1 * np.exp(np.log(N / (1.5e6 * (C / 1e12) ** 0.5)) ** 2)
+>>> [round(r["n_opt"] / 1e6, 2) for r in isoflop(C, N, e)["bins"]]
+[1.5, 3.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments.scaling_study.fits import (_check, _distinct, _groups, _refit, _resample, _take, band,
+                                            bootstrap, fit)
+
+
+def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_resamples: int = 1000,
+                  seed: int = 0, eps0=None, compute=None, levels=(0.1, 0.9)) -> dict:
+    """Fit on the points of compute ``≤ fraction · max``, predict the held-out rest.
+
+    Args:
+        form, x, e, eps0: as :func:`.fits.fit`.
+        fraction: the split, a share of the largest compute.
+        groups: labels for the bootstrap of the small-compute fit (see :func:`.fits.bootstrap`).
+        n_resamples, seed, levels: of that bootstrap and its band.
+        compute: the compute of each point for the split; required for ``joint`` (whose ``x`` is
+            ``(N, D)``), defaults to ``x`` otherwise.
+
+    Returns:
+        ``median_abs_log`` and ``max_abs_log`` of ``|log(ê / e)|`` on the held-out points,
+        ``inside_band`` (their share inside the band), ``n_fit``, ``n_held_out``, ``fit``,
+        ``bootstrap_failed``, and per held-out point ``compute``, ``observed``, ``predicted``,
+        ``low``, ``high``. Too few points on either side: ``{"skipped": reason, "n_fit",
+        "n_held_out"}``.
+    """
+    spec, x, e, eps0 = _check(form, x, e, eps0)
+    if compute is None:
+        if form == "joint":
+            raise ValueError("compute: None; the joint law's split needs each point's compute (e.g. 6·N·D)")
+        compute = x
+    compute = np.asarray(compute, np.float64)
+    if compute.shape != e.shape or not np.all(np.isfinite(compute)) or np.any(compute <= 0):
+        raise ValueError(f"compute: shape {compute.shape}; expected finite values > 0, one per point {e.shape}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction: {fraction}; expected a share of the largest compute in (0, 1)")
+    small = compute <= fraction * compute.max()
+    n_fit, n_out, k = int(small.sum()), int((~small).sum()), len(spec.params)
+    if n_fit < k + 1 or n_out == 0:
+        why = (f"{n_fit} points at compute ≤ {fraction} · max; the {form} law needs {k + 1}"
+               if n_fit < k + 1 else "no point above the split")
+        return {"skipped": why, "n_fit": n_fit, "n_held_out": n_out}
+    idx_fit, idx_out = np.flatnonzero(small), np.flatnonzero(~small)
+    labels = _groups(groups, e.size)
+    part = fit(form, _take(form, x, idx_fit), e[idx_fit], eps0=eps0)
+    boot = bootstrap(form, _take(form, x, idx_fit), e[idx_fit], groups=labels[idx_fit],
+                     n_resamples=n_resamples, seed=seed, eps0=eps0, levels=levels, fit_result=part)
+    held = _take(form, x, idx_out)
+    bnd = band(form, boot, part, held, levels=levels)
+    obs = e[idx_out]
+    err = np.abs(np.log(bnd["fit"] / obs))
+    inside = (obs >= bnd["low"]) & (obs <= bnd["high"])
+    return {"median_abs_log": float(np.median(err)), "max_abs_log": float(err.max()),
+            "inside_band": float(inside.mean()), "n_fit": n_fit, "n_held_out": n_out, "fit": part,
+            "bootstrap_failed": boot["failed"], "compute": compute[idx_out], "observed": obs,
+            "predicted": bnd["fit"], "low": bnd["low"], "high": bnd["high"]}
+
+
+def _default_edges(compute: np.ndarray) -> np.ndarray:
+    """Bins a factor 2 wide (two per factor 4), centred on ``min C · 2^j``, spanning the data."""
+    lo = np.log2(compute.min())
+    j = int(np.round(np.log2(compute.max()) - lo))
+    return 2.0 ** (lo + np.arange(j + 2) - 0.5)
+
+
+def isoflop(compute, size, e, *, bins=None) -> dict:
+    """Compute-optimal size per compute budget and its power law (Chinchilla approach 2).
+
+    Args:
+        compute: each point's compute ``C`` (> 0).
+        size: each point's model size ``N`` (width, parameters or MACs; > 0).
+        e: each point's error in (0, 1).
+        bins: ``None`` for bins a factor 2 wide centred on ``min C · 2^j``; an int for that
+            many log-spaced bins from ``min C`` to ``max C``; or an increasing array of edges.
+            A bin is used when it has at least 3 distinct sizes.
+
+    Returns:
+        ``bins``: rows with ``c_low``, ``c_high``, ``compute`` (geometric mean in the bin),
+        ``n_points``, ``n_sizes``, ``n_opt`` (vertex of the parabola of ``log e`` in ``log N``,
+        clipped to the bin's sizes), ``e_opt`` (the parabola's error there), ``curvature``,
+        ``at_edge`` (vertex outside the sizes, or no minimum); ``slope`` ``a`` of
+        ``log N_opt = a · log C + b`` over the bins not at an edge (``None`` with fewer than 2),
+        ``slope_se`` (its standard error with 3 or more), ``intercept``, ``n_bins_used``.
+    """
+    e = np.asarray(e, np.float64)
+    compute, size = np.asarray(compute, np.float64), np.asarray(size, np.float64)
+    for name, v in (("compute", compute), ("size", size), ("e", e)):
+        if v.ndim != 1 or v.size != e.size or not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise ValueError(f"{name}: shape {v.shape}; expected finite values > 0, one per point ({e.size})")
+    if np.any(e >= 1):
+        raise ValueError(f"e: errors must lie in (0, 1); got max {e.max()}")
+    if bins is None:
+        edges = _default_edges(compute)
+    elif np.ndim(bins) == 0:
+        if int(bins) < 1:
+            raise ValueError(f"bins: {bins}; expected a positive number of bins or an array of edges")
+        edges = np.geomspace(compute.min(), compute.max() * (1 + 1e-12), int(bins) + 1)
+    else:
+        edges = np.asarray(bins, np.float64)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"bins: {bins!r}; expected increasing bin edges")
+    which = np.searchsorted(edges, compute, side="right") - 1
+    rows = []
+    for j in range(edges.size - 1):
+        m = which == j
+        ln, le = np.log(size[m]), np.log(e[m])
+        if np.unique(ln).size < 3:
+            continue
+        p2, p1, p0 = np.polyfit(ln, le, 2)
+        lo, hi = ln.min(), ln.max()
+        if p2 > 0:
+            v = -p1 / (2 * p2)
+            at_edge, v = bool(v < lo or v > hi), float(np.clip(v, lo, hi))
+        else:
+            at_edge, v = True, float(lo if np.polyval((p2, p1, p0), lo) <= np.polyval((p2, p1, p0), hi) else hi)
+        rows.append({"c_low": float(edges[j]), "c_high": float(edges[j + 1]),
+                     "compute": float(np.exp(np.log(compute[m]).mean())), "n_points": int(m.sum()),
+                     "n_sizes": int(np.unique(ln).size), "n_opt": float(np.exp(v)),
+                     "e_opt": float(np.exp(np.polyval((p2, p1, p0), v))), "curvature": float(p2),
+                     "at_edge": at_edge})
+    used = [r for r in rows if not r["at_edge"]]
+    out = {"bins": rows, "slope": None, "slope_se": None, "intercept": None, "n_bins_used": len(used)}
+    if len(used) >= 2:
+        lc, ln = np.log([r["compute"] for r in used]), np.log([r["n_opt"] for r in used])
+        if np.ptp(lc) > 0:
+            if len(used) >= 3:
+                (a, b), cov = np.polyfit(lc, ln, 1, cov=True)
+                out["slope_se"] = float(np.sqrt(cov[0, 0]))
+            else:
+                a, b = np.polyfit(lc, ln, 1)
+            out["slope"], out["intercept"] = float(a), float(b)
+    return out
+
+
+def compare(form: str, param: str, x_a, e_a, x_b, e_b, *, pairs, n_resamples: int = 1000, seed: int = 0,
+            eps0=None, higher_is_better: bool = True, names=("a", "b"), groups=None) -> dict:
+    """Paired bootstrap of ``θ_a − θ_b`` for one parameter of one law, fitted to two variants.
+
+    Args:
+        form: the law; ``param``: one of its parameters (e.g. ``"b"``, the exponent).
+        x_a, e_a, x_b, e_b: the two variants' data, as :func:`.fits.fit` takes them.
+        pairs: ``(index into a, index into b)`` per matching run (same width, horizon, seed);
+            only paired points are resampled, so pair every point.
+        n_resamples, seed: of the bootstrap (``np.random.default_rng(seed)``).
+        eps0: for ``m4``.
+        higher_is_better: whether a larger ``param`` means better scaling (``b``: yes; ``e_inf``: no).
+        names: the variants' display names in the verdict.
+        groups: optional label per pair, to resample whole groups of pairs (e.g. one trunk's horizons).
+
+    Returns:
+        ``difference`` (``θ_a − θ_b`` from fits on all of a and of b), ``theta_a``, ``theta_b``,
+        ``interval`` (10–90% of the resampled differences), ``p_a_better`` (share of resamples
+        with ``θ_a`` better), ``verdict`` (``"<a> scales better"`` when that share is ≥ 0.95,
+        ``"<b> scales better"`` when ≤ 0.05, else ``"not distinguishable"``), ``n_resamples``,
+        ``failed``.
+    """
+    spec, x_a, e_a, eps0 = _check(form, x_a, e_a, eps0)
+    if param not in spec.params:
+        raise ValueError(f"param: {param!r} is not a parameter of the {form} law; expected one of {spec.params}")
+    _, x_b, e_b, _ = _check(form, x_b, e_b, eps0)
+    p = np.asarray(pairs)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0 or not np.issubdtype(p.dtype, np.integer):
+        raise ValueError(f"pairs: shape {p.shape}; expected (m, 2) integer (index into a, index into b)")
+    if p[:, 0].min() < 0 or p[:, 0].max() >= e_a.size or p[:, 1].min() < 0 or p[:, 1].max() >= e_b.size:
+        raise ValueError(f"pairs: indices outside a ({e_a.size} points) or b ({e_b.size} points)")
+    labels = _groups(groups, p.shape[0], "groups")
+    j = spec.params.index(param)
+    fa, fb = fit(form, x_a, e_a, eps0=eps0), fit(form, x_b, e_b, eps0=eps0)
+    rng = np.random.default_rng(seed)
+    diffs, failed = [], 0
+    for _ in range(int(n_resamples)):
+        idx = _resample(rng, labels)
+        ia, ib = p[idx, 0], p[idx, 1]
+        xa, xb, k = _take(form, x_a, ia), _take(form, x_b, ib), len(spec.params)
+        ok = _distinct(form, xa) >= k and _distinct(form, xb) >= k
+        ta = _refit(form, fa, xa, e_a[ia]) if ok else None
+        tb = _refit(form, fb, xb, e_b[ib]) if ok else None
+        if ta is None or tb is None:
+            failed += 1
+        else:
+            diffs.append(ta[j] - tb[j])
+    diffs = np.array(diffs)
+    better = np.mean(diffs > 0 if higher_is_better else diffs < 0) if diffs.size else np.nan
+    verdict = ("not distinguishable" if not np.isfinite(better) or 0.05 < better < 0.95
+               else f"{names[0] if better >= 0.95 else names[1]} scales better")
+    ta, tb = fa["params"][param], fb["params"][param]
+    return {"difference": ta - tb, "theta_a": ta, "theta_b": tb,
+            "interval": tuple(map(float, np.quantile(diffs, [0.1, 0.9]))) if diffs.size else (np.nan, np.nan),
+            "p_a_better": float(better), "verdict": verdict, "n_resamples": int(n_resamples), "failed": failed,
+            "names": tuple(names)}

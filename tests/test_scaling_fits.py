@@ -1,0 +1,179 @@
+"""Scaling-law fits on known laws: parameters recovered, honest intervals, extrapolation, comparisons, iso-FLOP optima."""
+
+import doctest
+
+import numpy as np
+import pytest
+
+from experiments.scaling_study import compare as cmp
+from experiments.scaling_study import fits
+
+C = np.repeat(np.geomspace(1e9, 1e13, 9), 3)  # 9 widths x 3 seeds
+c = C / 1e9
+FRONTIER = {"e_inf": 0.05, "a": 0.6, "b": 0.4, "d": 2.0}
+
+
+def frontier(c, e_inf=0.05, a=0.6, b=0.4, d=2.0):
+    return e_inf + a * (c + d) ** -b
+
+
+def noisy(e, seed, sigma=0.03):
+    return e * np.exp(np.random.default_rng(seed).normal(0.0, sigma, np.shape(e)))
+
+
+def test_doctests():
+    for module in (fits, cmp):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def _recovered(form, x, e, truth, check, eps0=None, tol=None):
+    r = fits.fit(form, x, e, eps0=eps0)
+    boot = fits.bootstrap(form, x, e, n_resamples=100, seed=1, eps0=eps0, fit_result=r)
+    assert boot["failed"] == 0 and boot["samples"].shape == (100, len(fits.FORMS[form].params))
+    for name in check:
+        low, high = boot["params"][name]
+        assert low <= truth[name] <= high, (name, low, truth[name], high)
+        assert abs(r["params"][name] - truth[name]) < tol[name], (name, r["params"][name])
+    return r
+
+
+def test_power_law_recovered():
+    truth = {"a": 0.6, "b": 0.3}
+    r = _recovered("power", C, noisy(0.6 * c ** -0.3, 0), truth, ("a", "b"), tol={"a": 0.03, "b": 0.01})
+    assert r["c0"] == 1e9 and r["converged_share"] == 1.0 and 0.02 < r["rmse_log"] < 0.04
+
+
+def test_frontier_law_recovered():
+    r = _recovered("frontier", C, noisy(frontier(c), 1), FRONTIER, ("e_inf", "b"),
+                   tol={"e_inf": 0.01, "b": 0.06})
+    assert set(r["params"]) == {"e_inf", "a", "b", "d"} and abs(r["spearman"]) < 0.5
+
+
+def test_m4_law_recovered():
+    # The law inverted for compute: errors from 0.6 down to 0.07, chance 0.9.
+    truth = {"e_inf": 0.04, "alpha": 0.7, "beta": 1.2, "gamma": 0.35}
+    e = np.repeat(np.geomspace(0.6, 0.07, 9), 3)
+    cm = ((e - truth["e_inf"]) / ((0.9 - e) ** truth["alpha"] * truth["beta"])) ** (-1 / truth["gamma"])
+    r = _recovered("m4", cm * 1e9, noisy(e, 2, 0.01), truth, ("e_inf", "gamma"), eps0=0.9,
+                   tol={"e_inf": 0.01, "gamma": 0.1})
+    assert np.allclose(fits.predict(r, cm * 1e9), e, rtol=0.05)
+
+
+def test_joint_law_recovered():
+    truth = {"E": 0.03, "A": 0.5, "alpha": 0.35, "B": 0.4, "beta": 0.28}
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1, 1e3, 6), np.geomspace(1, 1e3, 6)))
+    e = noisy(0.03 + 0.5 * n ** -0.35 + 0.4 * d ** -0.28, 3, 0.02)
+    r = _recovered("joint", (n * 1e6, d * 1e7), e, truth, ("alpha", "beta"), tol={"alpha": 0.08, "beta": 0.08})
+    assert (r["n0"], r["d0"]) == (1e6, 1e7)
+    assert fits.predict(r, (np.array([2e6]), np.array([3e7]))).shape == (1,)
+
+
+def test_frontier_exponent_intervals_cover_the_truth_80_percent_of_the_time():
+    covered = []
+    for draw in range(30):
+        e = noisy(frontier(c), 100 + draw)
+        r = fits.fit("frontier", C, e, starts=8)
+        low, high = fits.bootstrap("frontier", C, e, n_resamples=100, seed=draw, fit_result=r)["params"]["b"]
+        covered.append(low <= FRONTIER["b"] <= high)
+    assert 0.7 <= np.mean(covered) <= 0.9, np.mean(covered)
+
+
+def test_bootstrap_is_deterministic_and_groups_resample_whole_runs():
+    e = noisy(0.6 * c ** -0.3, 4)
+    one = fits.bootstrap("power", C, e, n_resamples=50, seed=7)
+    assert np.array_equal(one["samples"], fits.bootstrap("power", C, e, n_resamples=50, seed=7)["samples"])
+    alone = fits.bootstrap("power", C, e, groups=np.arange(C.size), n_resamples=50, seed=7)
+    assert np.array_equal(one["samples"], alone["samples"])
+    # One group: every resample is the whole sample, so every refit is the full fit.
+    whole = fits.bootstrap("power", C, e, groups=np.zeros(C.size, int), n_resamples=10, seed=7)
+    assert np.allclose(whole["samples"], [[one["fit"]["params"]["a"], one["fit"]["params"]["b"]]], rtol=1e-6)
+    # Two widths, grouped by width: half the resamples hold one width, too few for 2 parameters.
+    two = fits.bootstrap("power", C[:6], e[:6], groups=C[:6], n_resamples=40, seed=7)
+    assert 10 < two["failed"] < 30 and len(two["samples"]) == 40 - two["failed"]
+    bnd = fits.band("power", one, one["fit"], [1e9, 1e14])
+    assert np.all(bnd["low"] <= bnd["fit"]) and np.all(bnd["fit"] <= bnd["high"])
+    assert bnd["high"][1] / bnd["low"][1] > bnd["high"][0] / bnd["low"][0]  # wider far away
+
+
+def test_extrapolation_of_a_true_power_law_is_tight():
+    out = cmp.extrapolation("power", C, noisy(0.6 * c ** -0.3, 5, 0.01), n_resamples=100)
+    assert (out["n_fit"], out["n_held_out"]) == (21, 6)
+    assert out["median_abs_log"] < 0.02 and out["max_abs_log"] < 0.05 and out["inside_band"] >= 0.5
+
+
+def test_extrapolation_past_an_unseen_floor_fails():
+    e = noisy(0.6 * c ** -0.3, 5, 0.01)
+    e = np.where(c > 2500, 0.07, e)  # the fit part (c ≤ 2500) never sees the floor
+    out = cmp.extrapolation("power", C, e, n_resamples=100)
+    assert out["median_abs_log"] > 0.2 and out["inside_band"] == 0.0
+    assert np.all(out["predicted"] < out["observed"])
+
+
+def test_extrapolation_skips_when_too_few_points_to_fit():
+    out = cmp.extrapolation("frontier", C, frontier(c), fraction=1e-3)
+    assert "skipped" in out and out["n_fit"] == 3
+
+
+def test_joint_extrapolation_needs_compute():
+    n, d = np.geomspace(1, 100, 8), np.geomspace(1, 100, 8)
+    with pytest.raises(ValueError, match="compute"):
+        cmp.extrapolation("joint", (n, d), 0.05 + 0.3 * n ** -0.3)
+
+
+def test_paired_comparison_of_exponents():
+    pairs = [(i, i) for i in range(C.size)]
+    steep, shallow = noisy(frontier(c, b=0.55), 6), noisy(frontier(c, b=0.3), 7)
+    out = cmp.compare("frontier", "b", C, steep, C, shallow, pairs=pairs, n_resamples=200, names=("wide", "thin"))
+    assert out["verdict"] == "wide scales better" and out["p_a_better"] >= 0.95 and out["difference"] > 0.1
+    same = cmp.compare("frontier", "b", C, noisy(frontier(c), 8), C, noisy(frontier(c), 9), pairs=pairs,
+                       n_resamples=200)
+    assert same["verdict"] == "not distinguishable" and 0.05 < same["p_a_better"] < 0.95
+    floor = cmp.compare("frontier", "e_inf", C, steep, C, shallow, pairs=pairs, n_resamples=50,
+                        higher_is_better=False)
+    assert 0 <= floor["p_a_better"] <= 1
+
+
+def test_isoflop_recovers_the_optimal_size_trend():
+    E, A, alpha, B, beta = 0.02, 5.0, 0.34, 5.0, 0.28
+    budgets = 1e15 * 4.0 ** np.arange(5)
+    n_opt = (alpha * A / (beta * B)) ** (1 / (alpha + beta)) * (budgets / 6) ** (beta / (alpha + beta))
+    comp = np.repeat(budgets, 7)
+    size = (n_opt[:, None] * 2.0 ** np.arange(-3, 4)).ravel()
+    e = E + A / size ** alpha + B / (comp / (6 * size)) ** beta
+    out = cmp.isoflop(comp, size, e)
+    assert len(out["bins"]) == 5 and out["n_bins_used"] == 5
+    assert abs(out["slope"] - beta / (alpha + beta)) < 0.01 and out["slope_se"] < 0.01
+    ratio = np.array([r["n_opt"] for r in out["bins"]]) / n_opt
+    assert np.all(np.abs(np.log(ratio)) < 0.2)
+    # Sizes all below the optimum: the vertex lies outside and is flagged.
+    small = cmp.isoflop(comp, (n_opt[:, None] * 2.0 ** np.arange(-9, -2)).ravel(), e)
+    assert all(r["at_edge"] for r in small["bins"]) and small["slope"] is None
+
+
+def test_converged_share():
+    easy = fits.fit("frontier", C, frontier(c))
+    assert easy["converged_share"] > 0.9 and easy["objective"] < 1e-8
+    assert abs(easy["params"]["b"] - 0.4) < 1e-3
+    r = fits.fit("frontier", C, noisy(frontier(c), 10), starts=20)
+    assert 0 < r["converged_share"] <= 1
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda: fits.fit("power", C, np.full(C.size, 1.2)), "e"),
+    (lambda: fits.fit("power", C[:-1], np.full(C.size, 0.3)), "x"),
+    (lambda: fits.fit("frontier", C[:3], np.full(3, 0.3)), "e"),
+    (lambda: fits.fit("cubic", C, np.full(C.size, 0.3)), "form"),
+    (lambda: fits.fit("m4", C, np.full(C.size, 0.3)), "eps0"),
+    (lambda: fits.fit("m4", C, np.full(C.size, 0.3), eps0=0.2), "eps0"),
+    (lambda: fits.fit("joint", C, np.full(C.size, 0.3)), "x"),
+    (lambda: fits.fit("power", -C, np.full(C.size, 0.3)), "x"),
+    (lambda: fits.fit("power", C, np.full(C.size, 0.3), starts=np.ones((3, 3))), "starts"),
+    (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), groups=[0, 1]), "groups"),
+    (lambda: cmp.isoflop(C, C[:-1], np.full(C.size, 0.3)), "size"),
+    (lambda: cmp.compare("power", "b", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 99)]), "pairs"),
+    (lambda: cmp.compare("power", "e_inf", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 0)]),
+     "param"),
+])
+def test_bad_inputs_name_the_argument(call, arg):
+    with pytest.raises(ValueError, match=rf"^{arg}\b"):
+        call()
