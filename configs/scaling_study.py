@@ -47,7 +47,7 @@ def get_config(arg=None):
     config.seeds = (0,)
     # Horizons in steps (doubling); each is a branch that cools down over its last
     # cooldown_fraction, off one constant-rate run per model.
-    config.horizons = (10, 20) if smoke else (320, 640, 1280, 2560, 5120) if gpu else (320, 640, 1280, 2560)
+    config.horizons = (10, 20, 40) if smoke else (320, 640, 1280, 2560, 5120) if gpu else (320, 640, 1280, 2560)
     config.cooldown_fraction = 0.2
     config.warmup_steps = 4 if smoke else 64
     # The learning rate of each (variant, width, seed): the best of these at the shortest
@@ -87,7 +87,7 @@ def get_config(arg=None):
     config.controls.variants = ("standard", "shared_filter")
     config.controls.treatments = ("as_studied", "init_sum") if smoke else tuple(TREATMENTS)
     # The analysis.
-    config.bootstrap = 100 if smoke else 1000
+    config.bootstrap = 50 if smoke else 1000
     config.holdout_fraction = 0.25  # laws are fitted on compute ≤ this share of the largest
     if arg == "paper":
         config.norm = "paper"

@@ -1,4 +1,5 @@
-"""The scaling study: its fits, frontier and verdict on known data, and its smoke run on CIFAR files."""
+"""The scaling study: its data, its trunks and branches, resuming mid-branch, the analysis on
+constructed records, and its smoke run (procedural and CIFAR files) with every output."""
 
 import csv
 import json
@@ -11,79 +12,59 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import configs.scaling_study as study_config
 from experiments.report_sections import Context
 from experiments.report_sections.study import scaling_study
 from experiments.scaling_study import analysis, runs, tables
-from jconv import models, runner, summary
+from jconv import data, models, runner, summary, train
 from tests.test_data_files import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--config.variants=('standard',)", "--config.widths=(0.0625,)", "--config.learning_rates=(0.05,)",
+         "--config.controls.treatments=()", "--config.reference.variant=", "--config.horizons=(10, 20)",
+         "--config.checkpoint_every=1"]
 
 
-def _record(part="scaling", variant="standard", width=1.0, seed=0, acc=0.5, **extra):
-    key = {"part": part, "model": "alexnet", "variant": variant, "width": width, "seed": seed, **extra}
-    return {"key": key, "test_accuracy": acc, "test_loss": 1.0 - acc, "final_loss": 2.0 - acc,
-            "macs": int(1000 * width ** 2), "params": 10, "train_flops": 6000 * width ** 2,
-            "images_per_s": 100.0 * (1 + seed)}
+def test_training_images_never_repeat_and_the_test_set_is_fixed_and_disjoint():
+    config = study_config.get_config("smoke")
+    first, again = runs.open_data(config, "alexnet"), runs.open_data(config, "alexnet")
+    train_x = first.train.train_x
+    # The pool holds exactly the images of the longest run (the reference included), each read once.
+    assert len(train_x) == runs.longest(config) * config.batch_size == 40 * 2 * 8
+    order = data.batch_indices(len(train_x), config.batch_size, seed=0, epoch=0)
+    assert order.shape == (runs.longest(config), config.batch_size)
+    assert np.array_equal(np.sort(order.ravel()), np.arange(len(train_x)))
+    np.testing.assert_array_equal(first.train.test_x, again.train.test_x)
+    assert len(first.train.test_y) == config.test_size and first.train.train_x.dtype == np.uint8
+    seen = {x.tobytes() for x in train_x}
+    assert len(seen) == len(train_x)
+    assert not seen & {x.tobytes() for x in first.train.test_x}
+    assert not seen & {x.tobytes() for x in first.validation[0]}
 
 
-@pytest.mark.parametrize("b", [0.3, 0.8])
-def test_power_law_exponent_recovered_within_its_interval(b):
-    rng = np.random.default_rng(1)
-    compute = np.repeat(np.geomspace(1e9, 1e12, 5), 3)
-    errors = 2.0 * (compute / 1e9) ** -b * np.exp(rng.normal(0, 0.02, compute.size))
-    law = analysis.fit_laws(compute, errors)
-    power = law["forms"]["power"]
-    assert law["best"] in ("power", "power+floor")
-    assert power["b_low"] < b < power["b_high"] and power["b_se"] < 0.05
-    assert power["r2"] > 0.95
+def test_branch_points_and_rejected_horizons():
+    config = study_config.get_config()
+    assert [h - runs.cooldown_steps(config, h) for h in runs.horizons(config)] == [256, 512, 1024, 2048]
+    bad = runner.load("configs/scaling_study.py:smoke", ["--config.horizons=(20, 10)"])[0]
+    with pytest.raises(runner.ConfigError, match="horizons"):
+        runs.horizons(bad)
+    config = runner.load("configs/scaling_study.py:smoke", ["--config.variants=('nope',)"])[0]
+    with pytest.raises(runner.ConfigError, match="unknown \\['nope'\\]"):
+        runs.variants(config)
 
 
-def test_flat_and_floored_data_choose_their_forms():
-    compute = np.repeat([1.0, 4.0, 16.0, 64.0, 256.0], 2)
-    wobble = np.array([0.01, -0.01] * 5)
-    assert analysis.fit_laws(compute, 0.9 + wobble)["best"] == "flat"
-    floored = analysis.fit_laws(compute, 0.5 * compute ** -1.0 + 0.2 + wobble / 10)
-    assert floored["best"] == "power+floor"
-    assert abs(floored["forms"]["power+floor"]["e_inf"] - 0.2) < 0.02
+def test_the_sweep_chooses_by_validation_error_then_training_loss():
+    def rec(lr, val, loss, acc=0.5):
+        return {"key": {"lr": lr}, "val_error": val, "final_loss": loss, "test_accuracy": acc}
+
+    assert runs.choose_lr([rec(0.1, 0.3, 1.0), rec(0.2, 0.2, 2.0), rec(0.4, 0.2, 0.5)]) == 0.2
+    assert runs.choose_lr([rec(0.1, None, 1.0), rec(0.2, None, 0.7)]) == 0.2
+    assert runs.choose_lr([rec(0.1, 0.3, 1.0, acc=None)]) is None
 
 
-def test_fit_refuses_too_few_points():
-    with pytest.raises(ValueError, match="at least 3"):
-        analysis.fit_laws([1, 2], [0.5, 0.4])
-
-
-def test_aggregate_spread_over_seeds_and_frontier():
-    records = [_record(width=w, seed=s, acc=a) for w, s, a in
-               [(0.5, 0, 0.40), (0.5, 1, 0.44), (1.0, 0, 0.60), (1.0, 1, 0.50)]]
-    records += [_record(variant="shared_filter", width=1.0, seed=s, acc=0.1) for s in (0, 1)]
-    rows = analysis.aggregate(records)
-    row = next(r for r in rows if (r["variant"], r["width"]) == ("standard", 1.0))
-    assert row["accuracy"]["mean"] == pytest.approx(0.55)
-    assert row["accuracy"]["std"] == pytest.approx(np.std([0.6, 0.5], ddof=1))
-    assert row["images_per_s"] == pytest.approx(150.0)
-    frontier = tables.mark_frontier(rows)
-    assert frontier == {"alexnet": ["standard w0.5", "standard w1"]}
-    assert not next(r for r in rows if r["variant"] == "shared_filter")["frontier"]
-
-
-@pytest.mark.parametrize("best, expected", [(0.50, "training"), (0.30, "both"), (0.12, "variant")])
-def test_verdict_follows_the_measurements(best, expected):
-    records = [_record("controls", v, 0.25, s, a, treatment=t) for s in (0, 1) for v, t, a in
-               [("standard", "as_studied", 0.52), ("shared_filter", "as_studied", 0.10),
-                ("shared_filter", "batch_norm", best)]]
-    verdict = tables.verdict(analysis.controls(records), num_classes=10)
-    assert verdict["answer"] == expected and verdict["best"] == "batch_norm"
-
-
-def test_batch_norm_models_and_the_sum_aware_init():
-    rows, total = summary.summarize("alexnet", width=0.25, input_size=67, norm="batch", num_classes=10)
-    names = [r["name"] for r in rows]
-    assert "lrn1" not in names and names[:3] == ["conv1", "conv1_bn", "pool1"]
+def test_the_sum_aware_init_and_batch_norm_models():
+    rows, _ = summary.summarize("alexnet", width=0.25, input_size=67, norm="batch", num_classes=10)
     assert sum(r["op"] == "batch_norm" for r in rows) == 5
-    assert total["macs"] == summary.summarize("alexnet", width=0.25, input_size=67, num_classes=10)[1]["macs"]
-    with pytest.raises(ValueError, match="norm='group'"):
-        models.build("alexnet", norm="group", rngs=nnx.Rngs(0))
     build = lambda: models.build("alexnet", variant="shared_filter", width=0.125, input_size=67,  # noqa: E731
                                  num_classes=10, rngs=nnx.Rngs(0))
     plain, scaled = build(), build()
@@ -92,13 +73,96 @@ def test_batch_norm_models_and_the_sum_aware_init():
                                plain.conv3.kernel[...], rtol=1e-6)
 
 
-def test_bad_variant_and_treatment_are_config_errors():
-    config = runner.load("configs/scaling_study.py:smoke", ["--config.variants=('nope',)"])[0]
-    with pytest.raises(runner.ConfigError, match="unknown \\['nope'\\]"):
-        runs.scaling_keys(config)
-    config = runner.load("configs/scaling_study.py:smoke", ["--config.controls.treatments=('x',)"])[0]
-    with pytest.raises(runner.ConfigError, match="treatments: unknown"):
-        runs.control_keys(config)
+def _records(law, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), variant="standard", noise=0.0, seed=0):
+    """Study records whose error follows ``law(N, D)``: params ∝ width², compute ∝ params · horizon."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in widths:
+        params = 1000 * w * w
+        out.append({"key": {"part": "cost", "model": "m", "variant": variant, "width": w},
+                    "params": params, "macs": params, "step_flops": 6 * params * 8,
+                    "cost_model_step_flops": 6 * params * 8})
+        for h in horizons:
+            e = law(params, 8 * h) * math.exp(noise * rng.normal())
+            out.append({"key": {"part": "scaling", "model": "m", "variant": variant, "width": w, "seed": 0,
+                                "lr": 0.1, "horizon": h},
+                        "test_accuracy": 1 - e, "val_error": e, "final_loss": 1.0, "samples": 8 * h,
+                        "trunk_s": 1.0, "branch_s": 0.5})
+    return out
+
+
+def _joint(params, samples, alpha=0.4, beta=0.5):
+    return 0.05 + 2.0 / params ** alpha + 3.0 / samples ** beta
+
+
+def test_analysis_of_a_known_joint_law():
+    records = _records(_joint, noise=0.01)
+    rows = analysis.runs(records)
+    assert len(rows) == 16 and rows[1]["wall_s"] == 2.5  # the trunk to h=200 and the branch
+    laws = analysis.laws(rows, eps0=0.9, n_resamples=30)
+    law = laws["m/standard"]
+    joint = law["forms"]["joint"]
+    assert joint["fit"]["params"]["alpha"] == pytest.approx(0.4, rel=0.1)
+    assert joint["fit"]["params"]["beta"] == pytest.approx(0.5, rel=0.1)
+    assert joint["extrapolation"]["median_abs_log"] < 0.02 and law["best"] == "joint"
+    t = analysis.targets(rows, [], laws, model="m")
+    assert t["met"]["extrapolation"] and t["met"]["in_sample"] and not t["met"]["trained_enough"]
+
+
+def test_paired_comparison_tells_a_steeper_variant_and_not_a_twin():
+    # Compute ∝ N·D, from 1 to 512 times the smallest: errors 0.52 → 0.04 (steep) or 0.13 (flat).
+    steep = lambda n, d: 0.02 + 0.5 * (n * d / 8e5) ** -0.5  # noqa: E731
+    flat = lambda n, d: 0.02 + 0.5 * (n * d / 8e5) ** -0.25  # noqa: E731
+    records = _records(flat, noise=0.01) + _records(steep, variant="steep", noise=0.01, seed=1)
+    records += _records(flat, variant="twin", noise=0.01, seed=2)
+    rows = analysis.runs(records)
+    laws = analysis.laws(rows, eps0=0.9, n_resamples=10, forms=("frontier",))
+    by = {c["variant"]: c for c in analysis.comparisons(rows, laws, eps0=0.9, n_resamples=200)}
+    assert by["steep"]["verdict"] == "steep scales better" and by["steep"]["p_better"] >= 0.95
+    assert by["twin"]["verdict"] == "not distinguishable"
+
+
+def test_verdict_follows_the_measurements():
+    def row(variant, treatment, acc):
+        return {"variant": variant, "treatment": treatment, "accuracy": {"mean": acc}}
+
+    for best, expected in ((0.50, "training"), (0.30, "both"), (0.12, "variant")):
+        rows = [row("standard", "as_studied", 0.52), row("shared_filter", "as_studied", 0.10),
+                row("shared_filter", "init_sum", best)]
+        assert tables.verdict(rows, num_classes=10)["answer"] == expected
+
+
+def test_killed_study_resumes_mid_branch(tmp_path, monkeypatch):
+    """A study stopped inside a branch resumes from the branch's own checkpoint and records what
+    an uninterrupted study records."""
+    whole = runner.run("configs/scaling_study.py:smoke", SMALL, tmp_path / "whole")
+    real, state = train.train, {"stopped": False, "starts": []}
+
+    def stop_in_the_second_branch(*args, start_from=None, **kwargs):
+        if start_from is not None and args[2].steps == 20 and not state["stopped"]:
+            def on_step(done):
+                if done == 18:
+                    state["stopped"] = True
+                    raise KeyboardInterrupt
+            kwargs["on_step"] = on_step
+        result = real(*args, start_from=start_from, **kwargs)
+        if start_from is not None and args[2].steps == 20:
+            state["starts"].append(result["start_step"])
+        return result
+
+    monkeypatch.setattr(train, "train", stop_in_the_second_branch)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("configs/scaling_study.py:smoke", SMALL, tmp_path / "killed")
+    branch = tmp_path / "killed" / "train" / "alexnet" / "standard_w0.0625_s0_lr0.05" / "h20"
+    assert (branch / "checkpoints" / "17").is_dir()
+    runner.run("configs/scaling_study.py:smoke", SMALL, tmp_path / "killed")
+    assert state["starts"] == [17]  # the branch went on from its own step 17, not from the trunk's 16
+
+    def results(folder):
+        return {json.dumps(r["key"], sort_keys=True): (r.get("test_accuracy"), r.get("test_loss"), r.get("step_flops"))
+                for r in runner.Store(folder).records()}
+
+    assert results(tmp_path / "killed") == results(whole)
 
 
 @pytest.fixture(scope="module")
@@ -117,41 +181,28 @@ def study(tmp_path_factory):
 def test_smoke_study_on_cifar_files_writes_every_output(study):
     table = (study / "table.md").read_text(encoding="utf-8")
     assert "# Scaling study: alexnet on cifar10" in table
-    for heading in ("## Fitted laws", "## Throughput against the cost model", "## Type 2.1"):
+    for heading in ("## Learning-rate sweep", "## Laws", "## IsoFLOP", "## Which variant scales better",
+                    "## Targets", "## Type 2.1"):
         assert heading in table
     with open(study / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2 * 2 + 2 * 2 * 2  # variants × widths × seeds, then the comparison
+    # variants × widths × horizons, the comparison's 2 variants × 2 treatments, the reference
+    assert len(rows) == 2 * 2 * 3 + 2 * 2 + 1
     results = json.loads((study / "results.json").read_text())
     assert set(results["laws"]) == {"alexnet/standard", "alexnet/shared_filter"}
     assert results["verdict"]["answer"] in ("training", "variant", "both")
-    for name in ("accuracy.png", "laws.png", "throughput.png", "controls.png"):
+    assert {r["lr"] for r in results["sweep"]} == {0.05, 0.2}
+    for name in ("frontier.png", "isoflop.png", "residuals.png", "controls.png"):
         assert (study / name).read_bytes()[:4] == b"\x89PNG"
-    first = runs.run_dir(study, {"part": "scaling", "model": "alexnet", "variant": "standard",
-                                 "width": 0.0625, "seed": 0})
-    assert (first / "checkpoints" / "2").is_dir() and (first / "train_log.jsonl").is_file()
-
-
-def test_rerun_trains_only_what_is_missing(study, tmp_path):
-    lines = (study / "measurements.jsonl").read_text().splitlines(keepends=True)
-    (study / "measurements.jsonl").write_text("".join(lines[:-1]) + lines[-1][:20])  # a cut line
-    dropped = json.loads(lines[-1])["key"]
-    before = {json.dumps(json.loads(line)["key"]): json.loads(line)["wall_s"] for line in lines[:-1]}
-    config = json.loads((study / "config.json").read_text())
-    runner.run("configs/scaling_study.py:smoke", [f"--config.dataset=cifar10",
-                                                  f"--config.data_dir={config['data_dir']}"], study)
-    after = [json.loads(line) for line in (study / "measurements.jsonl").read_text().splitlines()]
-    assert len(after) == len(lines) and after[-1]["key"] == dropped
-    assert {json.dumps(r["key"]): r["wall_s"] for r in after[:-1]} == before
 
 
 def test_report_section_reads_the_study(study, tmp_path):
     config = runner.load("configs/report.py:smoke", [f"--config.study_dir={study}"])[0]
     ctx = Context(config=config, workdir=tmp_path, dir=tmp_path, store=runner.Store(tmp_path))
     text = scaling_study(ctx)
-    assert text.startswith("## 9. Accuracy against compute") and "| alexnet | standard |" in text
-    assert "Type 2.1" in text and (tmp_path / "study_accuracy.png").is_file()
-    assert set(ctx.figures["scaling_study"]["exponents"]) == {"alexnet/standard", "alexnet/shared_filter"}
+    assert text.startswith("## 9. Error against compute") and "| alexnet | standard |" in text
+    assert "Type 2.1" in text and (tmp_path / "study_frontier.png").is_file()
+    assert set(ctx.figures["scaling_study"]["forms"]) == {"alexnet/standard", "alexnet/shared_filter"}
     empty = runner.load("configs/report.py:smoke", [f"--config.study_dir={tmp_path / 'none'}"])[0]
     ctx = Context(config=empty, workdir=tmp_path / "none", dir=tmp_path, store=runner.Store(tmp_path))
     assert "No results of the scaling study" in scaling_study(ctx) and ctx.figures["scaling_study"] is None
@@ -180,7 +231,8 @@ def test_a_registered_variant_joins_the_study(tmp_path, monkeypatch):
     config = runner.load("configs/scaling_study.py:smoke", ["--config.variants=()"])[0]
     assert "shift" in runs.variants(config) and "standard" in runs.variants(config)
     workdir = runner.run("configs/scaling_study.py:smoke", [
-        "--config.variants=('shift',)", "--config.widths=(0.0625,)", "--config.controls.treatments=()"],
+        "--config.variants=('shift',)", "--config.widths=(0.0625,)", "--config.controls.treatments=()",
+        "--config.reference.variant=", "--config.learning_rates=(0.05,)", "--config.horizons=(10, 20)"],
         tmp_path / "w")
     table = (workdir / "table.md").read_text(encoding="utf-8")
-    assert table.count("| alexnet | shift | 0.0625 |") == 1 and "## Type 2.1" not in table
+    assert table.count("| alexnet | shift | 0.0625 |") == 2 and "## Type 2.1" not in table

@@ -40,40 +40,52 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not a scaling-study results file ({error})") from None
     laws = results.get("laws", {})
+    exponent = {"power": "b", "frontier": "b", "m4": "gamma"}
     ctx.figures["scaling_study"] = {
-        "exponents": {name: law["forms"][law["best"]].get("b") for name, law in laws.items()},
         "forms": {name: law["best"] for name, law in laws.items()},
+        "exponents": {name: law["forms"][law["best"]]["fit"]["params"].get(exponent.get(law["best"], ""))
+                      for name, law in laws.items() if law.get("best")},
         "verdict": (results.get("verdict") or {}).get("answer"),
-        "frontier": results.get("frontier")}
+        "targets": (results.get("targets") or {}).get("met")}
     rows = []
     for name, law in laws.items():
-        form = law["forms"][law["best"]]
-        b = f"{form['b']:.2f} ± {form['b_se']:.2f}" if "b" in form else "—"
-        rows.append([*name.split("/"), law["best"], b,
-                     f"{form['e_inf']:.3f}" if "e_inf" in form else "—",
-                     "—" if form["r2"] is None else f"{form['r2']:.2f}"])
+        if not law.get("best"):
+            continue
+        s = law["forms"][law["best"]]
+        held, name_b = s["extrapolation"], exponent.get(law["best"])
+        b = (f"{s['fit']['params'][name_b]:.3f} [{s['intervals'][name_b][0]:.3f}, {s['intervals'][name_b][1]:.3f}]"
+             if name_b else "—")
+        rows.append([*name.split("/"), law["best"], b, f"{held['median_abs_log']:.3f} / {held['max_abs_log']:.3f}",
+                     f"{held['inside_band']:.0%}", f"{s['fit']['rmse_log']:.3f}"])
     figures = []
-    for name in ("accuracy.png", "laws.png", "throughput.png", "controls.png"):
+    for name in ("frontier.png", "isoflop.png", "residuals.png", "controls.png"):
         if (folder / name).is_file():
             shutil.copy(folder / name, ctx.dir / f"study_{name}")
             figures.append(f"![{name[:-4]}](study_{name})")
     config = results.get("config", {})
-    frontier = "; ".join(f"{m}: {', '.join(points)}" for m, points in (results.get("frontier") or {}).items())
+    targets = results.get("targets") or {}
+    met = targets.get("met", {})
+    target_text = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in met.items()) or "—"
+    comparisons = "; ".join(f"{c['variant']}: {c['verdict']} (P = {c['p_better']:.2f})"
+                            for c in results.get("comparisons", []))
     verdict = results.get("verdict")
     verdict_text = (f"**Type 2.1: {verdict['text']}** ({verdict['figures']})." if verdict
                     else "The Type 2.1 comparison has not run.")
-    return f"""## 9. Accuracy against compute: the scaling study
+    return f"""## 9. Error against compute: the scaling study
 
 `configs/scaling_study.py` trained {', '.join(config.get('models', []))} with every conv
-variant at widths {', '.join(f'{w:g}' for w in config.get('widths', []))} and seeds
-{', '.join(map(str, config.get('seeds', [])))} on `{config.get('dataset')}`, {config.get('steps')} steps
-of batch {config.get('batch_size')} each (results read from `{folder}`). The law of each
-variant is the form with the lowest AICc fitted to test error against training FLOPs; b is
-its exponent ± standard error:
+variant at widths {', '.join(f'{w:g}' for w in config.get('widths', []))}, each at horizons
+{', '.join(map(str, config.get('horizons', [])))} steps of batch {config.get('batch_size')} branched off
+one constant-rate run, on `{config.get('dataset')}` (results read from `{folder}`). Compute is
+XLA's FLOP count of the train step times the steps. Each variant's law is the form that
+extrapolated best: fitted on the runs of compute ≤ {config.get('holdout_fraction')} × the largest,
+scored on the rest (median / maximum |log(ê/e)|, the share inside the 10–90% bootstrap band);
+the exponent carries its 10–90% bootstrap interval:
 
-{table(["model", "variant", "form", "b", "e∞", "R²"], rows)}
+{table(["model", "variant", "form", "exponent [10–90%]", "held out: median / max", "inside band", "RMSE log"], rows)}
 
-Pareto frontier (MACs per image against mean error): {frontier or "—"}.
+Targets for the standard conv: {target_text}. Paired bootstrap of the frontier exponent against the
+standard conv: {comparisons or "—"}.
 
 {verdict_text}
 

@@ -111,25 +111,35 @@ def run(config, workdir: Path) -> dict:
 
 
 def summarize(config, records: list[dict], workdir: Path) -> dict:
-    """Writes the table, CSV, JSON and plots of ``records``; returns the results."""
-    results = {"rows": analysis.aggregate(records),
-               "laws": {f"{m}/{v}": law for (m, v), law in analysis.laws(records).items()},
-               "controls": analysis.controls(records),
-               "num_classes": next((r["num_classes"] for r in records if "num_classes" in r), None)}
-    results["frontier"] = tables.mark_frontier(results["rows"])
-    results["verdict"] = tables.verdict(results["controls"], results["num_classes"])
+    """Writes the tables, CSV, JSON and plots of ``records``; returns the results."""
+    rows = analysis.runs(records)
+    num_classes = next((r["num_classes"] for r in records if "num_classes" in r), None)
+    eps0 = 1 - 1 / num_classes if num_classes else 0.9
+    fraction, n = config.holdout_fraction, config.bootstrap
+    laws = analysis.laws(rows, eps0=eps0, fraction=fraction, n_resamples=n)
+    control_rows = analysis.runs(records, "controls")
+    results = {"runs": rows, "sweep": analysis.sweep(records), "laws": laws,
+               "isoflop": analysis.isoflops(rows),
+               "comparisons": analysis.comparisons(rows, laws, eps0=eps0, n_resamples=n),
+               "targets": analysis.targets(rows, analysis.runs(records, "reference"), laws,
+                                           model=config.models[0]),
+               "controls": analysis.controls(control_rows), "num_classes": num_classes,
+               "holdout_fraction": fraction}
+    results["verdict"] = tables.verdict(results["controls"], num_classes)
     if jax.process_index() != 0:
         return results
-    tables.write_csv(records, workdir / "summary.csv")
+    tables.write_csv(rows + control_rows + analysis.runs(records, "reference"), workdir / "summary.csv")
     tables.write_json(config, results, workdir / "results.json")
-    plots.accuracy(results, workdir / "accuracy.png")
-    plots.laws(records, results, workdir / "laws.png")
-    plots.throughput(results, workdir / "throughput.png")
+    plots.frontier(rows, results, workdir / "frontier.png")
+    plots.isoflop(rows, results, workdir / "isoflop.png")
+    plots.residuals(rows, results, workdir / "residuals.png")
+    names = ["frontier.png", "isoflop.png", "residuals.png"]
     if results["controls"]:
-        plots.controls(records, results, workdir / "controls.png")
-    text = tables.markdown(config, results, records)
+        plots.controls(control_rows, results, workdir / "controls.png")
+        names.append("controls.png")
+    text = tables.markdown(config, results)
     (workdir / "table.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"table: {workdir / 'table.md'}\ncsv: {workdir / 'summary.csv'}\nplots: "
-          + ", ".join(str(workdir / n) for n in ("accuracy.png", "laws.png", "throughput.png")))
+          + ", ".join(str(workdir / name) for name in names))
     return results

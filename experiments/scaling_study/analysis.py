@@ -1,44 +1,38 @@
-"""What the scaling study computes from its runs: seed statistics, Pareto frontiers, fitted laws.
+"""What the scaling study computes from its runs: the runs at their chosen rates, the laws with
+their bootstrap intervals and extrapolation scores, IsoFLOP optima, paired comparisons of variants
+and the study's targets.
 
-Pure NumPy and SciPy on the study's records; nothing here trains or times.
+Pure NumPy and SciPy on the study's records (:mod:`.fits`, :mod:`.compare` fit the laws);
+nothing here trains or times.
 
-Error is ``1 − test accuracy``. Compute ``C`` is the total training FLOPs of a run, ``6 · MACs
-per image · steps · batch`` (forward 2 FLOPs per MAC, backward twice the forward). Every run of
-the width sweep has the same steps and batch, so ``C`` is MACs per image times one constant and
-an exponent in ``C`` is the same as in MACs per image.
+Error is ``1 − test accuracy``. Compute ``C`` of a run is XLA's FLOP count of its compiled train
+step (oneDNN off) times its steps; ``N`` its parameters; ``D`` the training images it saw (each
+once). A run at horizon ``h`` is one branch of a trunk (``.runs``); its wall time is the trunk's
+time up to the branch point plus the branch's.
 
-**Fitted laws.** For each (model, variant), three forms are fitted to the error of every run
-(all widths, all seeds), with ``c = C / C₀`` (``C₀`` the smallest compute of the sweep):
+**Laws per (model, variant).** The compute frontier (the runs no other run beats in both compute
+and error) is fitted with the ``power``, ``frontier`` (Zhai et al.) and ``m4`` (Alabdulmohsin et
+al., with the chance error as ``ε₀``) forms; every run with the ``joint`` law ``E + A/N^α + B/D^β``
+(Hoffmann et al., approach 3; bootstrap groups: the horizons of one trunk move together). A form is
+chosen by how it extrapolates: fitted on the runs of compute ``≤ ¼`` of the largest, the lowest
+median ``|log(ê/e)|`` on the rest wins.
 
-* ``flat``: ``e = e∞`` (the error does not depend on compute);
-* ``power``: ``e = a · c^(−b)`` (a straight line in log-log);
-* ``power+floor``: ``e = a · c^(−b) + e∞`` (``a ≥ 0``, ``0 ≤ b ≤ 10``, ``0 < e∞ ≤ 1``).
-
-All are least squares on ``log e`` (relative errors weigh alike at every compute), and each
-is scored by the small-sample Akaike criterion on those residuals
-(``AICc = n·ln(RSS/n) + 2k + 2k(k+1)/(n−k−1)``, ``k`` its parameters); the form with the lowest
-is the one the data supports, unless a parameter of ``power+floor`` ends on its bound (an
-exponent of 10 is a step, not a law; a floor of 0 is the plain power law), which leaves its
-covariance meaningless: that fit is kept, marked ``at_bound``, and not chosen. The exponent's
-uncertainty is its standard error from the fit's
-covariance (residual variance scaled) and the 95% interval ``b ± t₀.₉₇₅(n−k) · se``.
-
->>> law = fit_laws([1, 1, 4, 4, 16, 16], [0.5, 0.52, 0.25, 0.26, 0.125, 0.13])
->>> law["best"], round(law["forms"]["power"]["b"], 2)
-('power', 0.5)
+>>> pareto([(1, 0.5), (2, 0.4), (2, 0.6), (4, 0.4)])
+[True, True, False, False]
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections import defaultdict
 
 import numpy as np
-from scipy import optimize, stats
 
-FORMS = ("flat", "power", "power+floor")
+from experiments.scaling_study import compare, fits
+
+FRONTIER_FORMS = ("power", "frontier", "m4")
+EXPONENT = {"power": "b", "frontier": "b", "m4": "gamma"}
 
 
 def error(record: dict) -> float | None:
@@ -52,134 +46,271 @@ def group(records: list[dict], part: str, by: tuple[str, ...]) -> dict[tuple, li
     for r in records:
         if r["key"]["part"] == part:
             groups[tuple(r["key"][k] for k in by)].append(r)
-    return dict(sorted(groups.items()))
-
-
-def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
-
-
-def aggregate(records: list[dict]) -> list[dict]:
-    """One row per (model, variant, width) of the width sweep: the spread over seeds.
-
-    Accuracy, loss and error are mean, std (n − 1), min and max over the seeds that finished
-    without diverging; throughput is the median images/s.
-    """
-    rows = []
-    for (model, variant, width), runs in group(records, "scaling", ("model", "variant", "width")).items():
-        done = [r for r in runs if r.get("test_accuracy") is not None]
-        row = {"model": model, "variant": variant, "width": width, "seeds": len(runs),
-               "diverged": len(runs) - len(done), "macs": runs[0]["macs"], "params": runs[0]["params"],
-               "train_flops": runs[0].get("train_flops")}
-        if done:
-            row["accuracy"] = _spread([r["test_accuracy"] for r in done])
-            row["loss"] = _spread([r["test_loss"] for r in done])
-            row["error"] = _spread([error(r) for r in done])
-            row["final_train_loss"] = _spread([r["final_loss"] for r in done])
-        ips = [r["images_per_s"] for r in done if r.get("images_per_s")]
-        row["images_per_s"] = statistics.median(ips) if ips else None
-        row["gflops_per_s"] = None if not ips else 6 * row["macs"] * row["images_per_s"] / 1e9
-        rows.append(row)
-    return rows
+    return dict(sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))))
 
 
 def pareto(points: list[tuple[float, float]]) -> list[bool]:
-    """Which ``(cost, error)`` points no other point beats: ``True`` where none has both cost ≤
-    and error ≤ with one of them strictly less.
-
-    >>> pareto([(1, 0.5), (2, 0.4), (2, 0.6), (4, 0.4)])
-    [True, True, False, False]
-    """
+    """Which ``(cost, error)`` points no other point beats (both ≤, one strictly less)."""
     def beaten(c, e):
         return any(c2 <= c and e2 <= e and (c2 < c or e2 < e) for c2, e2 in points)
 
     return [not beaten(c, e) for c, e in points]
 
 
-def _aicc(log_residuals: np.ndarray, k: int) -> float:
-    n = log_residuals.size
-    rss = max(float(np.sum(log_residuals ** 2)), 1e-300)
-    return n * math.log(rss / n) + 2 * k + (2 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else math.inf)
+def _choose(sweep: list[dict]) -> float | None:
+    from experiments.scaling_study.runs import choose_lr
+
+    return choose_lr(sweep)
 
 
-def _summary(name, params, cov, log_e, log_pred, e, pred, k, b_index=None) -> dict:
-    n = e.size
-    out = {"form": name, "k": k, "n": n, "aicc": _aicc(log_e - log_pred, k),
-           "rmse": float(np.sqrt(np.mean((e - pred) ** 2))),
-           "r2": float(1 - np.sum((e - pred) ** 2) / np.sum((e - e.mean()) ** 2)) if np.ptp(e) > 0 else None,
-           **params}
-    if b_index is not None:
-        se = float(np.sqrt(cov[b_index, b_index])) if np.all(np.isfinite(cov)) else math.inf
-        half = stats.t.ppf(0.975, n - k) * se if n > k else math.inf
-        out.update(b_se=se, b_low=out["b"] - half, b_high=out["b"] + half)
-    return out
+def chosen_lrs(records: list[dict]) -> dict[tuple, float | None]:
+    """The rate chosen for each (model, variant, width, seed) by its sweep at the shortest horizon."""
+    scaling = [r for r in records if r["key"]["part"] == "scaling"]
+    if not scaling:
+        return {}
+    first = min(r["key"]["horizon"] for r in scaling)
+    sweeps = group([r for r in scaling if r["key"]["horizon"] == first], "scaling",
+                   ("model", "variant", "width", "seed"))
+    return {k: _choose(v) for k, v in sweeps.items()}
 
 
-def fit_laws(compute, errors) -> dict:
-    """The three forms of the module docstring fitted to ``errors`` (in (0, 1]) at ``compute``.
-
-    Returns ``{"c0": C₀, "forms": {form: fit}, "best": form}``; a fit has its parameters
-    (``a``, ``b``, ``e_inf`` as it has them), ``aicc``, ``rmse``, ``r2`` (on the error), and for
-    the power forms ``b_se``, ``b_low``, ``b_high``. A form that cannot be fitted is left out.
-    """
-    compute = np.asarray(compute, np.float64)
-    e = np.clip(np.asarray(errors, np.float64), 1e-6, None)
-    if compute.shape != e.shape or compute.size < 3:
-        raise ValueError(f"fit_laws: compute and errors of shapes {compute.shape}, {e.shape}; "
-                         "expected two 1-D sequences of the same length, at least 3")
-    c0 = float(compute.min())
-    c, log_e = compute / c0, np.log(e)
-    forms = {}
-    level = float(log_e.mean())
-    forms["flat"] = _summary("flat", {"e_inf": math.exp(level)}, None, log_e, np.full_like(e, level),
-                             e, np.full_like(e, math.exp(level)), 1)
-    if np.ptp(np.log(c)) > 0:
-        (slope, intercept), cov = np.polyfit(np.log(c), log_e, 1, cov="unscaled")
-        resid = log_e - (intercept + slope * np.log(c))
-        dof = max(e.size - 2, 1)
-        cov = cov * float(np.sum(resid ** 2)) / dof
-        a, b = math.exp(intercept), -slope
-        forms["power"] = _summary("power", {"a": a, "b": b}, cov, log_e, np.log(a * c ** -b),
-                                  e, a * c ** -b, 2, b_index=0)
-        try:
-            p0 = (max(e.max() - e.min(), 1e-3), min(max(b, 0.1), 9.0), max(e.min() * 0.5, 1e-3))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optimize.OptimizeWarning)
-                params, cov3 = optimize.curve_fit(lambda x, a, b, f: np.log(a * x ** -b + f), c, log_e,
-                                                  p0=p0, bounds=([0, 0, 1e-6], [np.inf, 10, 1]),
-                                                  maxfev=20000)
-            a3, b3, f3 = map(float, params)
-            pred = a3 * c ** -b3 + f3
-            forms["power+floor"] = _summary("power+floor", {"a": a3, "b": b3, "e_inf": f3}, cov3,
-                                            log_e, np.log(pred), e, pred, 3, b_index=1)
-            # On a bound (b = 10: a step; e∞ at 0 or 1) the covariance means nothing.
-            forms["power+floor"]["at_bound"] = bool(b3 > 9.99 or f3 < 1e-5 or f3 > 0.9999)
-        except (RuntimeError, ValueError):
-            pass
-    best = min((f for f in forms if not forms[f].get("at_bound")), key=lambda f: forms[f]["aicc"])
-    return {"c0": c0, "forms": forms, "best": best}
-
-
-def laws(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """:func:`fit_laws` per (model, variant) of the width sweep, on every finished run."""
-    out = {}
-    for (model, variant), runs in group(records, "scaling", ("model", "variant")).items():
-        done = [r for r in runs if r.get("test_accuracy") is not None]
-        if len({r["key"]["width"] for r in done}) >= 2 and len(done) >= 3:
-            out[(model, variant)] = fit_laws([r["train_flops"] for r in done], [error(r) for r in done])
-    return out
-
-
-def controls(records: list[dict]) -> list[dict]:
-    """One row per (variant, treatment) of the Type 2.1 comparison: the spread over seeds."""
+def runs(records: list[dict], part: str = "scaling") -> list[dict]:
+    """One row per run of ``part`` at its chosen rate: key fields, cost, error and wall time."""
+    costs = {(r["key"]["model"], r["key"]["variant"], r["key"]["width"], r["key"].get("treatment")): r
+             for r in records if r["key"]["part"] == "cost"}
+    lrs = chosen_lrs(records)
+    mine = [r for r in records if r["key"]["part"] == part
+            and lrs.get(tuple(r["key"][k] for k in ("model", "variant", "width", "seed"))) == r["key"]["lr"]]
+    trunk_time = defaultdict(float)
     rows = []
-    for (variant, treatment), runs in group(records, "controls", ("variant", "treatment")).items():
-        done = [r for r in runs if r.get("test_accuracy") is not None]
-        row = {"variant": variant, "treatment": treatment, "seeds": len(runs),
-               "diverged": len(runs) - len(done)}
-        if done:
-            row["accuracy"] = _spread([r["test_accuracy"] for r in done])
-            row["final_train_loss"] = _spread([r["final_loss"] for r in done])
-        rows.append(row)
+    for r in sorted(mine, key=lambda r: tuple(map(str, (r["key"]["model"], r["key"]["variant"],
+                                                        r["key"]["width"], r["key"]["seed"],
+                                                        r["key"].get("treatment")))) + (r["key"]["horizon"],)):
+        k = r["key"]
+        cost = costs.get((k["model"], k["variant"], k["width"], k.get("treatment")), {})
+        trunk = (k["model"], k["variant"], k["width"], k["seed"], k.get("treatment"))
+        trunk_time[trunk] += r.get("trunk_s") or 0.0
+        step_flops = cost.get("step_flops")
+        rows.append({**{f: k.get(f) for f in ("model", "variant", "width", "seed", "lr", "horizon", "treatment")},
+                     "params": cost.get("params"), "macs": cost.get("macs"),
+                     "train_flops": None if step_flops is None else step_flops * k["horizon"],
+                     "cost_model_flops": (cost["cost_model_step_flops"] * k["horizon"]
+                                          if "cost_model_step_flops" in cost else None),
+                     "samples": r.get("samples"), "error": error(r), "test_loss": r.get("test_loss"),
+                     "val_error": r.get("val_error"), "final_loss": r.get("final_loss"),
+                     "diverged": r.get("diverged"), "images_per_s": r.get("images_per_s"),
+                     "wall_s": trunk_time[trunk] + (r.get("branch_s") or 0.0), "trunk": "/".join(map(str, trunk))})
     return rows
+
+
+def sweep(records: list[dict]) -> list[dict]:
+    """The learning-rate sweep: one row per (model, variant, width, seed, rate), the chosen marked."""
+    lrs = chosen_lrs(records)
+    if not lrs:
+        return []
+    first = min(r["key"]["horizon"] for r in records if r["key"]["part"] == "scaling")
+    out = []
+    for r in records:
+        k = r["key"]
+        if k["part"] == "scaling" and k["horizon"] == first:
+            ident = tuple(k[f] for f in ("model", "variant", "width", "seed"))
+            out.append({**{f: k[f] for f in ("model", "variant", "width", "seed", "lr")},
+                        "val_error": r.get("val_error"), "final_loss": r.get("final_loss"),
+                        "error": error(r), "chosen": lrs[ident] == k["lr"]})
+    return sorted(out, key=lambda r: (r["model"], r["variant"], r["width"], r["seed"], r["lr"]))
+
+
+def _arrays(rows: list[dict]) -> dict[str, np.ndarray]:
+    done = [r for r in rows if r["error"] is not None and r["train_flops"]]
+    trunks = {t: i for i, t in enumerate(dict.fromkeys(r["trunk"] for r in done))}
+    return {"C": np.array([r["train_flops"] for r in done], np.float64),
+            "N": np.array([r["params"] for r in done], np.float64),
+            "D": np.array([r["samples"] for r in done], np.float64),
+            "e": np.clip(np.array([r["error"] for r in done], np.float64), 1e-6, 1 - 1e-6),
+            "trunk": np.array([trunks[r["trunk"]] for r in done]),
+            "key": [(r["width"], r["horizon"], r["seed"]) for r in done]}
+
+
+def _frontier(a: dict[str, np.ndarray]) -> np.ndarray:
+    return np.flatnonzero(pareto(list(zip(a["C"], a["e"]))))
+
+
+STARTS = 24  # L-BFGS-B runs from the grid points of lowest objective (of 9–162 per form)
+
+
+def _score(form, x, e, *, eps0, fraction, n_resamples, seed, groups=None, compute=None) -> dict:
+    """Full fit, bootstrap intervals and the extrapolation check of one form."""
+    try:
+        full = fits.fit(form, x, e, eps0=eps0, starts=STARTS)
+        boot = fits.bootstrap(form, x, e, groups=groups, n_resamples=n_resamples, seed=seed, eps0=eps0,
+                              fit_result=full)
+        held = compare.extrapolation(form, x, e, fraction=fraction, groups=groups, n_resamples=n_resamples,
+                                     seed=seed, eps0=eps0, compute=compute, starts=STARTS)
+    except (ValueError, RuntimeError) as err:
+        return {"form": form, "skipped": str(err)}
+    held = {k: v for k, v in held.items() if k not in ("fit",)}
+    return {"form": form, "fit": full, "intervals": boot["params"], "bootstrap_failed": boot["failed"],
+            "n_resamples": boot["n_resamples"], "samples": boot["samples"], "extrapolation": held}
+
+
+def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: int = 1000,
+         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, "joint")) -> dict[str, dict]:
+    """Per ``model/variant``: every form's fit, intervals and extrapolation, and the chosen form."""
+    out = {}
+    for (model, variant), mine in _by_variant(rows).items():
+        a = _arrays(mine)
+        if len(a["e"]) < 5:
+            continue
+        front = _frontier(a)
+        chosen, forms = forms, {}
+        for form in FRONTIER_FORMS:
+            if form in chosen and len(front) >= 4:
+                forms[form] = _score(form, a["C"][front], a["e"][front], eps0=eps0, fraction=fraction,
+                                     n_resamples=n_resamples, seed=seed)
+        if "joint" in chosen:
+            forms["joint"] = _score("joint", (a["N"], a["D"]), a["e"], eps0=eps0, fraction=fraction,
+                                    n_resamples=n_resamples, seed=seed, groups=a["trunk"], compute=a["C"])
+        scored = {f: s["extrapolation"] for f, s in forms.items()
+                  if "extrapolation" in s and "median_abs_log" in s["extrapolation"]}
+        best = min(scored, key=lambda f: (scored[f]["median_abs_log"], scored[f]["max_abs_log"])) if scored else None
+        out[f"{model}/{variant}"] = {"model": model, "variant": variant, "forms": forms, "best": best,
+                                     "frontier": [a["key"][i] for i in front], "n_runs": int(len(a["e"]))}
+    return out
+
+
+def _by_variant(rows):
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["model"], r["variant"])].append(r)
+    return by
+
+
+def isoflops(rows: list[dict]) -> dict[str, dict]:
+    """Per ``model/variant``: the compute-optimal parameter count per budget and its trend in compute."""
+    out = {}
+    for (model, variant), mine in _by_variant(rows).items():
+        a = _arrays(mine)
+        if len(set(a["N"])) >= 3:
+            out[f"{model}/{variant}"] = compare.isoflop(a["C"], a["N"], a["e"])
+    return out
+
+
+def _frontier_exponent(form, C, e, eps0, start):
+    front = np.flatnonzero(pareto(list(zip(C, e))))
+    if len(np.unique(C[front])) < len(fits.FORMS[form].params):
+        return None
+    try:
+        r = fits.fit(form, C[front], e[front], eps0=eps0, starts=[start])
+    except (ValueError, RuntimeError):
+        return None
+    return r["params"][EXPONENT[form]]
+
+
+def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "frontier",
+                reference: str = "standard", n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """Each variant's frontier exponent against ``reference``'s, by a paired bootstrap.
+
+    The runs of both are matched by (width, horizon, seed); a resample draws matched pairs with
+    replacement, takes each variant's frontier of the drawn runs and refits ``form``. A variant
+    "scales better" (a larger exponent) only if at least 95% of the resamples say so, and worse
+    only if at most 5% do; otherwise the two are not distinguishable.
+    """
+    out = []
+    by = _by_variant(rows)
+    for (model, variant), mine in by.items():
+        ref = by.get((model, reference))
+        law_a, law_b = laws_.get(f"{model}/{variant}"), laws_.get(f"{model}/{reference}")
+        if variant == reference or ref is None or not law_a or not law_b:
+            continue
+        fa, fb = law_a["forms"].get(form, {}), law_b["forms"].get(form, {})
+        if "fit" not in fa or "fit" not in fb:
+            continue
+        a, b = _arrays(mine), _arrays(ref)
+        index_b = {k: i for i, k in enumerate(b["key"])}
+        pairs = [(i, index_b[k]) for i, k in enumerate(a["key"]) if k in index_b]
+        starts = [[f["fit"]["params"][p] for p in fits.FORMS[form].params] for f in (fa, fb)]
+        theta_a, theta_b = (f["fit"]["params"][EXPONENT[form]] for f in (fa, fb))
+        rng = np.random.default_rng(seed)
+        wins, n = 0, 0
+        for _ in range(n_resamples):
+            pick = [pairs[j] for j in rng.integers(0, len(pairs), len(pairs))]
+            ia, ib = np.array([p[0] for p in pick]), np.array([p[1] for p in pick])
+            ta = _frontier_exponent(form, a["C"][ia], a["e"][ia], eps0, starts[0])
+            tb = _frontier_exponent(form, b["C"][ib], b["e"][ib], eps0, starts[1])
+            if ta is None or tb is None:
+                continue
+            n += 1
+            wins += ta > tb
+        p = wins / n if n else math.nan
+        verdict = ("not distinguishable" if not n or 0.05 < p < 0.95 else
+                   f"{variant} scales better" if p >= 0.95 else f"{reference} scales better")
+        out.append({"model": model, "variant": variant, "reference": reference, "form": form,
+                    "exponent": theta_a, "reference_exponent": theta_b, "difference": theta_a - theta_b,
+                    "p_better": p, "resamples": n, "pairs": len(pairs), "verdict": verdict})
+    return out
+
+
+def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model: str,
+            variant: str = "standard") -> dict:
+    """The study's targets, measured: regime, training length, extrapolation, fit, precision."""
+    mine = [r for r in rows if r["model"] == model and r["variant"] == variant and r["error"] is not None]
+    if not mine:
+        return {}
+    widest, narrowest = max(r["width"] for r in mine), min(r["width"] for r in mine)
+    longest, shortest = max(r["horizon"] for r in mine), min(r["horizon"] for r in mine)
+
+    def err(width, horizon, source=mine):
+        values = [r["error"] for r in source if r["width"] == width and r["horizon"] == horizon]
+        return statistics.fmean(values) if values else None
+
+    out = {"largest_at_longest": err(widest, longest), "smallest_at_shortest": err(narrowest, shortest)}
+    ref = [r for r in reference_rows if r["model"] == model and r["variant"] == variant and r["error"] is not None]
+    if ref:
+        out["reference_horizon"] = ref[0]["horizon"]
+        out["reference_error"] = statistics.fmean(r["error"] for r in ref)
+        out["reference_change"] = None if out["largest_at_longest"] is None else \
+            out["reference_error"] - out["largest_at_longest"]
+    law = laws_.get(f"{model}/{variant}")
+    if law and law["best"]:
+        chosen = law["forms"][law["best"]]
+        held, full = chosen["extrapolation"], chosen["fit"]
+        out.update(form=law["best"], median_abs_log=held["median_abs_log"], max_abs_log=held["max_abs_log"],
+                   inside_band=held["inside_band"], rmse_log=full["rmse_log"], spearman=full["spearman"])
+        name = EXPONENT.get(law["best"])
+        if name:
+            value, (low, high) = full["params"][name], chosen["intervals"][name]
+            out.update(exponent_name=name, exponent=value, exponent_low=low, exponent_high=high)
+    checks = {
+        "regime": (out["largest_at_longest"] is not None and 0.10 <= out["largest_at_longest"] <= 0.40
+                   and out["smallest_at_shortest"] is not None and out["smallest_at_shortest"] < 0.75),
+        "trained_enough": out.get("reference_change") is not None and abs(out["reference_change"]) <= 0.02,
+        "extrapolation": ("median_abs_log" in out and out["median_abs_log"] <= 0.05 and out["max_abs_log"] <= 0.10
+                          and out["inside_band"] >= 0.8),
+        "in_sample": ("rmse_log" in out and out["rmse_log"] <= 0.03 and out["spearman"] is not None
+                      and abs(out["spearman"]) < 0.3),
+        "precision": ("exponent" in out and out["exponent"] > 0 and out["exponent_low"] >= 0.75 * out["exponent"]
+                      and out["exponent_high"] <= 1.25 * out["exponent"]),
+    }
+    return {**out, "met": checks}
+
+
+def controls(rows: list[dict]) -> list[dict]:
+    """One row per (variant, treatment) of the Type 2.1 comparison: the spread over seeds."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["variant"], r["treatment"])].append(r)
+    out = []
+    for (variant, treatment), mine in sorted(by.items()):
+        done = [r for r in mine if r["error"] is not None]
+        row = {"variant": variant, "treatment": treatment, "seeds": len(mine), "diverged": len(mine) - len(done),
+               "lr": mine[0]["lr"]}
+        if done:
+            row["accuracy"] = _spread([1 - r["error"] for r in done])
+            row["final_train_loss"] = _spread([r["final_loss"] for r in done])
+        out.append(row)
+    return out
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.scaling_study.fits import (_check, _distinct, _groups, _refit, _resample, _take, band,
-                                            bootstrap, fit)
+from experiments.scaling_study.fits import (_check, _distinct, _groups, _logpred, _members, _refit, _resample,
+                                            _take, band, bootstrap, fit, one_blas_thread, predict)
 
 
+@one_blas_thread
 def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_resamples: int = 1000,
-                  seed: int = 0, eps0=None, compute=None, levels=(0.1, 0.9)) -> dict:
+                  seed: int = 0, eps0=None, compute=None, levels=(0.1, 0.9), starts=None) -> dict:
     """Fit on the points of compute ``≤ fraction · max``, predict the held-out rest.
 
     Args:
@@ -39,13 +40,19 @@ def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_res
         n_resamples, seed, levels: of that bootstrap and its band.
         compute: the compute of each point for the split; required for ``joint`` (whose ``x`` is
             ``(N, D)``), defaults to ``x`` otherwise.
+        starts: of the small-compute fit, as :func:`.fits.fit`.
 
     Returns:
-        ``median_abs_log`` and ``max_abs_log`` of ``|log(ê / e)|`` on the held-out points,
-        ``inside_band`` (their share inside the band), ``n_fit``, ``n_held_out``, ``fit``,
-        ``bootstrap_failed``, and per held-out point ``compute``, ``observed``, ``predicted``,
-        ``low``, ``high``. Too few points on either side: ``{"skipped": reason, "n_fit",
-        "n_held_out"}``.
+        ``median_abs_log`` and ``max_abs_log`` of ``|log(ê / e)|`` on the held-out points;
+        ``inside_band``, their share inside the band of the law (:func:`.fits.band`: the fitted
+        curve's uncertainty only, so single noisy runs fall outside it even when the law holds);
+        ``inside_prediction_band``, their share inside that band widened by the fit's scatter
+        (each resampled prediction times ``exp`` of a log residual of the small-compute fit drawn
+        at random: where a new run should land); ``n_fit``, ``n_held_out``, ``fit``,
+        ``bootstrap_failed``; per held-out point ``compute``, ``observed``, ``predicted``,
+        ``low``, ``high``, ``prediction_low``, ``prediction_high``. Too few points to fit (fewer
+        than parameters + 1, or fewer distinct inputs than parameters) or none held out:
+        ``{"skipped": reason, "n_fit", "n_held_out"}``.
     """
     spec, x, e, eps0 = _check(form, x, e, eps0)
     if compute is None:
@@ -58,25 +65,33 @@ def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_res
     if not 0 < fraction < 1:
         raise ValueError(f"fraction: {fraction}; expected a share of the largest compute in (0, 1)")
     small = compute <= fraction * compute.max()
-    n_fit, n_out, k = int(small.sum()), int((~small).sum()), len(spec.params)
-    if n_fit < k + 1 or n_out == 0:
-        why = (f"{n_fit} points at compute ≤ {fraction} · max; the {form} law needs {k + 1}"
-               if n_fit < k + 1 else "no point above the split")
-        return {"skipped": why, "n_fit": n_fit, "n_held_out": n_out}
     idx_fit, idx_out = np.flatnonzero(small), np.flatnonzero(~small)
+    n_fit, n_out, k = idx_fit.size, idx_out.size, len(spec.params)
+    distinct = _distinct(form, _take(form, x, idx_fit))
+    if n_fit < k + 1 or distinct < k or n_out == 0:
+        why = (f"{n_fit} points ({distinct} distinct) at compute ≤ {fraction} · max; the {form} law "
+               f"needs {k + 1} ({k} distinct)" if n_out else "no point above the split")
+        return {"skipped": why, "n_fit": n_fit, "n_held_out": n_out}
     labels = _groups(groups, e.size)
-    part = fit(form, _take(form, x, idx_fit), e[idx_fit], eps0=eps0)
+    part = fit(form, _take(form, x, idx_fit), e[idx_fit], eps0=eps0, starts=starts)
     boot = bootstrap(form, _take(form, x, idx_fit), e[idx_fit], groups=labels[idx_fit],
                      n_resamples=n_resamples, seed=seed, eps0=eps0, levels=levels, fit_result=part)
     held = _take(form, x, idx_out)
     bnd = band(form, boot, part, held, levels=levels)
     obs = e[idx_out]
     err = np.abs(np.log(bnd["fit"] / obs))
-    inside = (obs >= bnd["low"]) & (obs <= bnd["high"])
+    # Prediction band: each resampled curve plus a log residual of the small-compute fit.
+    resid = np.log(e[idx_fit] / predict(part, _take(form, x, idx_fit)))
+    curves = np.array([_logpred(form, part, p, held) for p in boot["samples"]]).reshape(-1, n_out)
+    noise = np.random.default_rng(seed + 1).choice(resid, size=curves.shape)
+    p_lo, p_hi = (np.exp(np.quantile(curves + noise, levels, axis=0)) if curves.size
+                  else (np.full(n_out, np.nan),) * 2)
     return {"median_abs_log": float(np.median(err)), "max_abs_log": float(err.max()),
-            "inside_band": float(inside.mean()), "n_fit": n_fit, "n_held_out": n_out, "fit": part,
-            "bootstrap_failed": boot["failed"], "compute": compute[idx_out], "observed": obs,
-            "predicted": bnd["fit"], "low": bnd["low"], "high": bnd["high"]}
+            "inside_band": float(np.mean((obs >= bnd["low"]) & (obs <= bnd["high"]))),
+            "inside_prediction_band": float(np.mean((obs >= p_lo) & (obs <= p_hi))),
+            "n_fit": n_fit, "n_held_out": n_out, "fit": part, "bootstrap_failed": boot["failed"],
+            "compute": compute[idx_out], "observed": obs, "predicted": bnd["fit"], "low": bnd["low"],
+            "high": bnd["high"], "prediction_low": p_lo, "prediction_high": p_hi}
 
 
 def _default_edges(compute: np.ndarray) -> np.ndarray:
@@ -155,8 +170,9 @@ def isoflop(compute, size, e, *, bins=None) -> dict:
     return out
 
 
+@one_blas_thread
 def compare(form: str, param: str, x_a, e_a, x_b, e_b, *, pairs, n_resamples: int = 1000, seed: int = 0,
-            eps0=None, higher_is_better: bool = True, names=("a", "b"), groups=None) -> dict:
+            eps0=None, higher_is_better: bool = True, names=("a", "b"), groups=None, starts=None) -> dict:
     """Paired bootstrap of ``θ_a − θ_b`` for one parameter of one law, fitted to two variants.
 
     Args:
@@ -169,6 +185,7 @@ def compare(form: str, param: str, x_a, e_a, x_b, e_b, *, pairs, n_resamples: in
         higher_is_better: whether a larger ``param`` means better scaling (``b``: yes; ``e_inf``: no).
         names: the variants' display names in the verdict.
         groups: optional label per pair, to resample whole groups of pairs (e.g. one trunk's horizons).
+        starts: of the two full-data fits, as :func:`.fits.fit`.
 
     Returns:
         ``difference`` (``θ_a − θ_b`` from fits on all of a and of b), ``theta_a``, ``theta_b``,
@@ -186,13 +203,13 @@ def compare(form: str, param: str, x_a, e_a, x_b, e_b, *, pairs, n_resamples: in
         raise ValueError(f"pairs: shape {p.shape}; expected (m, 2) integer (index into a, index into b)")
     if p[:, 0].min() < 0 or p[:, 0].max() >= e_a.size or p[:, 1].min() < 0 or p[:, 1].max() >= e_b.size:
         raise ValueError(f"pairs: indices outside a ({e_a.size} points) or b ({e_b.size} points)")
-    labels = _groups(groups, p.shape[0], "groups")
+    members = _members(_groups(groups, p.shape[0], "pair"))
     j = spec.params.index(param)
-    fa, fb = fit(form, x_a, e_a, eps0=eps0), fit(form, x_b, e_b, eps0=eps0)
+    fa, fb = fit(form, x_a, e_a, eps0=eps0, starts=starts), fit(form, x_b, e_b, eps0=eps0, starts=starts)
     rng = np.random.default_rng(seed)
     diffs, failed = [], 0
     for _ in range(int(n_resamples)):
-        idx = _resample(rng, labels)
+        idx = _resample(rng, members)
         ia, ib = p[idx, 0], p[idx, 1]
         xa, xb, k = _take(form, x_a, ia), _take(form, x_b, ib), len(spec.params)
         ok = _distinct(form, xa) >= k and _distinct(form, xb) >= k

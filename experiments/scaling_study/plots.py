@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.scaling_study import analysis
+from experiments.scaling_study import fits
 
 FONT = 11
 
@@ -61,109 +61,131 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-def accuracy(results: dict, path: Path) -> None:
-    """Test accuracy (mean, error bar: min to max over seeds) against MACs per image; the
-    Pareto frontier dashed."""
+def _law_curve(law: dict, c: np.ndarray):
+    """The chosen 1-D form's curve and 10–90% band over ``c`` (None for the joint law)."""
+    form = law["best"] if law["best"] in ("power", "frontier", "m4") else None
+    if form is None:
+        form = next((f for f in ("frontier", "power", "m4") if "fit" in law["forms"].get(f, {})), None)
+    if form is None:
+        return None
+    s = law["forms"][form]
+    boot = {"samples": np.asarray(s["samples"]), "names": tuple(s["fit"]["params"])}
+    return form, fits.band(form, boot, s["fit"], c)
+
+
+def frontier(rows: list[dict], results: dict, path: Path) -> None:
+    """Error against training FLOPs (log-log): every run, the frontier ringed, the chosen law and its
+    10–90% bootstrap band; the compute where the extrapolation check's fit stops, dotted."""
     plt = _pyplot()
-    rows = [r for r in results["rows"] if "accuracy" in r]
-    fig, axes = _panels(plt, _models(rows))
+    done = [r for r in rows if r["error"] is not None and r["train_flops"]]
+    fig, axes = _panels(plt, _models(done), height=5.2)
+    palette = colors(r["variant"] for r in done)
     for model, ax in axes.items():
-        mine = [r for r in rows if r["model"] == model]
-        color = colors(r["variant"] for r in results["rows"])
+        mine = [r for r in done if r["model"] == model]
         for variant in _variants(mine):
             v = [r for r in mine if r["variant"] == variant]
-            mean = np.array([r["accuracy"]["mean"] for r in v])
-            err = np.array([[m - r["accuracy"]["min"], r["accuracy"]["max"] - m] for r, m in zip(v, mean)]).T
-            ax.errorbar([r["macs"] for r in v], mean, yerr=err, marker="o", capsize=3, label=variant,
-                        color=color[variant])
-        front = sorted((r["macs"], r["accuracy"]["mean"]) for r in mine if r.get("frontier"))
-        if front:
-            ax.plot(*zip(*front), "k--", lw=1, alpha=0.6, label="Pareto frontier")
-        if results.get("num_classes"):
-            ax.axhline(1 / results["num_classes"], color="grey", lw=0.8, ls=":", label="chance")
-        log_axis(ax)
-        ax.set(xlabel="MACs per image", ylabel="test accuracy", title=f"{model}: accuracy vs MACs")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best")
-    _save(plt, fig, path)
-
-
-def laws(records: list[dict], results: dict, path: Path) -> None:
-    """Error of every run against its training FLOPs (log-log) and each variant's fitted law."""
-    plt = _pyplot()
-    runs = [r for r in records if r["key"]["part"] == "scaling" and r.get("test_accuracy") is not None]
-    fig, axes = _panels(plt, list(dict.fromkeys(r["key"]["model"] for r in runs)))
-    for model, ax in axes.items():
-        mine = [r for r in runs if r["key"]["model"] == model]
-        palette = colors(r["key"]["variant"] for r in runs)
-        for variant in dict.fromkeys(r["key"]["variant"] for r in mine):
-            v = [r for r in mine if r["key"]["variant"] == variant]
-            color = palette[variant]
-            c = np.array([r["train_flops"] for r in v], float)
-            ax.scatter(c, [analysis.error(r) for r in v], color=color, s=18)
             law = results["laws"].get(f"{model}/{variant}")
+            c = np.array([r["train_flops"] for r in v], float)
+            ax.scatter(c, [r["error"] for r in v], color=palette[variant], s=14, alpha=0.45)
             label = variant
             if law:
-                form = law["forms"][law["best"]]
-                grid = np.geomspace(c.min(), c.max(), 50) / law["c0"]
-                e = {"flat": lambda x: np.full_like(x, form["e_inf"]),
-                     "power": lambda x: form["a"] * x ** -form["b"],
-                     "power+floor": lambda x: form["a"] * x ** -form["b"] + form["e_inf"]}[law["best"]](grid)
-                label += (f": b={form['b']:.2f}±{form['b_se']:.2f}" if "b" in form else ": flat")
-                ax.plot(grid * law["c0"], e, color=color, lw=1.5)
-            ax.plot([], [], color=color, marker="o", label=label)
+                front = {tuple(k) for k in law["frontier"]}
+                on = [r for r in v if (r["width"], r["horizon"], r["seed"]) in front]
+                ax.scatter([r["train_flops"] for r in on], [r["error"] for r in on], facecolors="none",
+                           edgecolors=palette[variant], s=46, lw=1.2)
+                curve = _law_curve(law, np.geomspace(c.min(), c.max(), 60))
+                if curve is not None:
+                    form, b = curve
+                    grid = np.geomspace(c.min(), c.max(), 60)
+                    ax.plot(grid, b["fit"], color=palette[variant], lw=1.5)
+                    ax.fill_between(grid, b["low"], b["high"], color=palette[variant], alpha=0.15, lw=0)
+                    label += f" ({form})"
+            ax.plot([], [], color=palette[variant], marker="o", label=label)
+        if results.get("holdout_fraction"):
+            ax.axvline(results["holdout_fraction"] * max(r["train_flops"] for r in mine), color="grey", lw=0.8,
+                       ls=":", label="held-out split")
         log_axis(ax)
         log_axis(ax, "y", fraction=True)
-        ax.set(xlabel="training FLOPs", ylabel="test error (1 − accuracy)",
+        ax.set(xlabel="training FLOPs (XLA)", ylabel="test error (1 − accuracy)",
                title=f"{model}: error vs training compute")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="best")
     _save(plt, fig, path)
 
 
-def throughput(results: dict, path: Path) -> None:
-    """Images/s against MACs per image (log-log), with lines of equal achieved GFLOP/s."""
+def isoflop(rows: list[dict], results: dict, path: Path, variant: str = "standard") -> None:
+    """IsoFLOP curves of ``variant``: error against parameters, one curve per compute budget, the
+    budget's optimum marked."""
     plt = _pyplot()
-    rows = [r for r in results["rows"] if r.get("images_per_s")]
-    fig, axes = _panels(plt, _models(rows))
+    done = [r for r in rows if r["error"] is not None and r["train_flops"] and r["variant"] == variant]
+    fig, axes = _panels(plt, _models(done) or ["none"])
     for model, ax in axes.items():
-        mine = [r for r in rows if r["model"] == model]
-        macs = np.array([r["macs"] for r in mine], float)
-        palette = colors(r["variant"] for r in rows)
-        for variant in _variants(mine):
-            v = [r for r in mine if r["variant"] == variant]
-            ax.plot([r["macs"] for r in v], [r["images_per_s"] for r in v], "o-", label=variant,
-                    color=palette[variant])
-        low, high = min(r["images_per_s"] for r in mine) / 2, max(r["images_per_s"] for r in mine) * 2
-        grid = np.geomspace(macs.min() / 1.5, macs.max() * 1.5, 200)
-        for gflops in (0.1, 1, 10, 100, 1000):
-            ips = gflops * 1e9 / (6 * grid)
-            seen = (ips > low) & (ips < high)
-            if seen.any():  # a line of equal achieved GFLOP/s, labelled where it enters the plot
-                ax.plot(grid[seen], ips[seen], color="grey", lw=0.7, ls=":")
-                first = np.argmax(seen)
-                ax.annotate(f"{gflops:g} GFLOP/s", (grid[first], ips[first]), fontsize=FONT - 3,
-                            color="grey", ha="left", va="top")
+        iso = results["isoflop"].get(f"{model}/{variant}")
+        mine = [r for r in done if r["model"] == model]
+        for i, b in enumerate(iso["bins"] if iso else []):
+            inside = sorted((r["params"], r["error"]) for r in mine if b["c_low"] <= r["train_flops"] < b["c_high"])
+            if not inside:
+                continue
+            ax.plot(*zip(*inside), "o-", color=f"C{i}", label=f"{b['compute']:.2g} FLOPs")
+            if not b["at_edge"]:
+                ax.plot([b["n_opt"]], [b["e_opt"]], "*", color=f"C{i}", ms=12, mec="k")
         log_axis(ax)
-        log_axis(ax, "y")
-        ax.set_ylim(low, high)
-        ax.set(xlabel="MACs per image (cost model)", ylabel="training images/s",
-               title=f"{model}: throughput vs arithmetic")
+        log_axis(ax, "y", fraction=True)
+        slope = "" if not iso or iso["slope"] is None else f"; N_opt ∝ C^{iso['slope']:.2f}"
+        ax.set(xlabel="parameters", ylabel="test error", title=f"{model} {variant}: IsoFLOP{slope}")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="best")
+    _save(plt, fig, path)
+
+
+def residuals(rows: list[dict], results: dict, path: Path) -> None:
+    """log(ê/e) of each variant's chosen law against compute: in sample (dots; the frontier runs,
+    or every run for the joint law) and held out by the extrapolation check (crosses)."""
+    plt = _pyplot()
+    laws = [law for law in results["laws"].values() if law["best"]]
+    fig, axes = _panels(plt, list(dict.fromkeys(law["model"] for law in laws)) or ["none"])
+    palette = colors(law["variant"] for law in laws)
+    for law in laws:
+        s = law["forms"][law["best"]]
+        ext = s["extrapolation"]
+        ax = axes[law["model"]]
+        front = {tuple(k) for k in law["frontier"]}
+        mine = [r for r in rows if (r["model"], r["variant"]) == (law["model"], law["variant"])
+                and r["error"] is not None and r["train_flops"]
+                and (law["best"] == "joint" or (r["width"], r["horizon"], r["seed"]) in front)]
+        if mine:
+            x = ((np.array([r["params"] for r in mine], float), np.array([r["samples"] for r in mine], float))
+                 if law["best"] == "joint" else np.array([r["train_flops"] for r in mine], float))
+            r_in = np.log(fits.predict(s["fit"], x) / np.array([r["error"] for r in mine]))
+            ax.scatter([r["train_flops"] for r in mine], r_in, color=palette[law["variant"]], s=14,
+                       label=f"{law['variant']} ({law['best']}), in sample")
+        held = ext.get("compute")
+        if held is not None and len(held):
+            r = np.log(np.asarray(ext["predicted"]) / np.asarray(ext["observed"]))
+            ax.scatter(held, r, color=palette[law["variant"]], marker="x",
+                       label=f"{law['variant']} ({law['best']}), held out")
+    for model, ax in axes.items():
+        ax.axhline(0, color="k", lw=0.8)
+        for level in (-0.05, 0.05):
+            ax.axhline(level, color="grey", lw=0.8, ls=":")
+        log_axis(ax)
+        ax.set(xlabel="training FLOPs (XLA)", ylabel="log(predicted / observed)",
+               title=f"{model}: extrapolation residuals")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(loc="best")
     _save(plt, fig, path)
 
 
 def controls(records: list[dict], results: dict, path: Path) -> None:
-    """Test accuracy of each (variant, treatment) of the Type 2.1 comparison, one dot per seed."""
+    """Test accuracy of each (variant, treatment) of the Type 2.1 comparison, one dot per seed
+    (``records``: the comparison's runs, :func:`.analysis.runs` of part ``controls``)."""
     plt = _pyplot()
     rows = results["controls"]
     fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(rows)), 4.8), constrained_layout=True)
     names = [f"{r['variant']}\n{r['treatment']}" for r in rows]
     for i, r in enumerate(rows):
-        seeds = [x["test_accuracy"] for x in records if x["key"]["part"] == "controls"
-                 and (x["key"]["variant"], x["key"]["treatment"]) == (r["variant"], r["treatment"])
-                 and x.get("test_accuracy") is not None]
+        seeds = [1 - x["error"] for x in records
+                 if (x["variant"], x["treatment"]) == (r["variant"], r["treatment"]) and x["error"] is not None]
         color = "C0" if r["variant"] == "standard" else "C3"
         if seeds:
             ax.bar(i, np.mean(seeds), color=color, alpha=0.5)

@@ -167,7 +167,7 @@ def cost(config, key: dict, study_data: StudyData) -> dict:
                                  input_size=input_size(config, key["model"]),
                                  in_channels=study_data.image_shape[-1], num_classes=study_data.num_classes,
                                  norm=norm)
-    step = recipe(config, seed=0, learning_rate=1.0, steps=1, cooldown=False)
+    step = recipe(config, seed=0, learning_rate=1.0, steps=horizons(config)[0], cooldown=True)
     flops = train.step_flops(build(config, {**key, "seed": 0}, study_data), step, study_data.image_shape,
                              study_data.num_classes)
     return {"params": total["params"], "macs": total["macs"], "step_flops": flops,

@@ -1,41 +1,39 @@
-"""The scaling study's written outputs: the Markdown table, the CSV, the JSON and the verdict."""
+"""The scaling study's written outputs: the Markdown tables, the CSV, the JSON and the Type 2.1 verdict."""
 
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 from pathlib import Path
 
-from experiments.scaling_study import analysis, runs
+import numpy as np
+
+from experiments.scaling_study import runs
 from jconv.runner import config_json
 
 MARGIN = 0.05  # accuracy points that count as "above chance" or "as good as the standard"
 
-CSV_FIELDS = ["part", "model", "variant", "width", "seed", "treatment", "params", "macs",
-              "train_flops", "test_accuracy", "test_loss", "final_loss", "images_per_s",
-              "step_time_s", "train_flops_per_s", "first_step_s", "wall_s", "diverged"]
+CSV_FIELDS = ["model", "variant", "width", "seed", "lr", "horizon", "treatment", "params", "macs", "samples",
+              "train_flops", "cost_model_flops", "error", "test_loss", "val_error", "final_loss", "wall_s",
+              "images_per_s", "diverged"]
 
-
-def mark_frontier(rows: list[dict]) -> dict[str, list[str]]:
-    """Sets ``row["frontier"]`` (Pareto in MACs per image and mean error, per model)."""
-    frontier = {}
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model and "error" in r]
-        flags = analysis.pareto([(r["macs"], r["error"]["mean"]) for r in mine])
-        for r, flag in zip(mine, flags):
-            r["frontier"] = flag
-        frontier[model] = [f"{r['variant']} w{r['width']:g}" for r, f in zip(mine, flags) if f]
-    return frontier
+TARGETS = {
+    "regime": "largest model's error at the longest horizon in [0.10, 0.40]; smallest at the shortest < 0.75",
+    "trained_enough": "the largest model at the reference horizon changes its error by ≤ 0.02",
+    "extrapolation": "held-out runs: median |log(ê/e)| ≤ 0.05, maximum ≤ 0.10, ≥ 80% inside the 80% band",
+    "in_sample": "RMSE of log error ≤ 0.03 and |Spearman ρ| of the residuals against compute < 0.3",
+    "precision": "the exponent's 10–90% interval within ±25% of it",
+}
 
 
 def verdict(rows: list[dict], num_classes: int | None) -> dict | None:
-    """Whether the Type 2.1 collapse belongs to training or to the variant, from the comparison.
+    """Whether Type 2.1's deficit belongs to training or to the variant, from the comparison.
 
     ``training``: some treatment brings Type 2.1 within :data:`MARGIN` of the standard conv
-    (trained as studied or with the same treatment, whichever is lower). ``variant``: none lifts it more than :data:`MARGIN` above its own
-    accuracy as studied (or above chance). ``both``: a treatment lifts it, but it stays more
-    than :data:`MARGIN` below the standard.
+    (trained as studied or with the same treatment, whichever is lower). ``variant``: none lifts
+    it more than :data:`MARGIN` above its own accuracy as studied (or above chance). ``both``: a
+    treatment lifts it, but it stays more than :data:`MARGIN` below the standard.
     """
     acc = {(r["variant"], r["treatment"]): r["accuracy"]["mean"] for r in rows if "accuracy" in r}
     mine = {t: a for (v, t), a in acc.items() if v == "shared_filter"}
@@ -54,117 +52,163 @@ def verdict(rows: list[dict], num_classes: int | None) -> dict | None:
         answer, text = "training", (f"training: with `{best}` ({runs.TREATMENTS[best]}) Type 2.1 "
                                     "reaches the standard conv's accuracy")
     elif mine[best] <= max(base, chance) + MARGIN:
-        answer, text = "variant", ("the variant: no change of initialisation, learning rate or "
-                                   "normalisation lifts Type 2.1 by more than "
-                                   f"{MARGIN:.2f} above {'chance' if chance >= base else 'its own accuracy'}")
+        answer, text = "variant", ("the variant: no treatment lifts Type 2.1 by more than "
+                                   f"{MARGIN:.2f} above {'chance' if chance >= base else 'its own accuracy'}, "
+                                   f"and it stays more than {MARGIN:.2f} below the standard conv")
     else:
         answer, text = "both", (f"both: `{best}` ({runs.TREATMENTS[best]}) lifts Type 2.1 from "
-                                f"{base:.3f} to {mine[best]:.3f}, so part of the collapse is training, "
-                                "but it stays more than "
-                                f"{MARGIN:.2f} below the standard conv: the rest belongs to the variant")
+                                f"{base:.3f} to {mine[best]:.3f}, so part of the deficit is training, "
+                                f"but it stays more than {MARGIN:.2f} below the standard conv: the rest "
+                                "belongs to the variant")
     return {"answer": answer, "text": text, "figures": figures, "best": best}
 
 
-def write_csv(records: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        for r in sorted(records, key=lambda r: tuple(str(r["key"].get(k)) for k in CSV_FIELDS[:6])):
-            writer.writerow({k: r["key"].get(k, r.get(k)) for k in CSV_FIELDS})
+        writer.writerows(rows)
+
+
+def _plain(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    raise TypeError(type(x).__name__)
 
 
 def write_json(config, results: dict, path: Path) -> None:
-    out = {"config": config_json(config), **results}
-    path.write_text(json.dumps(out, indent=1, sort_keys=True, default=float) + "\n")
-
-
-def _spread(s: dict | None, spec: str = ".3f") -> str:
-    if not s:
-        return "—"
-    if s["n"] == 1:
-        return format(s["mean"], spec)
-    return f"{s['mean']:{spec}} ± {s['std']:{spec}}"
+    """``results`` with the config, without the bootstrap's resampled parameters (only their intervals)."""
+    laws = {name: {**law, "forms": {f: {k: v for k, v in s.items() if k != "samples"}
+                                    for f, s in law["forms"].items()}}
+            for name, law in results["laws"].items()}
+    out = {"config": config_json(config), **results, "laws": laws}
+    path.write_text(json.dumps(out, indent=1, sort_keys=True, default=_plain) + "\n")
 
 
 def _num(x, spec=",") -> str:
-    return "—" if x is None else format(x, spec)
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def _law_row(model: str, variant: str, law: dict) -> str:
-    best = law["forms"][law["best"]]
-    b = (f"{best['b']:.3f} ± {best['b_se']:.3f} [{best['b_low']:.2f}, {best['b_high']:.2f}]"
-         if "b" in best else "—")
-    bound = [f for f in analysis.FORMS if law["forms"].get(f, {}).get("at_bound")]
-    aicc = " / ".join((f"{law['forms'][f]['aicc']:.1f}" + ("ᵇ" if f in bound else ""))
-                      if f in law["forms"] and math.isfinite(law["forms"][f]["aicc"]) else "—"
-                      for f in analysis.FORMS)
-    e_inf = f"{best['e_inf']:.3f}" if "e_inf" in best else "—"
-    r2 = "—" if best["r2"] is None else f"{best['r2']:.2f}"
-    return (f"| {model} | {variant} | {law['best']} | {b} | {e_inf} | {r2} | "
-            f"{best['rmse']:.3f} | {aicc} |")
+def _interval(value, low_high, spec=".3f") -> str:
+    low, high = low_high
+    return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
-def markdown(config, results: dict, records: list[dict]) -> str:
-    rows = results["rows"]
-    done = [r for r in records if r["key"]["part"] == "scaling"]
-    lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",
-             f"{len(done)} training runs: {config.steps} steps of batch {config.batch_size}, "
-             f"{config.optimizer} at learning rate {config.learning_rate:g} ({config.schedule}), "
-             f"seeds {', '.join(map(str, config.seeds))}; widths {', '.join(f'{w:g}' for w in config.widths)}; "
-             f"input sizes {', '.join(f'{m} {runs.input_size(config, m)}' for m in config.models)}. "
-             "Accuracy and loss: mean ± standard deviation over seeds. Error = 1 − accuracy. "
-             "Training FLOPs = 6 · MACs per image · steps · batch. ★: on the Pareto frontier "
-             "(no run of the same model has both fewer MACs and lower mean error).", "",
-             "| model | variant | width | params | MACs/image | train FLOPs | test accuracy | "
-             "min–max | test loss | images/s | GFLOP/s | ★ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        acc = r.get("accuracy")
-        span = "—" if not acc else f"{acc['min']:.3f}–{acc['max']:.3f}"
-        diverged = f" ({r['diverged']} diverged)" if r["diverged"] else ""
-        lines.append(
-            f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['params']:,} | {r['macs']:,} | "
-            f"{_num(r['train_flops'], '.3g')} | {_spread(acc)}{diverged} | {span} | "
-            f"{_spread(r.get('loss'))} | {_num(r['images_per_s'], ',.0f')} | "
-            f"{_num(r['gflops_per_s'], '.2f')} | {'★' if r.get('frontier') else ''} |")
-    lines += ["", "## Fitted laws: error against training compute", "",
-              "Per (model, variant), on every run: the form with the lowest AICc (flat e = e∞; "
-              "power e = a·c^(−b); power+floor e = a·c^(−b) + e∞; c = C/C₀), its exponent b ± "
-              "standard error [95% interval], its floor, R² and RMSE on the error, and the AICc of "
-              "each form (flat / power / power+floor; lower is better; ᵇ: a parameter on its bound, "
-              "not chosen).", "",
-              "| model | variant | form | b ± se [95%] | e∞ | R² | RMSE | AICc |",
-              "|---|---|---|---|---|---|---|---|"]
+def _law_lines(results: dict) -> list[str]:
+    lines = ["| model | variant | form | parameters [10–90% bootstrap] | converged | RMSE log | Spearman | "
+             "held-out median / max abs log | inside 80% band | chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, law in results["laws"].items():
-        lines.append(_law_row(*name.split("/"), law))
-    lines += ["", "## Throughput against the cost model", "",
-              "Achieved GFLOP/s = 6 · MACs per image · images/s (median over seeds). At equal "
-              "arithmetic a variant at a lower rate than the standard conv is held back by its "
-              "kernels, not by its MACs.", "",
-              "| model | width | " + " | ".join(runs.variants(config)) + " |",
-              "|---|---|" + "---|" * len(runs.variants(config))]
-    for model in config.models:
-        for width in config.widths:
-            cells = []
-            for variant in runs.variants(config):
-                r = next((r for r in rows if (r["model"], r["variant"], r["width"]) ==
-                          (model, variant, width)), None)
-                cells.append("—" if r is None or r["gflops_per_s"] is None
-                             else f"{r['gflops_per_s']:.2f} ({r['images_per_s']:,.0f} img/s)")
-            lines.append(f"| {model} | {width:g} | " + " | ".join(cells) + " |")
+        for form, s in law["forms"].items():
+            if "fit" not in s:
+                lines.append(f"| {law['model']} | {law['variant']} | {form} | {s.get('skipped', '—')} "
+                             "| | | | | | |")
+                continue
+            fit, ext = s["fit"], s["extrapolation"]
+            params = "; ".join(f"{k} = {_interval(v, s['intervals'][k], '.3g')}" for k, v in fit["params"].items())
+            held = ("skipped: " + ext["skipped"] if "skipped" in ext else
+                    f"{ext['median_abs_log']:.3f} / {ext['max_abs_log']:.3f} (n = {ext['n_held_out']})")
+            inside = "—" if "inside_band" not in ext else f"{ext['inside_band']:.0%}"
+            rho = "—" if fit["spearman"] is None else f"{fit['spearman']:+.2f}"
+            lines.append(f"| {law['model']} | {law['variant']} | {form} | {params} | {fit['converged_share']:.0%} | "
+                         f"{fit['rmse_log']:.3f} | {rho} | {held} | {inside} | {'✓' if law['best'] == form else ''} |")
+    return lines
+
+
+def markdown(config, results: dict) -> str:
+    rows = results["runs"]
+    hs = runs.horizons(config)
+    lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",
+             f"{len(rows)} runs at their chosen learning rates ({len(results['sweep'])} in the sweep): "
+             f"widths {', '.join(f'{w:g}' for w in config.widths)}, horizons {', '.join(map(str, hs))} steps of "
+             f"batch {config.batch_size}, seeds {', '.join(map(str, config.seeds))}; "
+             f"{config.optimizer}{' (Nesterov)' if config.nesterov else ''} momentum {config.momentum}, "
+             f"weight decay {config.weight_decay:g}, label smoothing {config.label_smoothing:g}, "
+             f"warmup {config.warmup_steps} steps, constant rate, 1−√ cooldown over the last "
+             f"{config.cooldown_fraction:.0%} of each horizon; norm `{config.norm}`. "
+             "Error = 1 − test accuracy; compute = XLA's FLOPs of the compiled train step (oneDNN off) × "
+             "steps; the cost model's 6·MACs·batch·steps beside it.", "",
+             "| model | variant | width | horizon | lr | params | samples | train FLOPs (XLA) | XLA ÷ cost model | "
+             "test error | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = (r["train_flops"] / r["cost_model_flops"]) if r["train_flops"] and r["cost_model_flops"] else None
+        err = "diverged" if r["diverged"] else _num(r["error"], ".3f")
+        lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['horizon']} | {r['lr']:g} | "
+                     f"{_num(r['params'])} | {_num(r['samples'])} | {_num(r['train_flops'], '.3g')} | "
+                     f"{_num(ratio, '.2f')} | {err} | {_num(r['wall_s'], ',.0f')} |")
+    lines += ["", "## Learning-rate sweep (shortest horizon; chosen: lowest validation error)", "",
+              "| model | variant | width | seed | lr | validation error | test error | chosen |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in results["sweep"]:
+        lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['seed']} | {r['lr']:g} | "
+                     f"{_num(r['val_error'], '.3f')} | {_num(r['error'], '.3f')} | {'✓' if r['chosen'] else ''} |")
+    lines += ["", "## Laws", "",
+              "The `power`, `frontier` and `m4` forms are fitted to each variant's compute frontier (runs no "
+              "other run of the variant beats in both compute and error), `joint` to every run. Huber loss "
+              "(δ = 1e-3) on log error, L-BFGS-B from a grid of starts (converged: the share of starts that "
+              f"reached the best optimum); intervals from {config.bootstrap} bootstrap resamples of runs (the "
+              "joint law's: of trunks). Held out: fitted on the runs of compute ≤ "
+              f"{config.holdout_fraction:g} × the largest, scored on the rest. Chosen: the lowest held-out "
+              "median. Parameters in units of the smallest compute (c = C/C₀; n = N/N₀, d = D/D₀).", ""]
+    lines += _law_lines(results)
+    lines += ["", "## IsoFLOP: the compute-optimal size", "",
+              "Per compute budget (bins a factor 2 wide), the parabola of log error in log parameters; its vertex "
+              "is the best size (— at an edge of the sizes trained). Trend: N_opt ∝ C^a.", "",
+              "| model | variant | budgets (FLOPs → N_opt) | a ± se |", "|---|---|---|---|"]
+    for name, iso in results["isoflop"].items():
+        budgets = ", ".join(f"{b['compute']:.2g} → {'—' if b['at_edge'] else format(b['n_opt'], ',.0f')}"
+                            for b in iso["bins"]) or "none with 3 sizes"
+        slope = "—" if iso["slope"] is None else (f"{iso['slope']:.2f}" + (
+            "" if iso.get("slope_se") is None else f" ± {iso['slope_se']:.2f}"))
+        lines.append(f"| {name.replace('/', ' | ')} | {budgets} | {slope} |")
+    lines += ["", "## Which variant scales better? (paired bootstrap of the frontier exponent)", "",
+              "| model | variant | exponent | standard's | P(variant's larger) | verdict |", "|---|---|---|---|---|---|"]
+    for c in results["comparisons"]:
+        lines.append(f"| {c['model']} | {c['variant']} | {c['exponent']:.3f} | {c['reference_exponent']:.3f} | "
+                     f"{_num(c['p_better'], '.3f')} ({c['resamples']} resamples) | {c['verdict']} |")
+    lines += _target_lines(results.get("targets") or {})
     if results["controls"]:
         c = config.controls
         lines += ["", "## Type 2.1: the variant or its training?", "",
-                  f"{c.model} at width {c.width:g}, seeds {', '.join(map(str, config.seeds))}, "
-                  "each treatment changing one thing from the study's own training:", "",
-                  "| variant | treatment | what changes | test accuracy | final train loss |",
-                  "|---|---|---|---|---|"]
+                  f"{config.models[0]} at width {c.width:g}, the shortest horizon, each variant at its chosen rate, "
+                  "each treatment changing one thing from the study's recipe:", "",
+                  "| variant | treatment | what changes | test accuracy | final train loss |", "|---|---|---|---|---|"]
         for r in results["controls"]:
+            acc = r.get("accuracy")
             diverged = f" ({r['diverged']} diverged)" if r["diverged"] else ""
             lines.append(f"| {r['variant']} | {r['treatment']} | {runs.TREATMENTS[r['treatment']]} | "
-                         f"{_spread(r.get('accuracy'))}{diverged} | "
-                         f"{_spread(r.get('final_train_loss'))} |")
+                         f"{'—' if not acc else format(acc['mean'], '.3f')}{diverged} | "
+                         f"{'—' if 'final_train_loss' not in r else format(r['final_train_loss']['mean'], '.3f')} |")
         v = results["verdict"]
         if v:
             lines += ["", f"**Verdict: {v['text']}.** ({v['figures']}.)"]
     return "\n".join(lines) + "\n"
+
+
+def _target_lines(t: dict) -> list[str]:
+    if not t:
+        return []
+    met = t["met"]
+
+    def mark(name):
+        return "met" if met[name] else "**missed**"
+
+    exponent = ("—" if "exponent" not in t else
+                f"{t['exponent_name']} = {t['exponent']:.3f} [{t['exponent_low']:.3f}, {t['exponent_high']:.3f}]")
+    change = "—" if t.get("reference_change") is None else (
+        f"{t['reference_error']:.3f} at {t['reference_horizon']} steps, a change of {t['reference_change']:+.3f}")
+    values = {
+        "regime": f"{_num(t['largest_at_longest'], '.3f')} largest/longest; {_num(t['smallest_at_shortest'], '.3f')} "
+                  "smallest/shortest",
+        "trained_enough": change,
+        "extrapolation": ("—" if "median_abs_log" not in t else
+                          f"{t['form']}: {t['median_abs_log']:.3f} / {t['max_abs_log']:.3f}, {t['inside_band']:.0%} inside"),
+        "in_sample": ("—" if "rmse_log" not in t else
+                      f"RMSE {t['rmse_log']:.3f}, ρ {'—' if t['spearman'] is None else format(t['spearman'], '+.2f')}"),
+        "precision": exponent,
+    }
+    lines = ["", "## Targets (standard conv)", "", "| target | what it asks | measured | |", "|---|---|---|---|"]
+    lines += [f"| {name} | {TARGETS[name]} | {values[name]} | {mark(name)} |" for name in TARGETS]
+    return lines
