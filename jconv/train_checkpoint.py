@@ -80,7 +80,7 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
         return None
     other, step = Path(start_from[0]).resolve(), int(start_from[1])
     source = ocp.CheckpointManager(other / "checkpoints",
-                                   options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+                                   options=ocp.CheckpointManagerOptions(create=False))
     try:
         if step not in source.all_steps():
             raise ValueError(f"start_from: {other / 'checkpoints'} has no checkpoint of step {step} "

@@ -1,4 +1,5 @@
-"""Scaling-law fits on known laws: parameters recovered, honest intervals, extrapolation, comparisons, iso-FLOP optima."""
+"""Scaling-law fits on known laws: parameters recovered, honest intervals, extrapolation, comparisons,
+IsoFLOP optima."""
 
 import doctest
 
@@ -54,9 +55,18 @@ def test_m4_law_recovered():
     truth = {"e_inf": 0.04, "alpha": 0.7, "beta": 1.2, "gamma": 0.35}
     e = np.repeat(np.geomspace(0.6, 0.07, 9), 3)
     cm = ((e - truth["e_inf"]) / ((0.9 - e) ** truth["alpha"] * truth["beta"])) ** (-1 / truth["gamma"])
-    r = _recovered("m4", cm * 1e9, noisy(e, 2, 0.01), truth, ("e_inf", "gamma"), eps0=0.9,
-                   tol={"e_inf": 0.01, "gamma": 0.1})
+    r = _recovered("m4", cm * 1e9, noisy(e, 2, 0.01), truth, ("e_inf", "alpha", "gamma"), eps0=0.9,
+                   tol={"e_inf": 0.01, "alpha": 0.15, "gamma": 0.05})
     assert np.allclose(fits.predict(r, cm * 1e9), e, rtol=0.05)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])
+def test_m4_prediction_solves_the_law(alpha):
+    e = np.geomspace(0.85, 0.031, 50)
+    law = {"form": "m4", "params": {"e_inf": 0.03, "alpha": alpha, "beta": 0.7, "gamma": 0.4},
+           "c0": 1.0, "eps0": 0.9}
+    compute = ((e - 0.03) / ((0.9 - e) ** alpha * 0.7)) ** (-1 / 0.4)
+    assert np.allclose(fits.predict(law, compute), e, rtol=1e-10, atol=0)
 
 
 def test_joint_law_recovered():
@@ -179,7 +189,8 @@ def test_converged_share():
     (lambda: fits.fit("power", C, np.full(C.size, 0.3), starts=np.ones((3, 3))), "starts"),
     (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), groups=[0, 1]), "groups"),
     (lambda: cmp.isoflop(C, C[:-1], np.full(C.size, 0.3)), "size"),
-    (lambda: cmp.compare("power", "b", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 99)]), "pairs"),
+    (lambda: cmp.compare("power", "b", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 99)]),
+     "pairs"),
     (lambda: cmp.compare("power", "e_inf", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 0)]),
      "param"),
 ])

@@ -56,7 +56,7 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
         b = (f"{s['fit']['params'][name_b]:.3f} [{s['intervals'][name_b][0]:.3f}, {s['intervals'][name_b][1]:.3f}]"
              if name_b else "—")
         rows.append([*name.split("/"), law["best"], b, f"{held['median_abs_log']:.3f} / {held['max_abs_log']:.3f}",
-                     f"{held['inside_band']:.0%}", f"{s['fit']['rmse_log']:.3f}"])
+                     f"{held['inside_prediction_band']:.0%}", f"{s['fit']['rmse_log']:.3f}"])
     figures = []
     for name in ("frontier.png", "isoflop.png", "residuals.png", "controls.png"):
         if (folder / name).is_file():
@@ -79,7 +79,7 @@ variant at widths {', '.join(f'{w:g}' for w in config.get('widths', []))}, each 
 one constant-rate run, on `{config.get('dataset')}` (results read from `{folder}`). Compute is
 XLA's FLOP count of the train step times the steps. Each variant's law is the form that
 extrapolated best: fitted on the runs of compute ≤ {config.get('holdout_fraction')} × the largest,
-scored on the rest (median / maximum |log(ê/e)|, the share inside the 10–90% bootstrap band);
+scored on the rest (median / maximum |log(ê/e)|, the share inside the 10–90% prediction band);
 the exponent carries its 10–90% bootstrap interval:
 
 {table(["model", "variant", "form", "exponent [10–90%]", "held out: median / max", "inside band", "RMSE log"], rows)}

@@ -275,7 +275,8 @@ def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model:
         chosen = law["forms"][law["best"]]
         held, full = chosen["extrapolation"], chosen["fit"]
         out.update(form=law["best"], median_abs_log=held["median_abs_log"], max_abs_log=held["max_abs_log"],
-                   inside_band=held["inside_band"], rmse_log=full["rmse_log"], spearman=full["spearman"])
+                   inside_band=held["inside_prediction_band"], inside_curve_band=held["inside_band"],
+                   rmse_log=full["rmse_log"], spearman=full["spearman"])
         name = EXPONENT.get(law["best"])
         if name:
             value, (low, high) = full["params"][name], chosen["intervals"][name]

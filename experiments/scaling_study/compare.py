@@ -4,7 +4,8 @@ Pure NumPy and SciPy, on top of :mod:`.fits`.
 
 * :func:`extrapolation`: fit a law on the runs of small compute (``C ≤ fraction · max C``) and
   score its predictions of the rest, ``log(ê / e)``, and how many fall inside the 10–90%
-  bootstrap band of that small-compute fit. A law that extrapolates is one that passes this.
+  bootstrap band of that small-compute fit (the curve's band, and the prediction band that adds
+  the fit's scatter). A law that extrapolates is one that passes this.
 * :func:`isoflop` (Hoffmann et al. 2022, approach 2): per compute budget, a parabola of ``log e``
   in ``log N``; its vertex is the compute-optimal size ``N_opt(C)``, and the slope of
   ``log N_opt`` against ``log C`` the exponent of ``N_opt ∝ C^a``. For
@@ -189,10 +190,11 @@ def compare(form: str, param: str, x_a, e_a, x_b, e_b, *, pairs, n_resamples: in
 
     Returns:
         ``difference`` (``θ_a − θ_b`` from fits on all of a and of b), ``theta_a``, ``theta_b``,
-        ``interval`` (10–90% of the resampled differences), ``p_a_better`` (share of resamples
-        with ``θ_a`` better), ``verdict`` (``"<a> scales better"`` when that share is ≥ 0.95,
-        ``"<b> scales better"`` when ≤ 0.05, else ``"not distinguishable"``), ``n_resamples``,
-        ``failed``.
+        ``interval`` (10–90% of the resampled differences), ``p_a_better`` (share of the
+        resamples refitted without failure with ``θ_a`` better), ``verdict`` (``"<a> scales
+        better"`` when that share is ≥ 0.95, ``"<b> scales better"`` when ≤ 0.05, else ``"not
+        distinguishable"``), ``n_resamples``, ``failed`` (resamples with fewer distinct inputs
+        than parameters), ``names``.
     """
     spec, x_a, e_a, eps0 = _check(form, x_a, e_a, eps0)
     if param not in spec.params:

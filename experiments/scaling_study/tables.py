@@ -21,7 +21,7 @@ CSV_FIELDS = ["model", "variant", "width", "seed", "lr", "horizon", "treatment",
 TARGETS = {
     "regime": "largest model's error at the longest horizon in [0.10, 0.40]; smallest at the shortest < 0.75",
     "trained_enough": "the largest model at the reference horizon changes its error by ≤ 0.02",
-    "extrapolation": "held-out runs: median |log(ê/e)| ≤ 0.05, maximum ≤ 0.10, ≥ 80% inside the 80% band",
+    "extrapolation": "held-out runs: median |log(ê/e)| ≤ 0.05, maximum ≤ 0.10, ≥ 80% inside the 80% prediction band",
     "in_sample": "RMSE of log error ≤ 0.03 and |Spearman ρ| of the residuals against compute < 0.3",
     "precision": "the exponent's 10–90% interval within ±25% of it",
 }
@@ -98,7 +98,7 @@ def _interval(value, low_high, spec=".3f") -> str:
 
 def _law_lines(results: dict) -> list[str]:
     lines = ["| model | variant | form | parameters [10–90% bootstrap] | converged | RMSE log | Spearman | "
-             "held-out median / max abs log | inside 80% band | chosen |",
+             "held-out median / max abs log | inside 80% prediction band | chosen |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, law in results["laws"].items():
         for form, s in law["forms"].items():
@@ -110,7 +110,8 @@ def _law_lines(results: dict) -> list[str]:
             params = "; ".join(f"{k} = {_interval(v, s['intervals'][k], '.3g')}" for k, v in fit["params"].items())
             held = ("skipped: " + ext["skipped"] if "skipped" in ext else
                     f"{ext['median_abs_log']:.3f} / {ext['max_abs_log']:.3f} (n = {ext['n_held_out']})")
-            inside = "—" if "inside_band" not in ext else f"{ext['inside_band']:.0%}"
+            inside = "—" if "inside_band" not in ext else \
+                f"{ext['inside_prediction_band']:.0%} ({ext['inside_band']:.0%} of the curve's)"
             rho = "—" if fit["spearman"] is None else f"{fit['spearman']:+.2f}"
             lines.append(f"| {law['model']} | {law['variant']} | {form} | {params} | {fit['converged_share']:.0%} | "
                          f"{fit['rmse_log']:.3f} | {rho} | {held} | {inside} | {'✓' if law['best'] == form else ''} |")
@@ -151,7 +152,9 @@ def markdown(config, results: dict) -> str:
               f"reached the best optimum); intervals from {config.bootstrap} bootstrap resamples of runs (the "
               "joint law's: of trunks). Held out: fitted on the runs of compute ≤ "
               f"{config.holdout_fraction:g} × the largest, scored on the rest. Chosen: the lowest held-out "
-              "median. Parameters in units of the smallest compute (c = C/C₀; n = N/N₀, d = D/D₀).", ""]
+              "median. The prediction band (10–90%) holds the bootstrap's spread of the curve and the fit's "
+              "own scatter of single runs; the curve's band alone in brackets. Parameters in units of the "
+              "smallest compute (c = C/C₀; n = N/N₀, d = D/D₀).", ""]
     lines += _law_lines(results)
     lines += ["", "## IsoFLOP: the compute-optimal size", "",
               "Per compute budget (bins a factor 2 wide), the parabola of log error in log parameters; its vertex "
