@@ -51,6 +51,12 @@ def test_branch_points_and_rejected_horizons():
     config = runner.load("configs/scaling_study.py:smoke", ["--config.variants=('nope',)"])[0]
     with pytest.raises(runner.ConfigError, match="unknown \\['nope'\\]"):
         runs.variants(config)
+    for override, match in (("--config.controls.width=0.5", "controls.width=0.5"),
+                            ("--config.controls.treatments=('x',)", "treatments: unknown"),
+                            ("--config.learning_rates=()", "learning_rates"),
+                            ("--config.reference.variant=separable", "reference.variant='separable'")):
+        with pytest.raises(runner.ConfigError, match=match):
+            runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
 
 
 def test_the_sweep_chooses_by_validation_error_then_training_loss():
@@ -235,4 +241,4 @@ def test_a_registered_variant_joins_the_study(tmp_path, monkeypatch):
         "--config.reference.variant=", "--config.learning_rates=(0.05,)", "--config.horizons=(10, 20)"],
         tmp_path / "w")
     table = (workdir / "table.md").read_text(encoding="utf-8")
-    assert table.count("| alexnet | shift | 0.0625 |") == 2 and "## Type 2.1" not in table
+    assert table.count("| alexnet | shift | 0.0625 |") == 3 and "## Type 2.1" not in table  # 2 horizons, 1 sweep row

@@ -50,6 +50,7 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
     rows = []
     for name, law in laws.items():
         if not law.get("best"):
+            rows.append([*name.split("/"), "— (too few runs to hold any out)", "—", "—", "—", "—"])
             continue
         s = law["forms"][law["best"]]
         held, name_b = s["extrapolation"], exponent.get(law["best"])

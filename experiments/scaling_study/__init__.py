@@ -46,6 +46,7 @@ def plan(config) -> list[tuple[str, dict]]:
     the sweep is done.
     """
     hs = runs.horizons(config)
+    runs.check(config)
     todo = []
     for model in config.models:
         for variant in runs.variants(config):
@@ -95,6 +96,9 @@ def run(config, workdir: Path) -> dict:
             if key["model"] not in study_data:
                 bar.set_postfix_str(f"data for {key['model']}")
                 study_data[key["model"]] = runs.open_data(config, key["model"])
+                rendered = {"part": "data", "model": key["model"]}
+                if not store.has(rendered):
+                    store.add(rendered, {"render_s": study_data[key["model"]].render_s})
             mine = study_data[key["model"]]
             bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in key.items() if k != "part"))
             start = time.perf_counter()
@@ -124,7 +128,8 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
                "targets": analysis.targets(rows, analysis.runs(records, "reference"), laws,
                                            model=config.models[0]),
                "controls": analysis.controls(control_rows), "num_classes": num_classes,
-               "holdout_fraction": fraction}
+               "holdout_fraction": fraction,
+               "render_s": {r["key"]["model"]: r["render_s"] for r in records if r["key"]["part"] == "data"}}
     results["verdict"] = tables.verdict(results["controls"], num_classes)
     if jax.process_index() != 0:
         return results

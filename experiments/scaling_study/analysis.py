@@ -277,10 +277,11 @@ def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model:
         out.update(form=law["best"], median_abs_log=held["median_abs_log"], max_abs_log=held["max_abs_log"],
                    inside_band=held["inside_prediction_band"], inside_curve_band=held["inside_band"],
                    rmse_log=full["rmse_log"], spearman=full["spearman"])
-        name = EXPONENT.get(law["best"])
-        if name:
-            value, (low, high) = full["params"][name], chosen["intervals"][name]
-            out.update(exponent_name=name, exponent=value, exponent_low=low, exponent_high=high)
+    # The precision target is on the frontier law's exponent b, whichever form extrapolated best.
+    zhai = (law or {}).get("forms", {}).get("frontier", {})
+    if "fit" in zhai:
+        value, (low, high) = zhai["fit"]["params"]["b"], zhai["intervals"]["b"]
+        out.update(exponent_name="b (frontier law)", exponent=value, exponent_low=low, exponent_high=high)
     checks = {
         "regime": (out["largest_at_longest"] is not None and 0.10 <= out["largest_at_longest"] <= 0.40
                    and out["smallest_at_shortest"] is not None and out["smallest_at_shortest"] < 0.75),

@@ -56,6 +56,12 @@ def _variants(rows):
     return list(dict.fromkeys(r["variant"] for r in rows))
 
 
+def _legend(ax) -> None:
+    """The axes' legend, if anything on it has a label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+
+
 def _save(plt, fig, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -109,7 +115,7 @@ def frontier(rows: list[dict], results: dict, path: Path) -> None:
         ax.set(xlabel="training FLOPs (XLA)", ylabel="test error (1 − accuracy)",
                title=f"{model}: error vs training compute")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best")
+        _legend(ax)
     _save(plt, fig, path)
 
 
@@ -134,7 +140,7 @@ def isoflop(rows: list[dict], results: dict, path: Path, variant: str = "standar
         slope = "" if not iso or iso["slope"] is None else f"; N_opt ∝ C^{iso['slope']:.2f}"
         ax.set(xlabel="parameters", ylabel="test error", title=f"{model} {variant}: IsoFLOP{slope}")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best")
+        _legend(ax)
     _save(plt, fig, path)
 
 
@@ -172,7 +178,7 @@ def residuals(rows: list[dict], results: dict, path: Path) -> None:
         ax.set(xlabel="training FLOPs (XLA)", ylabel="log(predicted / observed)",
                title=f"{model}: extrapolation residuals")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best")
+        _legend(ax)
     _save(plt, fig, path)
 
 
@@ -192,7 +198,7 @@ def controls(records: list[dict], results: dict, path: Path) -> None:
             ax.scatter([i] * len(seeds), seeds, color=color, zorder=3, s=16)
     if results.get("num_classes"):
         ax.axhline(1 / results["num_classes"], color="grey", lw=0.8, ls=":", label="chance")
-        ax.legend(loc="best")
+        _legend(ax)
     ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
     ax.set(ylabel="test accuracy", title="Type 2.1 (shared filter) under other training")
     ax.grid(True, axis="y", alpha=0.3)

@@ -59,6 +59,24 @@ def input_size(config, model: str) -> int:
     return sizes[model]
 
 
+def check(config) -> None:
+    """Raises ConfigError for settings the study cannot run, naming the flag."""
+    lrs = tuple(config.learning_rates)
+    if not lrs or not all(isinstance(lr, (int, float)) and lr > 0 for lr in lrs):
+        raise ConfigError(f"--config.learning_rates={lrs}; expected one or more rates > 0")
+    if config.controls.treatments and config.controls.width not in config.widths:
+        raise ConfigError(f"--config.controls.width={config.controls.width}: not one of --config.widths="
+                          f"{tuple(config.widths)}; the comparison runs at a width whose rate the sweep chose")
+    unknown = [t for t in config.controls.treatments if t not in TREATMENTS]
+    if unknown:
+        raise ConfigError(f"--config.controls.treatments: unknown {unknown}; known: {list(TREATMENTS)}")
+    if config.reference.variant and config.reference.variant not in variants(config):
+        raise ConfigError(f"--config.reference.variant={config.reference.variant!r}: not one of the study's "
+                          f"variants {variants(config)}")
+    if int(config.reference.factor) < 1:
+        raise ConfigError(f"--config.reference.factor={config.reference.factor}; expected an int ≥ 1")
+
+
 def cooldown_steps(config, horizon: int) -> int:
     return int(round(config.cooldown_fraction * horizon))
 

@@ -130,7 +130,9 @@ def markdown(config, results: dict) -> str:
              f"warmup {config.warmup_steps} steps, constant rate, 1−√ cooldown over the last "
              f"{config.cooldown_fraction:.0%} of each horizon; norm `{config.norm}`. "
              "Error = 1 − test accuracy; compute = XLA's FLOPs of the compiled train step (oneDNN off) × "
-             "steps; the cost model's 6·MACs·batch·steps beside it.", "",
+             "steps; the cost model's 6·MACs·batch·steps beside it."
+             + "".join(f" {m}'s data rendered in {t:.1f} s." for m, t in results.get("render_s", {}).items()
+                       if t), "",
              "| model | variant | width | horizon | lr | params | samples | train FLOPs (XLA) | XLA ÷ cost model | "
              "test error | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
