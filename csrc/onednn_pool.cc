@@ -94,8 +94,11 @@ std::shared_ptr<const Entry> Build(Kind kind, const Geometry& g, memory::data_ty
     }
     dnnl::lrn_backward::primitive_desc bwd(eng, algo, entry->dst, entry->src, entry->src,
                                            g.size, g.alpha, g.beta, g.k, fwd, attr);
-    if (bwd.workspace_desc().get_size() != 0)
-      throw std::runtime_error("the LRN backward chosen needs a workspace");
+    // The handler keeps no forward workspace: take the first kernel that needs none (on
+    // AVX-512 oneDNN offers a workspace kernel first).
+    while (bwd.workspace_desc().get_size() != 0)
+      if (!bwd.next_impl())
+        throw std::runtime_error("every LRN backward oneDNN offers needs a workspace");
     entry->prim = dnnl::lrn_backward(bwd);
     entry->scratch_bytes = bwd.scratchpad_desc().get_size();
     return entry;

@@ -28,6 +28,7 @@ and evaluated is the plain cross-entropy of the main logits.
 lets the early average forget its start), over the parameters and the floating model state
 (BatchNorm statistics); evaluation uses the average.
 
+>>> from jconv.train import TrainConfig
 >>> schedule = make_schedule(TrainConfig(steps=10, learning_rate=1.0, schedule="wsd",
 ...                                      warmup_steps=2, cooldown_fraction=0.4))
 >>> [round(float(v), 3) for v in schedule(jnp.arange(10))]

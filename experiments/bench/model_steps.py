@@ -67,10 +67,11 @@ def step_call(case: ModelCase, impl: str, config):
     state, _, step, _ = train._init_state(model, tconfig, placement, NUM_CLASSES, traces)
     x = jnp.asarray(np.random.default_rng(config.seed).standard_normal((b, *shape), np.float32))
     y = jnp.arange(b, dtype=jnp.int32) % NUM_CLASSES
+    rate = np.float32(tconfig.learning_rate)  # the step takes its rate (jconv.train_recipe)
     held = {"state": tuple(state), "loss": None, "finite": None, "traces": traces}
 
     def call():
-        *new, loss, finite = step(*held["state"], x, y)
+        *new, loss, finite = step(*held["state"], x, y, rate)
         held.update(state=tuple(new), loss=loss, finite=finite)
         jax.block_until_ready(new)
 
