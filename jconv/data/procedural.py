@@ -281,6 +281,8 @@ def render(source: ProceduralSource, start: int, stop: int, *, workers: int = 1,
 
     With ``workers > 1`` chunks of ``chunk`` items render in that many spawned processes (each
     item depends only on ``(seed, split, index)``, so the bytes do not depend on ``workers``).
+    Spawned processes import the calling script again, so a script that calls this with
+    ``workers > 1`` keeps its top-level code under ``if __name__ == "__main__":``.
 
     >>> train, _ = open_procedural(num_classes=4, train_size=8, test_size=1)
     >>> x, y = render(train, 2, 6)
