@@ -21,8 +21,8 @@ are named in :data:`KERNELS`:
 * ``split``: one dense ``lax`` conv per group, concatenated.
 * ``phases``: one dense stride-1 ``lax`` conv per output phase, interleaved.
 * ``einsum``: one einsum over the maps, with no spatial window (a matmul or a sum).
-* ``sum_maps``: the maps summed first, then one single-channel ``shift`` conv (Type 2.1
-  is linear in the maps).
+* ``sum_maps``: the maps summed first, then one single-channel conv (Type 2.1 is linear
+  in the maps): shifted windows forward, ``lax`` gradients.
 * ``onednn``: oneDNN's primitives, forward and backward, called inside the XLA program
   through its FFI (CPU; float32 and bfloat16): convolution forward, backward-data and
   backward-weights (:mod:`jconv.backends.onednn`); pooling and LRN
