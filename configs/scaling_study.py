@@ -3,7 +3,8 @@ extrapolation, intervals from the bootstrap (:mod:`experiments.scaling_study`).
 
 The 2012 AlexNet at 67×67 (the smallest input its table fits) with BatchNorm, every conv variant
 (built-in and registered) at four widths, each trained at four doubling horizons branched off
-one constant-rate run, on procedural images that never repeat within a run::
+constant-rate runs (the rate chosen per horizon), on procedural images that never repeat within a
+run::
 
     jconv run configs/scaling_study.py                       # into runs/scaling_study
     jconv run configs/scaling_study.py:smoke --workdir /tmp/study
@@ -43,16 +44,17 @@ def get_config(arg=None):
     config.input_sizes = ml_collections.ConfigDict({"alexnet": 67, "googlenet": 32})
     config.variants = ("standard", "shared_filter") if smoke else ()  # (): every variant
     config.widths = ((0.0625, 0.125) if smoke else (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0) if gpu
-                     else (0.0625, 0.125, 0.25, 0.5))
+                     else (0.0625, 0.125, 0.25, 0.375))
     config.seeds = (0,)
     # Horizons in steps (doubling); each is a branch that cools down over its last
     # cooldown_fraction, off one constant-rate run per model.
     config.horizons = (10, 20, 40) if smoke else (320, 640, 1280, 2560, 5120) if gpu else (320, 640, 1280, 2560)
     config.cooldown_fraction = 0.2
     config.warmup_steps = 4 if smoke else 64
-    # The learning rate of each (variant, width, seed): the best of these at the shortest
-    # horizon, judged on the validation set.
-    config.learning_rates = (0.05, 0.2) if smoke else (0.05, 0.1, 0.2)
+    # The learning rate of each (variant, width, seed) and horizon, judged on the validation set:
+    # every one of these at the shortest horizon, then at each longer horizon the rate chosen at
+    # the one before and the next lower rate.
+    config.learning_rates = (0.05, 0.2) if smoke else (0.025, 0.05, 0.1, 0.2)
     # Data: the procedural set (never repeating: one pool of h_max·batch images), or any name
     # of jconv.data.open_dataset (CIFAR and image folders stream through grain, with epochs).
     config.dataset = "procedural"

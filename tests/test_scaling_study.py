@@ -68,6 +68,35 @@ def test_the_sweep_chooses_by_validation_error_then_training_loss():
     assert runs.choose_lr([rec(0.1, 0.3, 1.0, acc=None)]) is None
 
 
+def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
+    import experiments.scaling_study as study
+
+    config = study_config.get_config()
+    hs, todo, store = runs.horizons(config), study.plan(config), runner.Store(tmp_path)
+    mine = {"model": "alexnet", "variant": "standard", "width": 0.0625, "seed": 0}
+
+    def rates(horizon, part="scaling"):
+        return [study._rate(store, how, key, config, hs) for how, key in todo
+                if key["part"] == part and key["horizon"] == horizon and all(key[k] == v for k, v in mine.items())]
+
+    def record(horizon, lr, val_error):
+        store.add({"part": "scaling", **mine, "lr": lr, "horizon": horizon}, {"test_accuracy": 0.5, "val_error": val_error})
+
+    assert rates(320) == [0.025, 0.05, 0.1, 0.2] and rates(640) == [None, None]
+    for lr, val in ((0.025, 0.5), (0.05, 0.4), (0.1, 0.3), (0.2, 0.35)):
+        record(320, lr, val)
+    assert rates(640) == [0.1, 0.05]  # the rate chosen at 320 and the next lower; never 0.2 again
+    record(640, 0.1, 0.3), record(640, 0.05, 0.25)
+    assert rates(1280) == [0.05, 0.025]
+    record(1280, 0.05, 0.2), record(1280, 0.025, 0.1)
+    assert rates(2560) == [0.025, None]  # no lower rate to try
+    record(2560, 0.025, 0.1)
+    mine["width"] = 0.375
+    record(2560, 0.05, 0.1), record(2560, 0.025, 0.2)
+    assert rates(5120, "reference") == [0.05]  # the reference goes on at the longest horizon's rate
+    assert runs.live_rates((0.1, 0.2), None) == ()
+
+
 def test_the_sum_aware_init_and_batch_norm_models():
     rows, _ = summary.summarize("alexnet", width=0.25, input_size=67, norm="batch", num_classes=10)
     assert sum(r["op"] == "batch_norm" for r in rows) == 5
@@ -79,7 +108,8 @@ def test_the_sum_aware_init_and_batch_norm_models():
                                plain.conv3.kernel[...], rtol=1e-6)
 
 
-def _records(law, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), variant="standard", noise=0.0, seed=0):
+def _records(law, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), variant="standard", noise=0.0, seed=0,
+             lr=0.1, val_shift=0.0):
     """Study records whose error follows ``law(N, D)``: params ∝ width², compute ∝ params · horizon."""
     rng = np.random.default_rng(seed)
     out = []
@@ -91,8 +121,8 @@ def _records(law, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), variant="s
         for h in horizons:
             e = law(params, 8 * h) * math.exp(noise * rng.normal())
             out.append({"key": {"part": "scaling", "model": "m", "variant": variant, "width": w, "seed": 0,
-                                "lr": 0.1, "horizon": h},
-                        "test_accuracy": 1 - e, "val_error": e, "final_loss": 1.0, "samples": 8 * h,
+                                "lr": lr, "horizon": h},
+                        "test_accuracy": 1 - e, "val_error": e + val_shift, "final_loss": 1.0, "samples": 8 * h,
                         "trunk_s": 1.0, "branch_s": 0.5})
     return out
 
@@ -102,9 +132,17 @@ def _joint(params, samples, alpha=0.4, beta=0.5):
 
 
 def test_analysis_of_a_known_joint_law():
-    records = _records(_joint, noise=0.01)
+    # A second rate, worse on validation at every horizon but h=800 of width 8 (where its own test
+    # error is far off the law): each horizon's run is the one its validation error chose.
+    worse = [r for r in _records(lambda n, d: 0.8, lr=0.2, val_shift=1.0) if r["key"]["part"] == "scaling"]
+    worse[-1]["val_error"] = 0.0
+    records = _records(_joint, noise=0.01) + worse
     rows = analysis.runs(records)
-    assert len(rows) == 16 and rows[1]["wall_s"] == 2.5  # the trunk to h=200 and the branch
+    assert len(rows) == 16 and rows[1]["wall_s"] == 2.5  # its own rate's trunk to h=200 and the branch
+    assert [r["lr"] for r in rows].count(0.2) == 1 and rows[-1]["lr"] == 0.2 and rows[-1]["wall_s"] == 4.5
+    assert len(analysis.sweep(records)) == 32 and sum(r["chosen"] for r in analysis.sweep(records)) == 16
+    records = records[:-1]  # the law's own run at (8, 800), chosen again
+    rows = analysis.runs(records)
     laws = analysis.laws(rows, eps0=0.9, n_resamples=30)
     law = laws["m/standard"]
     joint = law["forms"]["joint"]

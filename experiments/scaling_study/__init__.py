@@ -5,9 +5,11 @@ judged by how they extrapolate.
 GoogLeNet family with ``:gpu``) with every conv variant (``config.variants``; empty: all of
 :func:`jconv.nn.variants`, registered ones included) at every width and seed, under one recipe
 (BatchNorm models, Nesterov SGD, label smoothing, the warmup-stable-decay schedule), at several
-horizons per model: each horizon is a cooldown branched off one constant-rate run
-(:mod:`.runs`). The learning rate of each (variant, width, seed) is the best of a sweep at the
-shortest horizon, on a validation set; the data never repeats within a run. Compute is XLA's FLOP
+horizons per model: each horizon is a cooldown branched off a constant-rate run
+(:mod:`.runs`). The learning rate is chosen per (variant, width, seed) and horizon, on a validation
+set: every rate of ``config.learning_rates`` at the shortest horizon, then at each longer horizon
+the rate chosen at the one before and the next lower rate (:func:`runs.live_rates`: the best rate
+falls as the horizon grows). The data never repeats within a run. Compute is XLA's FLOP
 count of the compiled train step (oneDNN off, so that XLA sees the convolutions) times the steps.
 A reference run of the largest standard model at a longer horizon says whether the longest
 horizon trained enough; a controlled comparison asks what Type 2.1's deficit is made of.
@@ -39,43 +41,59 @@ def _compilation_cache(workdir: Path) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def plan(config) -> list[tuple[str, dict]]:
-    """Every measurement of the study in the order it runs, as ``(kind, key)``.
+def plan(config) -> list[tuple[tuple, dict]]:
+    """Every measurement of the study in the order it runs, as ``(how, key)``.
 
-    Keys of horizons past the shortest carry ``lr=None``: the sweep's choice, known only once
-    the sweep is done.
+    ``how`` says where a key's rate comes from: ``("given",)``, the rate in the key (every rate
+    at the shortest horizon; costs have none); ``("live", i)``, the ``i``-th of
+    :func:`runs.live_rates` after the rate chosen at the horizon before; ``("best", h)``, the rate
+    chosen at horizon ``h`` (the reference run: at the longest; the comparison: at the shortest).
+    Those keys carry ``lr=None`` until the runs they depend on are recorded.
     """
     hs = runs.horizons(config)
     runs.check(config)
+    candidates = min(2, len(config.learning_rates))
     todo = []
     for model in config.models:
         for variant in runs.variants(config):
             for width in config.widths:
                 base = {"model": model, "variant": variant, "width": width}
-                todo.append(("cost", {"part": "cost", **base}))
+                todo.append((("given",), {"part": "cost", **base}))
                 for seed in config.seeds:
-                    todo += [("sweep", {"part": "scaling", **base, "seed": seed, "lr": lr, "horizon": hs[0]})
+                    todo += [(("given",), {"part": "scaling", **base, "seed": seed, "lr": lr, "horizon": hs[0]})
                              for lr in config.learning_rates]
-                    todo += [("chosen", {"part": "scaling", **base, "seed": seed, "lr": None, "horizon": h})
-                             for h in hs[1:]]
+                    todo += [(("live", i), {"part": "scaling", **base, "seed": seed, "lr": None, "horizon": h})
+                             for h in hs[1:] for i in range(candidates)]
     ref = config.reference
     if ref.variant:
         base = {"model": config.models[0], "variant": ref.variant, "width": max(config.widths)}
-        todo += [("chosen", {"part": "reference", **base, "seed": config.seeds[0], "lr": None,
-                             "horizon": hs[-1] * ref.factor})]
+        todo += [(("best", hs[-1]), {"part": "reference", **base, "seed": config.seeds[0], "lr": None,
+                                     "horizon": hs[-1] * ref.factor})]
     c = config.controls
     for variant in c.variants if c.treatments else ():
         base = {"model": config.models[0], "variant": variant, "width": c.width}
-        todo += [("cost", {"part": "cost", **base, "treatment": t}) for t in c.treatments if t != "as_studied"]
-        todo += [("chosen", {"part": "controls", **base, "seed": s, "lr": None, "horizon": hs[0], "treatment": t})
+        todo += [(("given",), {"part": "cost", **base, "treatment": t}) for t in c.treatments if t != "as_studied"]
+        todo += [(("best", hs[0]), {"part": "controls", **base, "seed": s, "lr": None, "horizon": hs[0],
+                                    "treatment": t})
                  for t in c.treatments for s in config.seeds]
     return todo
 
 
-def _chosen_lr(store: Store, key: dict, hs) -> float | None:
-    sweep = [r for r in store.records() if r["key"]["part"] == "scaling" and r["key"]["horizon"] == hs[0]
-             and all(r["key"][k] == key[k] for k in ("model", "variant", "width", "seed"))]
-    return runs.choose_lr(sweep)
+def _best_lr(store: Store, key: dict, horizon: int) -> float | None:
+    """The rate chosen for ``key``'s (model, variant, width, seed) at ``horizon``."""
+    done = [r for r in store.records() if r["key"]["part"] == "scaling" and r["key"]["horizon"] == horizon
+            and all(r["key"][k] == key[k] for k in ("model", "variant", "width", "seed"))]
+    return runs.choose_lr(done)
+
+
+def _rate(store: Store, how: tuple, key: dict, config, hs) -> float | None:
+    if how[0] == "given":
+        return key.get("lr")
+    if how[0] == "best":
+        return _best_lr(store, key, how[1])
+    before = hs[hs.index(key["horizon"]) - 1]
+    live = runs.live_rates(config.learning_rates, _best_lr(store, key, before))
+    return live[how[1]] if how[1] < len(live) else None
 
 
 def run(config, workdir: Path) -> dict:
@@ -86,10 +104,10 @@ def run(config, workdir: Path) -> dict:
     todo = plan(config)
     study_data: dict[str, runs.StudyData] = {}
     with progress(len(todo), 0, "scaling study") as bar:
-        for kind, key in todo:
-            if kind == "chosen":
-                key = {**key, "lr": _chosen_lr(store, key, hs)}
-            # A chosen run whose whole sweep diverged has no rate to run at.
+        for how, key in todo:
+            if key["part"] != "cost":
+                key = {**key, "lr": _rate(store, how, key, config, hs)}
+            # No rate to run at: no lower candidate, or every run it depends on diverged.
             if store.has(key) or key.get("lr", 0) is None:
                 bar.update()
                 continue
@@ -102,13 +120,13 @@ def run(config, workdir: Path) -> dict:
             mine = study_data[key["model"]]
             bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in key.items() if k != "part"))
             start = time.perf_counter()
-            if kind == "cost":
+            if key["part"] == "cost":
                 result = runs.cost(config, key, mine)
             else:
                 result = runs.branch(config, key, mine, workdir)
                 result["num_classes"] = mine.num_classes
             store.add(key, {**result, "wall_s": time.perf_counter() - start})
-            if kind != "cost":
+            if key["part"] != "cost":
                 runs.drop_checkpoints(workdir, key)
             bar.update()
     return summarize(config, store.records(), workdir)

@@ -63,33 +63,32 @@ def _choose(sweep: list[dict]) -> float | None:
     return choose_lr(sweep)
 
 
+RUN = ("model", "variant", "width", "seed", "horizon")
+
+
 def chosen_lrs(records: list[dict]) -> dict[tuple, float | None]:
-    """The rate chosen for each (model, variant, width, seed) by its sweep at the shortest horizon."""
-    scaling = [r for r in records if r["key"]["part"] == "scaling"]
-    if not scaling:
-        return {}
-    first = min(r["key"]["horizon"] for r in scaling)
-    sweeps = group([r for r in scaling if r["key"]["horizon"] == first], "scaling",
-                   ("model", "variant", "width", "seed"))
-    return {k: _choose(v) for k, v in sweeps.items()}
+    """The rate chosen for each (model, variant, width, seed, horizon): the best of those run there."""
+    return {k: _choose(v) for k, v in group(records, "scaling", RUN).items()}
 
 
 def runs(records: list[dict], part: str = "scaling") -> list[dict]:
-    """One row per run of ``part`` at its chosen rate: key fields, cost, error and wall time."""
+    """One row per run of ``part`` (of ``scaling``: at its horizon's chosen rate): key fields,
+    cost, error and wall time (its own rate's trunk to the branch point, and the branch)."""
     costs = {(r["key"]["model"], r["key"]["variant"], r["key"]["width"], r["key"].get("treatment")): r
              for r in records if r["key"]["part"] == "cost"}
-    lrs = chosen_lrs(records)
-    mine = [r for r in records if r["key"]["part"] == part
-            and lrs.get(tuple(r["key"][k] for k in ("model", "variant", "width", "seed"))) == r["key"]["lr"]]
+    lrs = chosen_lrs(records) if part == "scaling" else {}
     trunk_time = defaultdict(float)
     rows = []
-    for r in sorted(mine, key=lambda r: tuple(map(str, (r["key"]["model"], r["key"]["variant"],
-                                                        r["key"]["width"], r["key"]["seed"],
-                                                        r["key"].get("treatment")))) + (r["key"]["horizon"],)):
+    for r in sorted((r for r in records if r["key"]["part"] == part),
+                    key=lambda r: tuple(map(str, (r["key"]["model"], r["key"]["variant"], r["key"]["width"],
+                                                  r["key"]["seed"], r["key"].get("treatment"))))
+                    + (r["key"]["horizon"], r["key"]["lr"])):
         k = r["key"]
-        cost = costs.get((k["model"], k["variant"], k["width"], k.get("treatment")), {})
         trunk = (k["model"], k["variant"], k["width"], k["seed"], k.get("treatment"))
-        trunk_time[trunk] += r.get("trunk_s") or 0.0
+        trunk_time[trunk, k["lr"]] += r.get("trunk_s") or 0.0
+        if part == "scaling" and lrs.get(tuple(k[f] for f in RUN)) != k["lr"]:
+            continue
+        cost = costs.get((k["model"], k["variant"], k["width"], k.get("treatment")), {})
         step_flops = cost.get("step_flops")
         rows.append({**{f: k.get(f) for f in ("model", "variant", "width", "seed", "lr", "horizon", "treatment")},
                      "params": cost.get("params"), "macs": cost.get("macs"),
@@ -99,25 +98,24 @@ def runs(records: list[dict], part: str = "scaling") -> list[dict]:
                      "samples": r.get("samples"), "error": error(r), "test_loss": r.get("test_loss"),
                      "val_error": r.get("val_error"), "final_loss": r.get("final_loss"),
                      "diverged": r.get("diverged"), "images_per_s": r.get("images_per_s"),
-                     "wall_s": trunk_time[trunk] + (r.get("branch_s") or 0.0), "trunk": "/".join(map(str, trunk))})
+                     "wall_s": trunk_time[trunk, k["lr"]] + (r.get("branch_s") or 0.0),
+                     "trunk": "/".join(map(str, trunk))})
     return rows
 
 
 def sweep(records: list[dict]) -> list[dict]:
-    """The learning-rate sweep: one row per (model, variant, width, seed, rate), the chosen marked."""
+    """Every rate run at every horizon: one row per (model, variant, width, seed, horizon, rate),
+    the chosen marked."""
     lrs = chosen_lrs(records)
-    if not lrs:
-        return []
-    first = min(r["key"]["horizon"] for r in records if r["key"]["part"] == "scaling")
     out = []
     for r in records:
         k = r["key"]
-        if k["part"] == "scaling" and k["horizon"] == first:
-            ident = tuple(k[f] for f in ("model", "variant", "width", "seed"))
-            out.append({**{f: k[f] for f in ("model", "variant", "width", "seed", "lr")},
-                        "val_error": r.get("val_error"), "final_loss": r.get("final_loss"),
-                        "error": error(r), "chosen": lrs[ident] == k["lr"]})
-    return sorted(out, key=lambda r: (r["model"], r["variant"], r["width"], r["seed"], r["lr"]))
+        if k["part"] == "scaling":
+            out.append({**{f: k[f] for f in (*RUN, "lr")}, "val_error": r.get("val_error"),
+                        "final_loss": r.get("final_loss"), "error": error(r),
+                        "chosen": lrs[tuple(k[f] for f in RUN)] == k["lr"]})
+    return sorted(out, key=lambda r: tuple(map(str, (r["model"], r["variant"], r["width"], r["seed"])))
+                  + (r["horizon"], r["lr"]))
 
 
 def _arrays(rows: list[dict]) -> dict[str, np.ndarray]:

@@ -8,6 +8,11 @@ default) and cools the rate down to 0 over its last ``D`` steps (the 1−√ sha
 cooldowns. Each trunk and branch is a directory under ``WORKDIR/train`` with its own
 checkpoints, so a killed study resumes mid-trunk or mid-branch.
 
+The rate of each (model, variant, width, seed) is chosen per horizon on the validation set: every
+rate at the shortest horizon, then at each longer one the rate chosen before and the next lower
+(:func:`live_rates`); each rate is a trunk of its own, and a lower rate's trunk resumes from where
+it stopped when it becomes a candidate.
+
 Training data never repeats within a run: a procedural study renders one pool of
 ``h_max · batch`` training images (uint8, shared by every run, each run reading it once in the
 order of its seed), a validation set from the train split's next indices (what the learning-rate
@@ -250,6 +255,20 @@ def branch(config, key: dict, study_data: StudyData, workdir: Path) -> dict:
 def drop_checkpoints(workdir: Path, key: dict) -> None:
     """Removes the recorded branch's checkpoints (its log and config stay)."""
     shutil.rmtree(trunk_dir(workdir, key).parent / f"h{key['horizon']}" / "checkpoints", ignore_errors=True)
+
+
+def live_rates(rates, best: float | None) -> tuple[float, ...]:
+    """The rates run at a horizon, after ``best`` was chosen at the one before: ``best`` and the
+    next lower of ``rates`` (none when nothing was chosen). The best rate of a constant-rate run
+    falls as its horizon grows, so a higher rate is not tried again.
+
+    >>> live_rates((0.2, 0.05, 0.1), 0.1), live_rates((0.05, 0.1), 0.05), live_rates((0.1,), None)
+    ((0.1, 0.05), (0.05,), ())
+    """
+    if best is None:
+        return ()
+    lower = [r for r in rates if r < best]
+    return (best, max(lower)) if lower else (best,)
 
 
 def choose_lr(sweep: list[dict]) -> float | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from experiments.scaling_study import runs
+from experiments.scaling_study import analysis, runs
 from jconv.runner import config_json
 
 MARGIN = 0.05  # accuracy points that count as "above chance" or "as good as the standard"
@@ -122,7 +123,7 @@ def markdown(config, results: dict) -> str:
     rows = results["runs"]
     hs = runs.horizons(config)
     lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",
-             f"{len(rows)} runs at their chosen learning rates ({len(results['sweep'])} in the sweep): "
+             f"{len(rows)} runs at their chosen learning rates ({len(results['sweep'])} trained in all): "
              f"widths {', '.join(f'{w:g}' for w in config.widths)}, horizons {', '.join(map(str, hs))} steps of "
              f"batch {config.batch_size}, seeds {', '.join(map(str, config.seeds))}; "
              f"{config.optimizer}{' (Nesterov)' if config.nesterov else ''} momentum {config.momentum}, "
@@ -141,12 +142,16 @@ def markdown(config, results: dict) -> str:
         lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['horizon']} | {r['lr']:g} | "
                      f"{_num(r['params'])} | {_num(r['samples'])} | {_num(r['train_flops'], '.3g')} | "
                      f"{_num(ratio, '.2f')} | {err} | {_num(r['wall_s'], ',.0f')} |")
-    lines += ["", "## Learning-rate sweep (shortest horizon; chosen: lowest validation error)", "",
-              "| model | variant | width | seed | lr | validation error | test error | chosen |",
+    lines += ["", "## Learning rates (chosen per horizon: lowest validation error; every rate at the shortest "
+              "horizon, then the rate chosen before and the next lower)", "",
+              "| model | variant | width | seed | horizon | validation error by rate | chosen | its test error |",
               "|---|---|---|---|---|---|---|---|"]
-    for r in results["sweep"]:
-        lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['seed']} | {r['lr']:g} | "
-                     f"{_num(r['val_error'], '.3f')} | {_num(r['error'], '.3f')} | {'✓' if r['chosen'] else ''} |")
+    for ident, tried in itertools.groupby(results["sweep"], key=lambda r: tuple(r[f] for f in analysis.RUN)):
+        tried = list(tried)
+        best = next((r for r in tried if r["chosen"]), None)
+        scores = " · ".join(f"{r['lr']:g}: {_num(r['val_error'], '.3f')}" for r in tried)
+        lines.append(f"| {ident[0]} | {ident[1]} | {ident[2]:g} | {ident[3]} | {ident[4]} | {scores} | "
+                     f"{_num(best and best['lr'], 'g')} | {_num(best and best['error'], '.3f')} |")
     lines += ["", "## Laws", "",
               "The `power`, `frontier` and `m4` forms are fitted to each variant's compute frontier (runs no "
               "other run of the variant beats in both compute and error), `joint` to every run. Huber loss "
