@@ -1,7 +1,9 @@
 """jconv.data.cifar and jconv.data.image_folder: layouts, pixel order, labels, and every DataError."""
 
+import codecs
 import os
 import pickle
+import re
 import shutil
 import subprocess
 
@@ -9,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jconv.data import cifar
+from jconv.data import cifar, image_folder
 from jconv.data.cifar import VARIANTS, open_cifar
 from jconv.data.errors import DataError
 from jconv.data.image_folder import open_image_folder
+from jconv.data.safe_pickle import EXPANSION
 
 N = 6  # images per CIFAR batch file
 
@@ -87,12 +90,14 @@ def test_cifar_reads_python2_numpy_names_without_warnings(tmp_path):
     assert len(test) == N
 
 
-class Evil:
-    def __init__(self, call, *args):
-        self.call, self.args = call, args
+class Forged:
+    """Pickles as ``__reduce__`` says: ``(call, args)`` or ``(call, args, state)``."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
 
     def __reduce__(self):
-        return self.call, self.args
+        return self.reduce
 
 
 @pytest.mark.parametrize("file", ["data_batch_3", "batches.meta"])
@@ -100,25 +105,15 @@ class Evil:
 def test_cifar_refuses_foreign_globals_and_runs_nothing(tmp_path, file, kind):
     write_cifar(tmp_path)
     marker = tmp_path / "pwned"
-    payload = {"os.system": Evil(os.system, f"touch {marker}"),
-               "eval": Evil(eval, f"open({str(marker)!r}, 'w')"),
-               "subprocess": Evil(subprocess.run, ["touch", str(marker)])}[kind]
+    payload = {"os.system": Forged(os.system, (f"touch {marker}",)),
+               "eval": Forged(eval, (f"open({str(marker)!r}, 'w')",)),
+               "subprocess": Forged(subprocess.run, (["touch", str(marker)],))}[kind]
     refused = {"os.system": "system", "eval": "builtins.eval", "subprocess": "subprocess.run"}[kind]
     write_batch(tmp_path / file, {b"data": payload, b"labels": [0], b"label_names": [b"a"]})
     with pytest.raises(DataError, match="refused") as info:
         open_cifar(tmp_path)
     assert str(tmp_path / file) in str(info.value) and refused in str(info.value)
     assert not marker.exists()
-
-
-def test_cifar_admits_codecs_encode_only_for_latin1_bytes(tmp_path):
-    import codecs
-
-    write_cifar(tmp_path)
-    write_batch(tmp_path / "test_batch", {b"data": Evil(codecs.encode, "text", "rot13")})
-    with pytest.raises(DataError, match="encoding 'rot13' is not admitted") as info:
-        open_cifar(tmp_path)
-    assert str(tmp_path / "test_batch") in str(info.value)
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5, 0.9, -1])
@@ -173,7 +168,9 @@ LAYOUTS = {
     "few labels": (lambda b: {**b, b"labels": b[b"labels"][:-1]}, "has 5 labels for 6 images"),
     "label 10": (lambda b: {**b, b"labels": [10] * N}, r"label 10 at index 0 is out of range; expected labels in \[0, 10\)"),
     "label -1": (lambda b: {**b, b"labels": [0, -1] + [0] * (N - 2)}, "label -1 at index 1"),
-    "str labels": (lambda b: {**b, b"labels": ["a"] * N}, "is not a list of ints"),
+    "str labels": (lambda b: {**b, b"labels": ["a"] * N}, r"is not a list of ints \(a list holding str\)"),
+    "nested labels": (lambda b: {**b, b"labels": [[0] * 1000] * N}, r"\(a list holding list\); expected one"),
+    "numpy int labels": (lambda b: {**b, b"labels": [np.int64(11)] * N}, "label 11 at index 0 is out of range"),
 }
 
 
@@ -185,6 +182,81 @@ def test_cifar_wrong_layout(tmp_path, case):
     with pytest.raises(DataError, match=message) as info:
         open_cifar(tmp_path)
     assert str(tmp_path / "data_batch_5") in str(info.value) and "expected" in str(info.value)
+
+
+_reconstruct, u1 = np._core.multiarray._reconstruct, np.dtype(np.uint8)
+
+
+def forged_array(shape, data, dtype=u1):
+    """An array pickled as NumPy does, with its state forged: ``shape``, ``dtype`` and ``data``."""
+    return Forged(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, data))
+
+
+FORGERIES = {  # b"data" of data_batch_1 → what the error says (without BUILD: a file of ~200 bytes)
+    "no BUILD, 6 rows": (Forged(_reconstruct, (np.ndarray, (N, 3072), b"B")),
+                         "asks numpy _reconstruct(numpy.ndarray, (6, 3072), b'B') for an uninitialised "
+                         "array; expected _reconstruct(numpy.ndarray, (0,), ...) then the array's state"),
+    "no BUILD, 400,000 rows": (Forged(_reconstruct, (np.ndarray, (400_000, 3072), u1)),
+                               "_reconstruct(numpy.ndarray, (400000, 3072), dtype('uint8')) for an uninit"),
+    "no BUILD, empty": (Forged(_reconstruct, (np.ndarray, (0,), b"b")), "1 array(s) rebuilt by numpy "
+                        "_reconstruct never receive their data (no BUILD gives them their state)"),
+    "no BUILD, ndarray called": (Forged(np.ndarray, ((400_000, 3072), u1)), "calls numpy.ndarray(("
+                                 "400000, 3072), dtype('uint8')), which makes an array without data"),
+    "400,000 rows declared": (forged_array((400_000, 3072), bytes(3072)), "an array of shape (400000, "
+                              "3072) and dtype uint8 needs 1,228,800,000 bytes but is given 3,072"),
+    "truncated data": (forged_array((N, 3072), bytes(N * 3072 - 100)), "needs 18,432 bytes but is given "
+                       "18,332; expected the data to match the declared shape"),
+    "negative shape": (forged_array((-1, 3072), b""), "an array has shape (-1, 3072); expected a tuple"),
+    "object dtype": (np.array([1, "a"], dtype=object), "an array has dtype dtype('O'); expected an array"),
+    "subarray dtype": (forged_array((N,), bytes(N * 3072), np.dtype((u1, (3072,)))),
+                       "has dtype dtype(('u1', (3072,))); expected an array of bools, ints or floats"),
+    "dtype flagged as objects": (forged_array((N, 384), bytes(N * 3072), Forged(
+        np.dtype, ("u8", False, True), (3, "<", None, None, None, -1, -1, 63))), "has dtype dtype('uint64') "
+        "(state (3, '<', None, None, None, -1, -1, 63)); expected an array of bools, ints or floats as NumPy"),
+    "dtype with a forged subarray": (forged_array((N, 3072), bytes(N * 3072), Forged(
+        np.dtype, ("u1", False, True), (3, "|", (u1, (10 ** 6,)), None, None, -1, -1, 0))), "(state (3, '|', "
+        "(dtype('uint8'), (1000000,)), None, None, -1, -1, 0))"),
+    "list as data": (forged_array((2,), [1, 2]), "an array is given a list as its data; expected bytes"),
+    "scalar without data": (Forged(np._core.multiarray.scalar, (np.dtype("V100000"),)),
+                            "a numpy scalar has dtype dtype('V100000')"),
+    "bytes(10**12)": (Forged(bytes, (10 ** 12,)), "calls bytes of a int; expected bytes of text or bytes"),
+    "rot13 bytes": (Forged(codecs.encode, ("text", "rot13")), "_codecs.encode with encoding 'rot13' is not admitted"),
+    "state of bytes": (Forged(bytes, (), {"x": 1}), "sets the state of a bytes; expected state for NumPy"),
+}
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("case", sorted(FORGERIES))
+def test_cifar_refuses_forged_arrays(tmp_path, case, protocol):
+    batches = write_cifar(tmp_path)
+    data, message = FORGERIES[case]
+    path = tmp_path / "data_batch_1"
+    write_batch(path, {b"data": data, b"labels": [0] * N}, protocol)
+    assert path.stat().st_size < 300 or "no BUILD" not in case
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        open_cifar(tmp_path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    write_batch(path, batches["data_batch_1"], protocol)
+    assert len(open_cifar(tmp_path)[0]) == 5 * N
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar_bounds_what_a_file_makes_by_its_size(tmp_path, protocol):
+    batches = write_cifar(tmp_path)
+    shared = np.random.default_rng(1).integers(0, 256, N * 3072, dtype=np.uint8).tobytes()
+    copies = [forged_array((N, 3072), shared) for _ in range(2 * EXPANSION)]  # one bytes, memoised
+    path = tmp_path / "test_batch"
+    write_batch(path, {b"data": copies[0], b"labels": [0] * N, b"more": copies[1:]}, protocol)
+    size = path.stat().st_size
+    assert size < 2 * len(shared)  # the bytes are written once
+    with pytest.raises(DataError, match=f"{path}: makes at least .* bytes of arrays and bytes from a file "
+                                        f"of {size:,} bytes; expected at most {EXPANSION}× the file's size"):
+        open_cifar(tmp_path)
+    labels = np.array(batches["test_batch"][b"labels"], np.int32)  # an int array, scalars: read
+    write_batch(path, {b"data": copies[0], b"labels": labels, b"more": copies[1], b"x": np.float64(.5)}, protocol)
+    _, test = open_cifar(tmp_path)
+    assert test.labels.tolist() == labels.tolist() and test.labels.dtype == np.int64
+    assert test.images[1].transpose(2, 0, 1).ravel().tobytes() == shared[3072:6144]
 
 
 @pytest.mark.parametrize("meta, message", [({b"names": [b"a"]}, "has no key b'fine_label_names'"),
@@ -316,3 +388,58 @@ def test_image_folder_truncated_file_fails_when_read_and_in_check(tmp_path, name
     with pytest.raises(DataError, match=name):
         train.check()
 
+
+
+def one_image_folder(root, image, name="x.png", **save):
+    """``root/{train,val}/a/name`` holding ``image``; returns its pixels as the train split reads them."""
+    for split in ("train", "val"):
+        (root / split / "a").mkdir(parents=True, exist_ok=True)
+        image.save(root / split / "a" / name, **save)
+    return open_image_folder(root, image.width)[0][0][0].tolist()
+
+
+def test_image_folder_converts_every_mode_a_file_opens_in(tmp_path):
+    grey16 = Image.fromarray(np.array([[0, 257, 32768, 65535], [65280, 128, 129, 40000]] * 2, np.uint16))
+    assert grey16.mode == "I;16" and one_image_folder(tmp_path / "16", grey16) == [  # v / 257, not clipped
+        [[v] * 3 for v in row] for row in [[0, 1, 128, 255], [254, 0, 1, 156]] * 2]
+    palette, bits = Image.new("P", (3, 3)), Image.new("1", (3, 3))
+    palette.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90])
+    palette.putdata([2, 0, 1] * 3)
+    bits.putdata([0, 1, 0] * 3)
+    for image, row in [(palette, [[70, 80, 90], [10, 20, 30], [40, 50, 60]]),
+                       (Image.new("LA", (3, 3), (77, 10)), [[77, 77, 77]] * 3),
+                       (Image.new("RGBA", (3, 3), (10, 20, 30, 0)), [[10, 20, 30]] * 3),
+                       (bits, [[0, 0, 0], [255, 255, 255], [0, 0, 0]])]:
+        assert one_image_folder(tmp_path / image.mode, image) == [row] * 3, image.mode
+    cmyk = Image.new("CMYK", (8, 8), (0, 128, 0, 64))  # R = (255 - C)(255 - K) / 255, ...
+    assert one_image_folder(tmp_path / "cmyk", cmyk, "x.jpg", quality=100) == [[[191, 95, 191]] * 8] * 8
+
+
+PA = Image.new("PA", (2, 1))
+PA.putpalette([0, 0, 0, 200, 100, 50, 7, 8, 9])
+PA.putdata([(1, 0), (2, 255)])
+MODES = [  # images no PNG or JPEG writer makes → RGB pixels, or what the DataError says
+    (Image.frombytes("I;16B", (3, 1), bytes([0, 0, 0x80, 0, 0xFF, 0xFF])), [[0] * 3, [128] * 3, [255] * 3]),
+    (Image.fromarray(np.array([[0, 257, 32768, 65535]], np.int32)), [[0] * 3, [1] * 3, [128] * 3, [255] * 3]),
+    (Image.fromarray(np.array([[0, 0.25, 0.5, 1]], np.float32)), [[0] * 3, [64] * 3, [128] * 3, [255] * 3]),
+    (PA, [[200, 100, 50], [7, 8, 9]]),
+    (Image.fromarray(np.array([[-1, 65535]], np.int32)),
+     "is a mode I image with values in [-1, 65535]; expected 16-bit values in [0, 65535]"),
+    (Image.fromarray(np.array([[0, 70000]], np.int32)), "values in [0, 70000]"),
+    (Image.fromarray(np.array([[0, 1.5]], np.float32)),
+     "is a mode F image with values in [0.0, 1.5]; expected float values in [0, 1]"),
+    (Image.fromarray(np.array([[0, np.nan]], np.float32)), "is a mode F image with values in [nan, nan]"),
+    (Image.new("HSV", (2, 2)), "has PIL mode 'HSV'; expected a JPEG or PNG image in one of the modes 1, L"),
+    (Image.new("LAB", (2, 2)), "has PIL mode 'LAB'"),
+]
+
+
+@pytest.mark.parametrize("image, expected", MODES, ids=[f"{image.mode}-{i}" for i, (image, _) in enumerate(MODES)])
+def test_image_folder_converts_or_refuses_other_modes(tmp_path, image, expected):
+    path = tmp_path / "odd.png"
+    if isinstance(expected, list):
+        assert np.asarray(image_folder._to_rgb(image, path)).tolist() == [expected]
+        return
+    with pytest.raises(DataError, match=re.escape(expected)) as info:
+        image_folder._to_rgb(image, path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)

@@ -6,9 +6,12 @@ holds the images in memory (CIFAR is about 180 MB) as ``(N, H, W, C) = (N, 32, 3
 
 Each batch file is a pickled dict whose ``b"data"`` is uint8 ``(N, 3072)``: per image the red,
 then the green, then the blue plane, each 32×32 row-major, so pixel ``(row, col)`` of channel
-``c`` sits at column ``1024·c + 32·row + col``. The pickles are read by :class:`SafeUnpickler`,
-which admits only the globals that format holds (builtins containers and scalars, and what NumPy
-needs to rebuild an array); any other global is refused before anything of the file runs.
+``c`` sits at column ``1024·c + 32·row + col``. The pickles are read by
+:class:`~jconv.data.safe_pickle.SafeUnpickler`, which admits only the globals that format holds
+(what NumPy needs to rebuild an array, and protocol 2's bytes); any other global is refused before
+anything of the file runs, every array must receive its data from the file, and what a file makes
+is bounded by its size. Labels must be a flat list of ints, so they too take at most 8 bytes per
+label, each written in at least 2.
 
 The returned sources follow grain's ``RandomAccessDataSource`` protocol: ``len(source)`` and
 ``source[i] == (image, label)`` with ``image`` a uint8 ``(H, W, C)`` array and ``label`` an int.
@@ -16,70 +19,19 @@ The returned sources follow grain's ``RandomAccessDataSource`` protocol: ``len(s
 
 from __future__ import annotations
 
-import _codecs
-import _compat_pickle
-import builtins
 import dataclasses
 import operator
-import pickle
 from pathlib import Path
 
 import numpy as np
-from numpy._core import multiarray as _multiarray
-from numpy._core import numeric as _numeric
 
 from jconv.data.errors import DataError
+from jconv.data.safe_pickle import SafeUnpickler, loads
 
 __all__ = ["CifarSource", "SafeUnpickler", "open_cifar", "VARIANTS"]
 
 SIDE, CHANNELS = 32, 3
 ROW = SIDE * SIDE * CHANNELS  # 3072 bytes per image
-
-
-def _latin1_encode(text, encoding="utf-8", errors="strict"):
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes: latin-1 text only."""
-    if encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not admitted")
-    return _codecs.encode(text, encoding)
-
-
-_BUILTINS = ("bool", "int", "float", "complex", "str", "bytes", "bytearray", "list", "tuple", "dict",
-             "set", "frozenset")
-_NUMPY = {("multiarray", "_reconstruct"): _multiarray._reconstruct,
-          ("multiarray", "scalar"): _multiarray.scalar,
-          ("numeric", "_frombuffer"): _numeric._frombuffer}
-ADMITTED = {
-    **{("builtins", name): getattr(builtins, name) for name in _BUILTINS},
-    ("_codecs", "encode"): _latin1_encode,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(f"numpy.{core}.{module}", name): obj
-       for core in ("core", "_core") for (module, name), obj in _NUMPY.items()},
-}
-"""The globals a CIFAR pickle may name, ``(module, name) → object``; nothing else is imported."""
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals in :data:`ADMITTED`.
-
-    Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises
-    :class:`DataError` naming the file and the global, before it could be called. Python 2
-    names (``__builtin__.eval``, ``commands.Popen``) are mapped to their Python 3 names first, as
-    ``pickle`` does; admitted names are taken from the table, never imported.
-    """
-
-    def __init__(self, file, path):
-        super().__init__(file, encoding="bytes")
-        self.path = path
-
-    def find_class(self, module, name):
-        key = _compat_pickle.NAME_MAPPING.get(
-            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
-        if key not in ADMITTED:
-            written = "" if key == (module, name) else f" (written {module}.{name})"
-            raise DataError(self.path, f"the pickle asks for the global {'.'.join(key)}{written}, "
-                            "which is refused", "a pickle of dicts, lists, bytes, ints and NumPy arrays only")
-        return ADMITTED[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +91,8 @@ def _load(path: Path) -> dict:
     """The dict pickled in ``path``, read by :class:`SafeUnpickler`; keys as bytes."""
     try:
         with open(path, "rb") as f:
-            obj = SafeUnpickler(f, path).load()
+            blob = f.read()
+        obj = loads(blob, path)
     except DataError:
         raise
     except OSError as err:
@@ -176,18 +129,28 @@ def _batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, 
         got = (f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
                else type(data).__name__)
         raise DataError(path, f"b'data' is a {got}", f"a uint8 array of shape (N, {ROW}), N ≥ 1")
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or (len(labels) and labels.dtype.kind not in "iu"):
-        raise DataError(path, f"{label_key!r} is not a list of ints (dtype {labels.dtype}, "
-                              f"shape {labels.shape})", "one int label per image")
+    labels = _labels(path, labels, label_key)
     if len(labels) != len(data):
         raise DataError(path, f"has {len(labels)} labels for {len(data)} images",
                         "one label per row of b'data'")
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        raise DataError(path, f"label {labels[bad][0]} at index {np.flatnonzero(bad)[0]} is out of range",
+    bad = next((i for i, y in enumerate(labels) if not 0 <= y < num_classes), None)
+    if bad is not None:
+        raise DataError(path, f"label {labels[bad]} at index {bad} is out of range",
                         f"labels in [0, {num_classes})")
-    return data, labels.astype(np.int64)
+    return data, np.array(labels, dtype=np.int64)
+
+
+def _labels(path: Path, labels, key: bytes) -> list:
+    """``labels`` as a flat list of ints (never a nested list, which NumPy would blow up)."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        return labels.tolist()
+    if isinstance(labels, (list, tuple)) and all(type(y) is int or isinstance(y, np.integer)
+                                                 for y in labels):
+        return list(labels)
+    got = (f"a {labels.dtype} array of shape {labels.shape}" if isinstance(labels, np.ndarray) else
+           f"a {type(labels).__name__} holding {', '.join(sorted({type(y).__name__ for y in labels}))}"
+           if isinstance(labels, (list, tuple)) else f"a {type(labels).__name__}")
+    raise DataError(path, f"{key!r} is not a list of ints ({got})", "one int label per image")
 
 
 def _split(folder: Path, files: tuple[str, ...], label_key: bytes, num_classes: int):
@@ -216,8 +179,10 @@ def open_cifar(data_dir, variant: str = "cifar10") -> tuple[CifarSource, CifarSo
     Raises:
       ValueError: an unknown ``variant``.
       DataError: a missing folder or file, a file that cannot be read or is truncated, a pickle
-        naming a refused global, or a file of the wrong layout (keys, data shape or dtype,
-        label count or range).
+        naming a refused global, an array not given its data or whose data does not match its
+        shape and dtype, a file making more than ``EXPANSION`` times its size (see
+        :mod:`jconv.data.safe_pickle`), or a file of the wrong layout (keys, data shape or dtype,
+        labels not a flat list of ints, label count or range).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown CIFAR variant {variant!r}; expected one of {sorted(VARIANTS)}")

@@ -10,6 +10,14 @@ decoded raises :class:`DataError` from ``source[i]``, and ``source.check()`` dec
 The returned sources follow grain's ``RandomAccessDataSource`` protocol: ``len(source)`` and
 ``source[i] == (image, label)`` with ``image`` a uint8 ``(H, W, C)`` array, ``C = 3`` (RGB), and
 ``label`` an int. They hold only paths, so they pickle cheaply to grain's worker processes.
+
+Every PIL mode a JPEG or PNG opens in (:data:`MODES`) becomes 8-bit RGB by its own meaning: grey
+(``1``, ``L``, ``LA``) is copied to the three channels, palettes (``P``, ``PA``) are looked up,
+``CMYK`` is converted by Pillow, and alpha is dropped (not composited). 16-bit grey (``I;16``,
+``I;16B``, ...) and 32-bit int (``I``, as 16-bit PNGs opened) are scaled by ``v / 257`` rounded, so
+0 → 0, 32768 → 128 and 65535 → 255; an ``I`` image outside 0..65535 is refused. Float images
+(``F``) must lie in [0, 1] and are scaled by 255, rounded; any other float range is refused rather
+than guessed. A file in any other mode is refused when the folder is opened.
 """
 
 from __future__ import annotations
@@ -23,12 +31,16 @@ from PIL import Image
 
 from jconv.data.errors import DataError
 
-__all__ = ["ImageFolderSource", "open_image_folder", "EXTENSIONS", "SPLITS"]
+__all__ = ["ImageFolderSource", "open_image_folder", "EXTENSIONS", "MODES", "SPLITS"]
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val")
 _FORMATS = ("JPEG", "PNG")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", *_SIXTEEN_BIT, "I", "F")
+"""The PIL modes an image may have; each is converted to 8-bit RGB (see the module's doc)."""
+_EXPECTED_MODE = f"a JPEG or PNG image in one of the modes {', '.join(MODES)}"
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -76,22 +88,43 @@ def _decode(path: Path, image_size: int) -> np.ndarray:
     """``path`` as an ``(image_size, image_size, 3)`` uint8 RGB array."""
     try:
         with Image.open(path, formats=_FORMATS) as image:
-            if image.mode == "P":
-                image = image.convert("RGBA")  # P → RGB warns when the palette transparency is bytes
-            image = image.convert("RGB")
+            image.load()
     except _DECODE_ERRORS as err:
         raise DataError(path, f"cannot be decoded ({err})", "a complete JPEG or PNG image") from err
+    image = _to_rgb(image, path)
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.array(image, dtype=np.uint8)  # (H, W, C)
 
 
+def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """``image`` as an 8-bit RGB image, each mode by its meaning; other modes and ranges refused."""
+    mode = image.mode
+    if mode in ("P", "PA"):
+        return image.convert("RGBA").convert("RGB")  # P → RGB warns when the transparency is bytes
+    if mode in ("1", "L", "LA", "RGB", "RGBA", "CMYK"):
+        return image.convert("RGB")
+    if mode not in MODES:
+        raise DataError(path, f"has PIL mode {mode!r}", _EXPECTED_MODE)
+    values = np.asarray(image)
+    if mode == "F":
+        low, high, scale, expected = 0, 1, 255, "float values in [0, 1]"
+    else:
+        low, high, scale, expected = 0, 65535, 1 / 257, "16-bit values in [0, 65535]"
+    if values.size and not (np.isfinite(values).all() and low <= values.min() and values.max() <= high):
+        raise DataError(path, f"is a mode {mode} image with values in [{values.min()}, {values.max()}]",
+                        expected)
+    return Image.fromarray(np.rint(values * scale).astype(np.uint8)).convert("RGB")
+
+
 def _check_header(path: Path) -> None:
     try:
-        with Image.open(path, formats=_FORMATS):
-            pass
+        with Image.open(path, formats=_FORMATS) as image:
+            mode = image.mode
     except _DECODE_ERRORS as err:
         raise DataError(path, f"is not a readable image ({err})", "a JPEG or PNG image") from err
+    if mode not in MODES:
+        raise DataError(path, f"has PIL mode {mode!r}", _EXPECTED_MODE)
 
 
 def _visible(folder: Path):
@@ -142,7 +175,9 @@ def open_image_folder(data_dir, image_size: int) -> tuple[ImageFolderSource, Ima
       ValueError: ``image_size`` is not a positive int.
       DataError: ``data_dir``, ``train/`` or ``val/`` is missing, ``train/`` has no class
         folders, ``val/`` has other classes than ``train/``, a class holds no image, or a
-        file's header is not that of a JPEG or PNG image.
+        file's header is not that of a JPEG or PNG image in one of the :data:`MODES`. A file
+        whose pixels cannot be decoded, or an ``I`` or ``F`` image out of its range, raises
+        :class:`DataError` from ``source[i]``.
     """
     if not (isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool)
             and image_size >= 1):
