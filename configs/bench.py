@@ -20,7 +20,7 @@ a short run for a GPU machine, see ``experiments/bench_gpu.sh``)::
 
 import ml_collections
 
-from experiments.bench import run  # what this config runs: run(config, workdir)
+from experiments.bench import check, run  # run(config, workdir), check(config)
 
 ARGS = (None, "smoke", "gpu")
 SMOKE_CASES = ("conv_late", "grouped_late", "depthwise_late", "conv_transpose", "max_pool_late",

@@ -15,7 +15,7 @@ Run (about 3 minutes on 2 CPU cores; ``:smoke`` takes seconds)::
 
 import ml_collections
 
-from experiments.quadratic_cost import run  # what this config runs: run(config, workdir)
+from experiments.quadratic_cost import check, run  # run(config, workdir), check(config)
 
 VARIANTS = ("type1", "type2_1", "type2_2", "separable", "bottleneck")
 

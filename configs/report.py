@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments.report import run  # what this config runs: run(config, workdir)
+from experiments.report import check, run  # run(config, workdir), check(config)
 
 
 def _quadratic_config(smoke: bool) -> ml_collections.ConfigDict:

@@ -19,7 +19,7 @@ images: under a minute)::
 67 is the smallest input AlexNet's table fits (conv1 11×11/4, three 3×3/2 pools).
 """
 
-from experiments.scaling import make_config, run  # run(config, workdir): what this runs
+from experiments.scaling import check, make_config, run  # run(config, workdir), check(config)
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ with ``--config.data_dir=PATH`` (checked before training), or ``procedural``, ``
     jconv run configs/scaling_googlenet.py --config.dataset=cifar100 --config.data_dir=DIR/cifar-100-python
 """
 
-from experiments.scaling import make_config, run  # run(config, workdir): what this runs
+from experiments.scaling import check, make_config, run  # run(config, workdir), check(config)
 
 
 def get_config(arg=None):

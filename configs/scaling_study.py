@@ -29,6 +29,7 @@ The report (``configs/report.py``) shows the results when they are in ``WORKDIR/
 
 import ml_collections
 
+from experiments.scaling_study import check  # check(config): the settings, before any writing
 from experiments.scaling_study import run  # run(config, workdir): what this runs
 from experiments.scaling_study.runs import TREATMENTS
 

@@ -24,7 +24,7 @@ import jconv
 from jconv import cost
 from jconv.backends import onednn
 from jconv.measure import median_seconds, xla_flops
-from jconv.runner import Store, progress
+from jconv.runner import ConfigError, Store, progress
 
 SWEEPS = {"uniform": "(a) k1 = k2 = k", "k2_only": "(b) k1 fixed, k2 = k"}
 LABELS = {
@@ -186,6 +186,35 @@ def measure(variant: str, k1: int, k2: int, x, config) -> dict:
     return values
 
 
+def _positive_ints(value) -> bool:
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                for v in values)
+
+
+def check(config, prefix: str = "--config.") -> None:
+    """Raises ConfigError for a setting the run cannot use, naming it (``prefix`` + key), before
+    anything is written."""
+    unknown = [v for v in config.variants if v not in LABELS]
+    if not config.variants or unknown:
+        raise ConfigError(f"{prefix}variants={tuple(config.variants)}: expected one or more of "
+                          f"{tuple(LABELS)}")
+    for key in ("widths", "fixed_k1", "height", "width", "batch", "kernel1", "kernel2", "repeats"):
+        if not _positive_ints(config[key]):
+            expected = "one or more ints ≥ 1" if key == "widths" else "an int ≥ 1"
+            raise ConfigError(f"{prefix}{key}={config[key]!r}; expected {expected}")
+    if not (isinstance(config.reduce_ratio, (int, float)) and config.reduce_ratio > 0):
+        raise ConfigError(f"{prefix}reduce_ratio={config.reduce_ratio!r}; expected a number > 0")
+    if not (isinstance(config.max_output_elements, int) and config.max_output_elements >= 0):
+        raise ConfigError(f"{prefix}max_output_elements={config.max_output_elements!r}; expected "
+                          "an int ≥ 0")
+    import skimage.data
+
+    if not callable(getattr(skimage.data, str(config.image), None)) or config.image.startswith("_"):
+        raise ConfigError(f"{prefix}image={config.image!r}; expected the name of a grey image of "
+                          "skimage.data, such as 'camera' or 'coins'")
+
+
 def plan(config) -> list[dict]:
     keys = []
     for sweep in SWEEPS:
@@ -197,9 +226,7 @@ def plan(config) -> list[dict]:
 
 
 def run(config, workdir: Path) -> dict:
-    unknown = set(config.variants) - set(LABELS)
-    if unknown:
-        raise ValueError(f"config.variants has unknown {sorted(unknown)}; known {tuple(LABELS)}")
+    check(config)
     store = Store(workdir)
     analytic_curves = curves(config)
     x = image_batch(config)

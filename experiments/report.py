@@ -20,7 +20,7 @@ import jax
 from experiments import quadratic_cost
 from experiments.report_sections import Context, table
 from experiments.report_sections import evidence, html, networks, photo, study
-from jconv.runner import Store, progress
+from jconv.runner import ConfigError, Store, progress
 
 TITLE = "How exactly do convolution layers work? The evidence, computed by jconv"
 
@@ -114,6 +114,40 @@ JAX {jax.__version__} on {jax.default_backend()}); no figure is typed in, except
 GoogLeNet paper's printed table, quoted for comparison and labelled so.
 Every key figure is also in [figures.json](figures.json).
 """
+
+
+COUNTS = ("k1", "k2", "kernel2", "photo_size", "evidence_size", "mobilenet_size", "mobilenet_maps",
+          "mobilenet_kernel", "repeats", "depth_maps", "depth_height", "depth_width", "order_maps")
+
+
+def check(config) -> None:
+    """Raises ConfigError for a setting the report cannot use, naming it, before anything is
+    written (the quadratic-cost part by :func:`experiments.quadratic_cost.check`)."""
+    def counts(value, n=None):
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        return (n is None or len(values) == n) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+
+    for key in COUNTS:
+        if not counts(config[key]):
+            raise ConfigError(f"--config.{key}={config[key]!r}; expected an int ≥ 1")
+    for key in ("depth_filter", "depth_stride"):
+        if not counts(config[key], 3):
+            raise ConfigError(f"--config.{key}={config[key]!r}; expected three ints ≥ 1 (maps, height, width)")
+    extent = (config.depth_maps, config.depth_height, config.depth_width)
+    if any(f > e for f, e in zip(config.depth_filter, extent)):
+        raise ConfigError(f"--config.depth_filter={tuple(config.depth_filter)}; expected a filter within "
+                          f"(depth_maps, depth_height, depth_width) = {extent}")
+    if config.order_maps > config.depth_maps:
+        raise ConfigError(f"--config.order_maps={config.order_maps}; expected at most depth_maps={config.depth_maps}")
+    if not (isinstance(config.mismatch_threshold, (int, float)) and config.mismatch_threshold > 0):
+        raise ConfigError(f"--config.mismatch_threshold={config.mismatch_threshold!r}; expected a number > 0")
+    import skimage.data
+
+    if not callable(getattr(skimage.data, str(config.image), None)) or config.image.startswith("_"):
+        raise ConfigError(f"--config.image={config.image!r}; expected the name of a grey image of "
+                          "skimage.data, such as 'camera'")
+    quadratic_cost.check(config.quadratic, prefix="--config.quadratic.")
 
 
 def run(config, workdir: Path) -> dict:

@@ -30,7 +30,7 @@ from flax import nnx
 
 from jconv import cost, data, models, summary, train
 from jconv.data.errors import DataError
-from jconv.runner import ConfigError, Store, progress
+from jconv.runner import ConfigError, Store, progress, setting_error
 
 
 def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None):
@@ -75,6 +75,62 @@ def train_config(config) -> train.TrainConfig:
         optimizer=config.optimizer, schedule=config.schedule, warmup_steps=config.warmup_steps,
         log_every=config.log_every, checkpoint_every=config.checkpoint_every, seed=config.seed,
         data_workers=config.data_workers, dtype=config.dtype)
+
+
+TRAIN_KEYS = {k: k for k in ("steps", "batch_size", "learning_rate", "optimizer", "schedule", "warmup_steps",
+                             "log_every", "checkpoint_every", "seed", "data_workers", "dtype")}
+
+
+def check_models(config, model_names, variants, widths, input_size, in_channels: int, keys: dict,
+                 norm: str = "paper") -> None:
+    """Raises ConfigError unless every model of ``model_names`` builds (abstractly: no memory, no
+    compute) with every variant at the narrowest of ``widths`` and its ``input_size(model)``;
+    ``keys`` names the config keys of ``model``, ``variant``, ``width`` and ``input_size`` (which
+    may hold ``{model}``)."""
+    if not model_names or any(m not in models.MODELS for m in model_names):
+        raise ConfigError(f"--config.{keys['model']}={tuple(model_names)!r}; expected names of "
+                          f"{models.list_models()}")
+    if not variants or not widths:
+        raise ConfigError(f"--config.{keys['variant']}={tuple(variants)}, --config.{keys['width']}="
+                          f"{tuple(widths)}; expected one or more of each")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+            raise ConfigError(f"--config.{keys['width']}={tuple(widths)}: {w!r}; expected numbers > 0")
+    for model in model_names:
+        size_key = keys["input_size"].format(model=model)
+        for variant in variants:
+            settings = summary.config(model)
+            settings.update(variant=variant, width=float(min(widths)), input_size=input_size(model),
+                            in_channels=in_channels, num_classes=10, norm=norm)
+            try:
+                summary.build_abstract(settings)
+            except (TypeError, ValueError) as error:
+                words = {"variant": keys["variant"], "width": keys["width"], "input_size": size_key,
+                         "does not fit": size_key, **({"norm": "norm"} if "norm" in config else {})}
+                raise setting_error(error, config, words) from None
+
+
+def check(config) -> None:
+    """Raises ConfigError for a setting the run cannot use, naming it, before anything is written:
+    the training settings (:class:`jconv.train.TrainConfig`), the models of every variant and
+    width, and the data set's name, channels and folder (its files are read by the run)."""
+    try:
+        train_config(config)
+    except (TypeError, ValueError) as error:
+        raise setting_error(error, config, TRAIN_KEYS) from None
+    if config.in_channels not in (0, 1, 3):
+        raise ConfigError(f"--config.in_channels={config.in_channels!r}; expected 0 (the data's own), 1 or 3")
+    check_models(config, (config.model,), config.variants, config.widths, lambda _: config.input_size,
+                 config.in_channels or 3, {"model": "model", "variant": "variants", "width": "widths",
+                                           "input_size": "input_size"})
+    for key in ("train_size", "test_size", "data_workers"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            raise ConfigError(f"--config.{key}={config[key]!r}; expected an int ≥ 0 (0: the default)")
+    files = config.dataset in data.sources.NEEDS_DATA_DIR
+    if config.dataset not in data.sources.SOURCES or (files and not (config.data_dir and Path(config.data_dir).is_dir())):
+        open_data(config)  # raises the error that names the setting, at once
+        raise ConfigError(f"--config.dataset={config.dataset!r}, --config.data_dir={config.data_dir!r}: "
+                          "cannot be opened")
 
 
 def open_data(config, difficulty: float | None = None) -> data.sources.Selection:

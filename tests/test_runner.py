@@ -161,6 +161,94 @@ def test_store_resumes_and_drops_a_partial_line(tmp_path):
     assert [r["key"]["k"] for r in lines] == [1, 2, 3]
 
 
+def test_store_refuses_a_corrupt_line_and_keeps_every_record(tmp_path):
+    log = tmp_path / "measurements.jsonl"
+    lines = [json.dumps({"key": {"k": i}, "v": i}) for i in range(3)]
+    log.write_text(lines[0] + "\n\n" + lines[1] + "\n" + lines[2] + "\n")  # a blank line is no record
+    assert len(runner.Store(tmp_path)) == 3
+    for bad, number in (("{\"key\": {\"k\": 9}, \"v\"", 2), ("[1, 2]", 2), ('{"v": 1}', 2),
+                        ('{"key": 3}', 2), ("\udcff", 2)):
+        text = "\n".join([lines[0], bad, lines[1], lines[2]]) + "\n"
+        log.write_text(text, errors="surrogateescape")
+        with pytest.raises(runner.WorkdirError, match=rf"measurements\.jsonl: line {number} is not a "
+                                                      "measurement record"):
+            runner.Store(tmp_path)
+        assert log.read_text(errors="surrogateescape") == text  # nothing dropped
+    log.write_text("\n".join(lines) + "\n" + lines[0][:10] + "\n")  # a final line, but whole
+    with pytest.raises(runner.WorkdirError, match="line 4"):
+        runner.Store(tmp_path)
+
+
+def test_store_drops_only_a_cut_final_line_and_only_in_the_writer(tmp_path, monkeypatch):
+    log = tmp_path / "measurements.jsonl"
+    whole = json.dumps({"key": {"k": 1}, "v": 1}) + "\n"
+    log.write_text(whole + '{"key": {"k": 2}, "v": 2}')  # whole but for its newline: cut short
+    monkeypatch.setattr(runner, "_writer", lambda: False)
+    assert len(runner.Store(tmp_path)) == 1 and log.read_text() != whole  # another process's file
+    monkeypatch.setattr(runner, "_writer", lambda: True)
+    assert len(runner.Store(tmp_path)) == 1 and log.read_text() == whole
+
+
+def test_lock_workdir_is_one_run_at_a_time(tmp_path, monkeypatch):
+    workdir = tmp_path / "w"
+    with runner.lock_workdir(workdir):
+        owner = json.loads((workdir / ".lock.owner").read_text())
+        assert owner["pid"] == os.getpid()
+        with pytest.raises(runner.WorkdirError, match=rf"'.*w' is in use by another run \(pid "
+                                                      rf"{os.getpid()} on host {owner['host']} since "):
+            with runner.lock_workdir(workdir):
+                pass
+        monkeypatch.setattr(runner, "_writer", lambda: False)
+        with runner.lock_workdir(workdir):  # another process of the same job: no lock of its own
+            pass
+        monkeypatch.setattr(runner, "_writer", lambda: True)
+    assert not (workdir / ".lock.owner").exists()
+    with runner.lock_workdir(workdir):  # released
+        pass
+
+
+def test_an_unwritable_workdir_is_a_workdir_error(tmp_path, monkeypatch):
+    import filelock
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self.lock_file))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+    with pytest.raises(runner.WorkdirError, match=r"'.*ro': Permission denied; expected a directory"):
+        with runner.lock_workdir(tmp_path / "ro"):
+            pass
+    (tmp_path / "file").write_text("")
+    with pytest.raises(runner.WorkdirError, match=r"'.*file/w': a file is in the way"):
+        runner.check_workdir(tmp_path / "file" / "w", runner.load(str(ROOT / "configs/quadratic_cost.py"))[0], "x")
+
+
+def test_corrupt_config_json_is_named(config_file, tmp_path):
+    config, path, _ = runner.load(str(config_file))
+    (tmp_path / "w").mkdir()
+    for text in ("{\"repeats\": 3", "[1, 2]", "\x00\x01"):
+        (tmp_path / "w" / "config.json").write_text(text)
+        with pytest.raises(runner.WorkdirError, match=r"w/config\.json: not a config\.json of a run"):
+            runner.check_workdir(tmp_path / "w", config, path)
+
+
+def test_validate_runs_the_config_files_check_before_anything_is_written(config_file, tmp_path):
+    source = config_file.read_text()
+    config_file.write_text(source + textwrap.dedent('''
+        def check(config):
+            if config.repeats < 1:
+                raise ValueError(f"--config.repeats={config.repeats}; expected an int >= 1")
+    '''))
+    with pytest.raises(runner.ConfigError, match=r"toy\.py: --config\.repeats=0; expected an int >= 1$"):
+        runner.run(str(config_file), ["--config.repeats=0"], tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    from jconv.data.errors import DataError
+
+    config_file.write_text(source + "def check(config):\n    raise DataError('/data', 'is gone', 'a folder')\n"
+                           "from jconv.data.errors import DataError\n")
+    with pytest.raises(DataError, match="^/data: is gone; expected a folder$"):
+        runner.validate(str(config_file))
+
+
 def _run_cli(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "jconv", "run", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -54,19 +54,55 @@ from experiments.bench.model_steps import IMPLS, ModelCase, measure_model, model
 from experiments.bench.report import ratios, rows, summarize
 from experiments.bench.targets import TARGETS, targets_section
 from experiments.bench.torch_ports import import_torch, torch_call, torch_fn, torch_skipped
-from jconv.runner import Store, progress
+from jconv.runner import ConfigError, Store, progress
 
 # The names the tests have used since this was one module.
 _arrays, _ratios, _targets, _torch = random_arrays, ratios, targets_section, import_torch
 
 __all__ = [
     "BF16", "CASES", "NAIVE", "POOLS", "TARGETS", "TRAIN_STEP", "VERSUS_TORCH", "Case",
-    "ModelCase", "auto_choice", "call", "call_arrays", "case_shapes", "environment", "flops",
+    "ModelCase", "auto_choice", "call", "call_arrays", "case_shapes", "check", "environment", "flops",
     "impls", "import_torch", "jax_fn", "matmul_peak", "measure_group", "measure_model",
     "model_cases", "plan", "random_arrays", "ratios", "registered_cases", "rows", "run",
     "selected", "split_impl", "summarize", "targets_section", "threads", "torch_call",
     "torch_fn", "torch_skipped",
 ]
+
+
+PASSES = ("fwd", "fwd_bwd")
+
+
+def check(config) -> None:
+    """Raises ConfigError for a setting the benchmark cannot use, naming it, before anything is
+    written: cases, passes, models and the counts and sizes."""
+    for key, low in (("batch", 1), ("repeats", 1), ("peak_size", 1), ("model_batch", 1),
+                     ("model_repeats", 1), ("warmup", 0), ("max_size", 0), ("max_channels", 0),
+                     ("model_input_size", 0)):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"--config.{key}={value!r}; expected an int ≥ {low}")
+    for key in ("min_sample_s", "model_width"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                key == "model_width" and value == 0):
+            raise ConfigError(f"--config.{key}={value!r}; expected a number {'> 0' if key == 'model_width' else '≥ 0'}")
+    if not config.passes or any(p not in PASSES for p in config.passes):
+        raise ConfigError(f"--config.passes={tuple(config.passes)}; expected one or more of {PASSES}")
+    for key, names in (("cases", selected), ("models", model_cases)):
+        try:
+            names(config)
+        except ValueError as error:
+            raise ConfigError(f"--config.{key}={tuple(config[key])}: {error}") from None
+    from jconv import summary
+
+    for model in config.models:  # built abstractly: no memory, no compute
+        settings = summary.config(model)
+        settings.update(width=float(config.model_width), input_size=config.model_input_size)
+        try:
+            summary.build_abstract(settings)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"--config.model_width={config.model_width!r}, --config.model_input_size="
+                              f"{config.model_input_size!r}: {error}") from None
 
 
 def plan(config, cases, model_rows=()) -> list[dict]:
@@ -87,6 +123,7 @@ def plan(config, cases, model_rows=()) -> list[dict]:
 def run(config, workdir: Path) -> dict:
     """Measures what :func:`plan` lists and ``workdir``'s store does not yet hold, then
     writes the summary."""
+    check(config)
     cases = selected(config)
     model_rows = model_cases(config)
     torch = import_torch() if torch_skipped(config) is None else None

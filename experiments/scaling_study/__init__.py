@@ -166,3 +166,44 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
     print(f"table: {workdir / 'table.md'}\ncsv: {workdir / 'summary.csv'}\nplots: "
           + ", ".join(str(workdir / name) for name in names))
     return results
+
+
+def check(config) -> None:
+    """Raises ConfigError for a setting the study cannot use, naming it, before anything is written:
+    horizons, learning rates, variants, controls and reference (:func:`runs.check`), the training
+    recipe of every rate at the shortest and longest horizon, and every model at the narrowest width."""
+    from experiments.scaling import check_models
+    from jconv import data
+    from jconv.runner import ConfigError, setting_error
+
+    fraction = config.cooldown_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ConfigError(f"--config.cooldown_fraction={fraction!r}; expected a number in [0, 1]")
+    hs = runs.horizons(config)
+    runs.check(config)
+    if not config.seeds:
+        raise ConfigError("--config.seeds=(); expected one or more seeds")
+    words = {k: k for k in ("batch_size", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing",
+                            "ema_decay", "warmup_steps", "cooldown_fraction", "log_every", "checkpoint_every",
+                            "data_workers", "dtype")} | {"learning_rate": "learning_rates", "steps": "horizons"}
+    for lr in config.learning_rates:
+        for steps, cooldown in ((hs[0] - runs.cooldown_steps(config, hs[0]), False), (hs[-1], True)):
+            try:
+                runs.recipe(config, seed=0, learning_rate=lr, steps=steps, cooldown=cooldown)
+            except (TypeError, ValueError) as error:
+                raise setting_error(error, config, words) from None
+    if config.in_channels not in (0, 1, 3):
+        raise ConfigError(f"--config.in_channels={config.in_channels!r}; expected 0 (the data's own), 1 or 3")
+    for model in config.models:
+        runs.input_size(config, model)
+    check_models(config, config.models, runs.variants(config), config.widths, lambda m: runs.input_size(config, m),
+                 config.in_channels or 3, {"model": "models", "variant": "variants", "width": "widths",
+                                           "input_size": "input_sizes.{model}"}, norm=config.norm)
+    if config.dataset not in data.sources.SOURCES:
+        raise ConfigError(f"--config.dataset={config.dataset!r}; expected one of {list(data.sources.SOURCES)}")
+    if config.dataset in data.sources.NEEDS_DATA_DIR and not (config.data_dir and Path(config.data_dir).is_dir()):
+        runs.open_data(config, config.models[0])  # fails at once, naming the setting or the folder
+    if config.dataset == "procedural":
+        for key, low in (("num_classes", 1), ("validation_size", 1), ("test_size", 1), ("render_workers", 0)):
+            if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < low:
+                raise ConfigError(f"--config.{key}={config[key]!r}; expected an int ≥ {low}")

@@ -22,6 +22,7 @@ number of classes. Defaults are the papers'.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 from flax import nnx
@@ -86,8 +87,8 @@ def build(name: str, *, variant: str = "standard", width: float = 1.0, input_siz
       variant: conv variant of every conv layer but the stem (see :mod:`jconv.nn.variants`).
       width: width multiplier.
       input_size: ``H`` (square) or ``(H, W)``; default the paper's.
-      in_channels: ``C`` of the input.
-      num_classes: classifier outputs.
+      in_channels: ``C`` of the input, an int ≥ 1.
+      num_classes: classifier outputs, an int ≥ 1.
       rngs: ``nnx.Rngs`` for parameters and dropout.
       **options: model options: ``impl`` (every op's implementation, default ``"auto"``);
         ``norm`` (``"paper"``: the table's own normalisation, LRN where the paper has it;
@@ -99,6 +100,9 @@ def build(name: str, *, variant: str = "standard", width: float = 1.0, input_siz
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"build: {arg}={value!r}; expected an int ≥ 1")
     return MODELS[name](variant=variant, width=width, input_size=input_size,
                         in_channels=in_channels, num_classes=num_classes, rngs=rngs, **options)
 
