@@ -279,4 +279,5 @@ def test_a_registered_variant_joins_the_study(tmp_path, monkeypatch):
         "--config.reference.variant=", "--config.learning_rates=(0.05,)", "--config.horizons=(10, 20)"],
         tmp_path / "w")
     table = (workdir / "table.md").read_text(encoding="utf-8")
-    assert table.count("| alexnet | shift | 0.0625 |") == 3 and "## Type 2.1" not in table  # 2 horizons, 1 sweep row
+    # 2 horizons in the runs table, and one row each in the table of rates
+    assert table.count("| alexnet | shift | 0.0625 |") == 4 and "## Type 2.1" not in table
