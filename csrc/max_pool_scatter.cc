@@ -1,11 +1,15 @@
-// Max pooling's backward in float32 from the forward's argmax workspace (see
-// max_pool_scatter.h), compiled with OpenMP and an AVX2 clone of its inner loop.
+// Max pooling's forward (float32, bfloat16) and float32 backward, channels-last (see
+// max_pool_scatter.h), compiled with OpenMP and AVX-512 and AVX2 clones of their inner loops.
 
 #include "max_pool_scatter.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
+
+#include <omp.h>
 
 namespace jconv {
 namespace {
@@ -19,6 +23,201 @@ struct Window {
   const std::vector<int64_t>& stride;
   const std::vector<int64_t>& pad_lo;
 };
+
+constexpr int64_t kMaps = 64;  // maps per task
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+int64_t Product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t s : v) p *= s;
+  return p;
+}
+
+// offsets[tap * nd + a]: the row-major tap's offset along axis a of the window.
+std::vector<int64_t> TapOffsets(const Window& g) {
+  const size_t nd = g.in.size();
+  const int64_t taps = Product(g.kernel);
+  std::vector<int64_t> offsets(taps * nd);
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    for (int64_t a = static_cast<int64_t>(nd) - 1, rest = tap; a >= 0; --a) {
+      offsets[tap * nd + a] = rest % g.kernel[a];
+      rest /= g.kernel[a];
+    }
+  }
+  return offsets;
+}
+
+// Walks every window of an image, tap by tap in row-major order: visit(q, tap, at) with
+// at the tap's input pixel, or -1 where the tap lies in the padding.
+template <typename Visit>
+void ForEachTap(const Window& g, Visit visit) {
+  const size_t nd = g.in.size();
+  const int64_t out_pixels = Product(g.out), taps = Product(g.kernel);
+  const std::vector<int64_t> offsets = TapOffsets(g);
+  std::vector<int64_t> o(nd, 0), corner(nd);
+  for (int64_t q = 0; q < out_pixels; ++q) {
+    for (size_t a = 0; a < nd; ++a) corner[a] = o[a] * g.stride[a] - g.pad_lo[a];
+    const int64_t* t = offsets.data();
+    for (int64_t tap = 0; tap < taps; ++tap, t += nd) {
+      int64_t at = 0;
+      bool inside = true;
+      for (size_t a = 0; a < nd && inside; ++a) {
+        const int64_t i = corner[a] + t[a];
+        inside = i >= 0 && i < g.in[a];
+        at = at * g.in[a] + i;
+      }
+      visit(q, tap, inside ? at : -1);
+    }
+    for (int a = static_cast<int>(nd) - 1; a >= 0 && ++o[a] == g.out[a]; --a) o[a] = 0;
+  }
+}
+
+// ------------------------------------------------------------------------- forward
+
+constexpr int kLanes = 16;  // maps per vector of the forward
+typedef float Floats __attribute__((vector_size(4 * kLanes)));
+typedef int32_t Ints __attribute__((vector_size(4 * kLanes)));
+typedef uint16_t Halves __attribute__((vector_size(2 * kLanes)));
+
+// Loads and stores kLanes maps; bfloat16 is the high half of a float32, so both are exact
+// (a stored value is one loaded, or -inf, or NaN).
+__attribute__((always_inline)) inline Floats Load(const float* x) {
+  Floats v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+__attribute__((always_inline)) inline Floats Load(const uint16_t* x) {
+  Halves h;
+  std::memcpy(&h, x, sizeof h);
+  return reinterpret_cast<Floats>(__builtin_convertvector(h, Ints) << 16);
+}
+__attribute__((always_inline)) inline void Store(Floats v, float* y) {
+  std::memcpy(y, &v, sizeof v);
+}
+__attribute__((always_inline)) inline void Store(Floats v, uint16_t* y) {
+  const Halves h = __builtin_convertvector(reinterpret_cast<Ints>(v) >> 16, Halves);
+  std::memcpy(y, &h, sizeof h);
+}
+template <typename Index>
+__attribute__((always_inline)) inline void Store(Ints v, Index* ws) {
+  typedef Index Indices __attribute__((vector_size(sizeof(Index) * kLanes)));
+  const Indices w = __builtin_convertvector(v, Indices);
+  std::memcpy(ws, &w, sizeof w);
+}
+
+// Selection state of one vector of maps: the selected value, its tap, whether a NaN came.
+struct Selection {
+  Floats sel = -kInf + Floats{};
+  Ints at{}, nan{};
+
+  // The selection moves to the tap unless selected >= its value (select_and_scatter's GE).
+  __attribute__((always_inline)) inline void Take(Floats v, int32_t tap) {
+    const Ints move = ~(sel >= v);
+    sel = move ? v : sel;
+    at = move ? tap + Ints{} : at;
+    nan |= v != v;
+  }
+  template <typename T, typename Index>
+  __attribute__((always_inline)) inline void Put(T* y, Index* ws) const {
+    Store(nan ? std::numeric_limits<float>::quiet_NaN() + Floats{} : sel, y);
+    Store(at, ws);
+  }
+};
+
+constexpr int64_t kPad = -1;  // a step that marks a tap in the padding
+
+// One window over `width` >= kLanes maps: tap t reads the maps at x + steps[t], or -inf
+// where steps[t] is kPad (the padding); y is the selected value, or NaN if a tap held one.
+// Where kLanes does not divide width, the last vector of maps overlaps the one before.
+template <typename T, typename Index>
+__attribute__((always_inline)) inline void SelectWindow(const T* x, const int64_t* steps,
+                                                        int64_t taps, int64_t width, T* y,
+                                                        Index* ws) {
+  const Floats inf = -kInf + Floats{};
+  for (int64_t i = 0; i < width; i += kLanes) {
+    i = std::min<int64_t>(i, width - kLanes);
+    Selection a;
+    for (int64_t tap = 0; tap < taps; ++tap)
+      a.Take(steps[tap] == kPad ? inf : Load(x + steps[tap] + i), static_cast<int32_t>(tap));
+    a.Put(y + i, ws + i);
+  }
+}
+
+#define JCONV_SELECT_WINDOW(T, Index)                                                  \
+  __attribute__((target_clones("avx512f", "avx2", "default"))) void SelectWindowOf(    \
+      const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) { \
+    SelectWindow(x, steps, taps, width, y, ws);                                        \
+  }
+JCONV_SELECT_WINDOW(float, uint8_t)
+JCONV_SELECT_WINDOW(float, int32_t)
+JCONV_SELECT_WINDOW(uint16_t, uint8_t)
+JCONV_SELECT_WINDOW(uint16_t, int32_t)
+#undef JCONV_SELECT_WINDOW
+
+// Every window by itself, over all maps (OpenMP over the windows of all images, each
+// thread a run of them in row-major order).
+template <typename T, typename Index>
+void Select(const T* x, T* y, Index* ws, const Window& g) {
+  const int64_t nd = static_cast<int64_t>(g.in.size());
+  const int64_t in_pixels = Product(g.in), out_pixels = Product(g.out);
+  const int64_t taps = Product(g.kernel), windows = g.n * out_pixels, c = g.c;
+  const std::vector<int64_t> offsets = TapOffsets(g);
+  std::vector<int64_t> inner(taps, 0);  // each tap's maps less the first tap's, in elements
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    for (int64_t a = 0; a < nd; ++a) inner[tap] = inner[tap] * g.in[a] + offsets[tap * nd + a];
+    inner[tap] *= c;
+  }
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), me = omp_get_thread_num();
+    const int64_t begin = windows * me / threads, end = windows * (me + 1) / threads;
+    std::vector<int64_t> o(nd), steps(taps);
+    std::vector<T> few(c < kLanes ? taps * kLanes : 0);  // fewer maps than a vector
+    T y_few[kLanes];
+    Index ws_few[kLanes];
+    for (int64_t a = nd - 1, rest = begin % out_pixels; a >= 0; --a) {
+      o[a] = rest % g.out[a];
+      rest /= g.out[a];
+    }
+    for (int64_t w = begin; w < end; ++w) {
+      const T* image = x + w / out_pixels * in_pixels * c;
+      bool interior = true;  // no tap in the padding
+      int64_t first = 0;     // the window's first tap, as an input pixel (if interior)
+      for (int64_t a = 0; a < nd; ++a) {
+        const int64_t corner = o[a] * g.stride[a] - g.pad_lo[a];
+        interior = interior && corner >= 0 && corner + g.kernel[a] <= g.in[a];
+        first = first * g.in[a] + std::max<int64_t>(corner, 0);
+      }
+      const T* base = image + first * c;  // where the steps count from
+      const int64_t* tap_steps = inner.data();
+      if (!interior || c < kLanes) {  // the padding's taps marked, or copies of few maps
+        base = c < kLanes ? few.data() : image;
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          bool inside = true;
+          int64_t at = 0;
+          for (int64_t a = 0; a < nd; ++a) {
+            const int64_t i = o[a] * g.stride[a] - g.pad_lo[a] + offsets[tap * nd + a];
+            inside = inside && i >= 0 && i < g.in[a];
+            at = at * g.in[a] + i;
+          }
+          steps[tap] = !inside ? kPad : c < kLanes ? tap * kLanes : at * c;
+          if (c < kLanes && inside) std::copy_n(image + at * c, c, few.data() + tap * kLanes);
+        }
+        tap_steps = steps.data();
+      }
+      if (c >= kLanes) {
+        SelectWindowOf(base, tap_steps, taps, c, y + w * c, ws + w * c);
+      } else {
+        SelectWindowOf(base, tap_steps, taps, kLanes, y_few, ws_few);
+        std::copy_n(y_few, c, y + w * c);
+        std::copy_n(ws_few, c, ws + w * c);
+      }
+      for (int64_t a = nd - 1; a >= 0 && ++o[a] == g.out[a]; --a) o[a] = 0;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------- backward
 
 // d[i] += g[i] where w[i] == tap, for i < n: one tap of a window, over its maps.
 template <typename Index>
@@ -43,21 +242,7 @@ __attribute__((target_clones("avx2", "default"))) void AddAtTap32(
 // backward in JAX took 10-30% less time (3x3 windows, 14x14 to 112x112).
 template <typename Index>
 void Scatter(const float* dy, const Index* ws, float* dx, const Window& g) {
-  const size_t nd = g.in.size();
-  int64_t in_pixels = 1, out_pixels = 1, taps = 1;
-  for (size_t a = 0; a < nd; ++a) {
-    in_pixels *= g.in[a];
-    out_pixels *= g.out[a];
-    taps *= g.kernel[a];
-  }
-  std::vector<int64_t> offsets(taps * nd);  // offsets[tap * nd + a]: the tap along axis a
-  for (int64_t tap = 0; tap < taps; ++tap) {
-    for (int64_t a = static_cast<int64_t>(nd) - 1, rest = tap; a >= 0; --a) {
-      offsets[tap * nd + a] = rest % g.kernel[a];
-      rest /= g.kernel[a];
-    }
-  }
-  constexpr int64_t kMaps = 64;
+  const int64_t in_pixels = Product(g.in), out_pixels = Product(g.out);
   const int64_t blocks = (g.c + kMaps - 1) / kMaps, tasks = g.n * blocks;
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
@@ -67,33 +252,40 @@ void Scatter(const float* dy, const Index* ws, float* dx, const Window& g) {
     const float* dyn = dy + n * out_pixels * g.c + c0;
     const Index* wsn = ws + n * out_pixels * g.c + c0;
     for (int64_t p = 0; p < in_pixels; ++p) std::fill_n(dxn + p * g.c, width, 0.0f);
-    std::vector<int64_t> o(nd, 0), corner(nd);
-    for (int64_t q = 0; q < out_pixels; ++q) {
-      for (size_t a = 0; a < nd; ++a) corner[a] = o[a] * g.stride[a] - g.pad_lo[a];
-      const int64_t* t = offsets.data();
-      for (int64_t tap = 0; tap < taps; ++tap, t += nd) {
-        int64_t at = 0;
-        bool inside = true;
-        for (size_t a = 0; a < nd && inside; ++a) {
-          const int64_t i = corner[a] + t[a];
-          inside = i >= 0 && i < g.in[a];
-          at = at * g.in[a] + i;
-        }
-        if (!inside) continue;
-        if constexpr (sizeof(Index) == 1) {
-          AddAtTap8(dxn + at * g.c, dyn + q * g.c, wsn + q * g.c, static_cast<Index>(tap),
-                    width);
-        } else {
-          AddAtTap32(dxn + at * g.c, dyn + q * g.c, wsn + q * g.c, static_cast<Index>(tap),
-                     width);
-        }
+    ForEachTap(g, [&](int64_t q, int64_t tap, int64_t at) {
+      if (at < 0) return;
+      if constexpr (sizeof(Index) == 1) {
+        AddAtTap8(dxn + at * g.c, dyn + q * g.c, wsn + q * g.c, static_cast<Index>(tap),
+                  width);
+      } else {
+        AddAtTap32(dxn + at * g.c, dyn + q * g.c, wsn + q * g.c, static_cast<Index>(tap),
+                   width);
       }
-      for (int a = static_cast<int>(nd) - 1; a >= 0 && ++o[a] == g.out[a]; --a) o[a] = 0;
-    }
+    });
   }
 }
 
 }  // namespace
+
+void SelectMaxima(const void* x, void* y, void* ws, bool bf16, bool wide, int64_t n,
+                  int64_t c, const std::vector<int64_t>& in, const std::vector<int64_t>& out,
+                  const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                  const std::vector<int64_t>& pad_lo) {
+  const Window g{n, c, in, out, kernel, stride, pad_lo};
+  if (bf16 && wide) {
+    Select(static_cast<const uint16_t*>(x), static_cast<uint16_t*>(y),
+           static_cast<int32_t*>(ws), g);
+  } else if (bf16) {
+    Select(static_cast<const uint16_t*>(x), static_cast<uint16_t*>(y),
+           static_cast<uint8_t*>(ws), g);
+  } else if (wide) {
+    Select(static_cast<const float*>(x), static_cast<float*>(y), static_cast<int32_t*>(ws),
+           g);
+  } else {
+    Select(static_cast<const float*>(x), static_cast<float*>(y), static_cast<uint8_t*>(ws),
+           g);
+  }
+}
 
 void ScatterToMaxima(const float* dy, const void* ws, bool wide, float* dx, int64_t n,
                      int64_t c, const std::vector<int64_t>& in,

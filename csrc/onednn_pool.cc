@@ -3,8 +3,11 @@
 // Layouts are JAX's channels-last ones, with 1, 2 or 3 spatial axes:
 //   x, dx  (N, *S, C)     input
 //   y, dy  (N, *S', C)    output
-//   ws     (N, *S', C)    max pooling's workspace: the row-major index of each window's
-//                         maximum within the window (u8 for windows of < 256 taps, else s32)
+//   ws     (N, *S', C)    max pooling's workspace: the row-major index within the window
+//                         of the tap its gradient goes to, each window's first maximum
+//                         where it holds no NaN (u8 for windows of < 256 taps, else s32)
+// Max pooling's forward is jconv's (max_pool_scatter.h: NaN and ties as lax), as is its
+// float32 backward; the other passes run oneDNN.
 // Pooling attributes: kernel, stride, pad_lo, pad_hi (one per spatial axis) and, for the
 // average, include_pad (1: divide by the window size, 0: by the taps on the input). LRN
 // attributes: size, alpha (oneDNN's, i.e. already multiplied by size), beta, k; LRN is
@@ -271,12 +274,30 @@ ffi::Error Pool(Kind kind, ffi::AnyBuffer in, ffi::Result<ffi::AnyBuffer> out, v
   return Run(kind, in.element_type(), g, x, y, ws, nullptr, out->size_bytes());
 }
 
-// (y, ws) = max_pool(x)
+// (y, ws) = max_pool(x) by SelectMaxima: y is NaN where a window holds a NaN and ws
+// records the tap XLA's select_and_scatter would pick, as lax does (oneDNN 3.2's forward
+// skips NaN, and gives the lowest float for a window of NaN or -inf only).
 ffi::Error MaxForward(ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
                       ffi::Result<ffi::AnyBuffer> ws, Span kernel, Span stride, Span pad_lo,
                       Span pad_hi) {
-  return Pool(kMaxForward, x, y, ws->untyped_data(), ws->size_bytes(), kernel, stride,
-              pad_lo, pad_hi, false);
+  const ffi::DataType type = x.element_type();
+  if ((type != ffi::DataType::F32 && type != ffi::DataType::BF16) ||
+      y->element_type() != type)
+    return ffi::Error::InvalidArgument("onednn pool: dtype must be float32 or bfloat16");
+  Geometry g;
+  if (auto err = PoolGeometry(x.dimensions(), y->dimensions(), kernel, stride, pad_lo,
+                              pad_hi, &g); !err.success())
+    return err;
+  const bool wide = ws->element_type() == ffi::DataType::S32;
+  if ((wide != (IndexType(g) == memory::data_type::s32)) ||
+      (!wide && ws->element_type() != ffi::DataType::U8) ||
+      ws->size_bytes() != y->element_count() * (wide ? 4 : 1))
+    return ffi::Error::InvalidArgument("onednn pool: ws must be one uint8 or int32 per output");
+  std::lock_guard<std::mutex> one_at_a_time(jconv::OneCallAtATime());
+  jconv::SelectMaxima(x.untyped_data(), y->untyped_data(), ws->untyped_data(),
+                      type == ffi::DataType::BF16, wide, g.n, g.c, g.in, g.out, g.kernel,
+                      g.stride, g.pad_lo);
+  return ffi::Error::Success();
 }
 
 // dx = the transpose of max_pool's derivative at the recorded maxima, applied to dy:

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from jconv.backends import onednn_pool
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
@@ -29,10 +31,42 @@ def _window_reduce(x, win, init, reducer, impl):
         return lax.reduce_window(x, np.asarray(init, x.dtype), reducer, (1, *win.kernel, 1),
                                  (1, *win.stride, 1), ((0, 0), *win.pads, (0, 0)),
                                  window_dilation=(1, *ones, 1))
-    xp = pad_and_dilate(x, win.pads, value=init)
-    windows = (xs for _, xs in shifted_windows(xp, win.kernel, win.stride, win.dilation,
-                                               win.out_sizes))
-    return functools.reduce(reducer, windows)
+    if reducer is lax.max:
+        return _shift_max(x, win, None)
+    return functools.reduce(reducer, _windows(x, win, None, init))
+
+
+def _windows(x, win, axes, pad_value):
+    """Every tap's window of ``x`` (padded with ``pad_value``), taps in row-major order;
+    ``axes=None``: the spatial axes, padded by ``win.pads``, else those axes, unpadded."""
+    if axes is None:
+        x = pad_and_dilate(x, win.pads, value=pad_value)
+    return [xs for _, xs in shifted_windows(x, win.kernel, win.stride, win.dilation,
+                                            win.out_sizes, axes=axes)]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _shift_max(x, win, axes):
+    """The max over shifted windows (NaN if a window holds one, as ``lax.max``), with
+    the derivative of ``lax.reduce_window``'s max: each output's tangent is the input's at
+    the tap XLA's ``select_and_scatter`` selects (taps in row-major order, padding -inf, the
+    selection moving to a tap unless selected >= its value; the first maximum where no
+    NaN), not ``lax.max``'s halves on ties and zeros beside a NaN."""
+    return functools.reduce(lax.max, _windows(x, win, axes, -jnp.inf))
+
+
+@_shift_max.defjvp
+def _shift_max_jvp(win, axes, primals, tangents):
+    (x,), (xd,) = primals, tangents
+    windows = _windows(x, win, axes, -jnp.inf)
+    selected, index = windows[0], jnp.zeros(windows[0].shape, np.int32)
+    for tap, xs in enumerate(windows[1:], 1):
+        move = ~(selected >= xs)
+        selected, index = jnp.where(move, xs, selected), jnp.where(move, tap, index)
+    yd = jnp.zeros_like(windows[0])
+    for tap, xds in enumerate(_windows(xd, win, axes, 0.0)):
+        yd = jnp.where(index == tap, xds, yd)
+    return functools.reduce(lax.max, windows), yd
 
 
 @functools.partial(jax.jit, static_argnames=("plan", "impl"))
@@ -70,8 +104,11 @@ def max_pool(x, window, stride=None, padding="VALID", *, impl="auto"):
       stride: default ``window`` (non-overlapping).
       padding: as in :func:`jconv.conv`; padded positions never win.
       impl: ``"auto"``, ``"lax"`` (``reduce_window``), ``"shift"`` (max over shifted
-        windows) or ``"onednn"`` (oneDNN's pooling on CPU, float32/bfloat16; its
-        gradient is oneDNN's backward, its ``jvp`` a JAX tangent at oneDNN's argmax).
+        windows) or ``"onednn"`` (the oneDNN extension's max pooling on CPU,
+        float32/bfloat16: jconv's kernels forward and backward, its ``jvp`` a JAX
+        tangent at the forward's selection). Every impl gives lax's NaN and infinities,
+        forward and gradient: a window holding a NaN is NaN, and the gradient goes to the
+        tap ``select_and_scatter`` selects (the first maximum where there is no NaN).
 
     Returns:
       ``(N, H', W', C)``: the same number of maps.
@@ -159,9 +196,7 @@ def _channel_max_pool(x, *, plan, impl):
         ones = (1,) * (x.ndim - 1)
         return lax.reduce_window(x, np.asarray(-np.inf, x.dtype), lax.max,
                                  (*ones, *win.kernel), (*ones, *win.stride), "VALID")
-    windows = (xs for _, xs in shifted_windows(x, win.kernel, win.stride, win.dilation,
-                                               win.out_sizes, axes=(x.ndim - 1,)))
-    return functools.reduce(lax.max, windows)
+    return _shift_max(x, win, (x.ndim - 1,))
 
 
 def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
@@ -176,7 +211,8 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
       x: ``(N, H, W, C)``.
       group_size: maps per window.
       stride: step between windows along the maps, default ``group_size``.
-      impl: ``"auto"``, ``"lax"`` or ``"shift"`` (a max over shifted windows of maps).
+      impl: ``"auto"``, ``"lax"`` or ``"shift"`` (a max over shifted windows of maps,
+        with lax's NaN and gradient, as :func:`max_pool`).
 
     Returns:
       ``(N, H, W, C')``.
@@ -192,6 +228,44 @@ def channel_max_pool(x, group_size, stride=None, *, impl="auto"):
         return _channel_max_pool(x, plan=plan, impl=impl)
 
 
+def _band_sum(v, *, lo, hi, precision):
+    """``t[..., d] = sum of v[..., c] over d - lo <= c <= d + hi``: one einsum with a banded
+    ``(C, C)`` matrix. Where ``v`` holds NaN or an infinity, a matmul alone would spread it
+    over every map (0 * inf is NaN): then each band's NaN and infinities are put back as
+    the band's sum has them, from a second einsum counting them."""
+    c = np.arange(v.shape[-1])
+    band = (c[:, None] >= c[None, :] - lo) & (c[:, None] <= c[None, :] + hi)  # (C, C)
+
+    def finite(v):
+        return jnp.einsum("...c,cd->...d", v, band.astype(v.dtype), precision=precision)
+
+    def nonfinite(v):
+        total = finite(jnp.where(jnp.isfinite(v), v, jnp.zeros((), v.dtype)))
+        flags = jnp.stack([jnp.isnan(v), v == jnp.inf, v == -jnp.inf]).astype(np.float32)
+        nans, pos, neg = jnp.einsum("k...c,cd->k...d", flags, band.astype(np.float32),
+                                    precision=lax.Precision.HIGHEST) > 0  # (3, ..., C)
+        special = jnp.where(nans | (pos & neg), jnp.nan, jnp.where(pos, jnp.inf, -jnp.inf))
+        return jnp.where(nans | pos | neg, special.astype(v.dtype), total)
+    return lax.cond(jnp.isfinite(v).all(), finite, nonfinite, v)
+
+
+def _band_sum_batched(args, dims, **params):
+    (v,), (d,) = args, dims
+    if d == v.ndim - 1:  # the maps must stay last
+        v, d = jnp.moveaxis(v, d, 0), 0
+    return band_sum_p.bind(v, **params), d
+
+
+# The band sum is linear: its transpose is the band sum with lo and hi swapped, exact too.
+band_sum_p = Primitive("jconv_band_sum")
+band_sum_p.def_impl(_band_sum)
+band_sum_p.def_abstract_eval(lambda v, **params: jax.core.ShapedArray(v.shape, v.dtype))
+mlir.register_lowering(band_sum_p, mlir.lower_fun(_band_sum, multiple_results=False))
+ad.deflinear2(band_sum_p, lambda ct, v, *, lo, hi, precision: [
+    band_sum_p.bind(ct, lo=hi, hi=lo, precision=precision)])
+batching.primitive_batchers[band_sum_p] = _band_sum_batched
+
+
 @functools.partial(jax.jit, static_argnames=("size", "k", "alpha", "beta", "impl",
                                              "precision"))
 def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
@@ -205,10 +279,7 @@ def _local_response_norm(x, *, size, k, alpha, beta, impl, precision=None):
         total = lax.reduce_window(squares, np.asarray(0, x.dtype), lax.add,
                                   (*ones, size), (*ones, 1), pads)
     else:
-        c = np.arange(x.shape[-1])
-        band = (c[:, None] >= c[None, :] - lo) & (c[:, None] <= c[None, :] + hi)  # (C, C)
-        total = jnp.einsum("...c,cd->...d", squares, band.astype(x.dtype),
-                           precision=precision)
+        total = band_sum_p.bind(squares, lo=lo, hi=hi, precision=precision)
     # x * exp(-beta log s), not x / s**beta: XLA:CPU calls libm's scalar powf for every
     # element of a power with a fractional exponent (and again in its derivative), while
     # exp and log are vectorised; 2-5x faster forward and backward, within 3e-7 relative.
@@ -237,7 +308,7 @@ def local_response_norm(x, size=5, k=2.0, alpha=1e-4, beta=0.75, *, impl="auto",
       size: ``n``, maps in each window (centred; for even ``n`` one more before).
       k, alpha, beta: constants of the formula.
       impl: ``"auto"``, ``"lax"`` (``reduce_window`` along maps), ``"einsum"`` (a banded
-        ``(C, C)`` matrix) or ``"onednn"`` (oneDNN's ``lrn_across_channels`` forward and
+        ``(C, C)`` matrix, each band's NaN and infinities kept as lax's sum keeps them) or ``"onednn"`` (oneDNN's ``lrn_across_channels`` forward and
         backward on CPU, its ``jvp`` the lax form's; odd ``size`` only, even runs lax).
       precision: for the einsum's matmul.
 
@@ -263,8 +334,8 @@ def _lrn_limits(impl, plan):
     return onednn_pool.lrn_unsupported(plan.window.kernel[0]) if impl == "onednn" else None
 
 
-_MAX_JVP = ("Forward-mode derivatives (jvp) select the input tangent at oneDNN's argmax "
-            "in JAX; reverse mode is oneDNN's backward")
+_MAX_JVP = ("Forward-mode derivatives (jvp) select the input tangent in JAX at the tap "
+            "the forward recorded; reverse mode scatters to it in the extension")
 _LRN_JVP = ("Forward-mode derivatives (jvp) and second derivatives take the lax form's "
             "derivative in JAX; reverse mode is oneDNN's backward")
 _X = (2, 9, 9, 4)
