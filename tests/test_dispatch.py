@@ -159,3 +159,29 @@ def test_which_impl_checks_like_the_op():
         which_impl("conv", (1, 4, 4, 4), (3, 3, 1, 4), groups=3)
     with pytest.raises(ValueError, match="conv: impl='fast'"):
         which_impl("conv", (1, 4, 4, 1), (3, 3, 1, 1), impl="fast")
+
+
+REFUSED = [  # (op, positional arguments as shapes, dtype): calls the op refuses
+    ("conv", ((1, 6, 6, 4), (3, 3, 4, 4)), "int8"),
+    ("conv", ((1, 6, 6, 4), (3, 3, 4, 4)), "complex64"),
+    ("max_pool", ((1, 6, 6, 4), 2), "int32"),
+    ("local_response_norm", ((1, 6, 6, 4),), "bool"),
+    ("spatially_separable_conv", ((1, 6, 6, 4), [(3, 1, 4, 4), (1, 3, 4, 4)]), "uint8"),
+    ("pointwise_conv", ((1, 6, 6, 4), (3, 3, 4, 4)), "float32"),
+    ("separable_conv", ((1, 6, 6, 4), (3, 3, 1, 4), (3, 4, 4)), "float32"),
+    ("conv", ((1, 6, 6, 4), (3, 3, 3, 4)), "float32"),
+]
+
+
+@pytest.mark.parametrize("op, shapes, dtype", REFUSED, ids=lambda v: str(v))
+def test_which_impl_refuses_what_the_op_refuses_with_its_message(op, shapes, dtype):
+    def arg(s):
+        if isinstance(s, list):
+            return [arg(t) for t in s]
+        return jnp.zeros(s, dtype) if isinstance(s, tuple) else s
+
+    with pytest.raises((TypeError, ValueError)) as by_op:
+        registry.get(op).fn(*map(arg, shapes))
+    with pytest.raises(by_op.type) as by_which_impl:
+        which_impl(op, *shapes, dtype=dtype)
+    assert str(by_which_impl.value) == str(by_op.value)

@@ -129,7 +129,7 @@ ARRAY_CASES = [
     case(dw, (X, a(7, 7, 1, 4)), dict(padding="VALID"), V, "w window", (7, 7),
          FIT.format(e=7, i=6), id="kernel-too-large"),
     # --- pointwise_conv -------------------------------------------------------------
-    case(pw, (X, a(1, 1, 4, 8)), {}, V, "w.shape", (1, 1, 4, 8), r"rank 2 \(C/groups, K\)",
+    case(pw, (X, a(1, 1, 4, 8)), {}, V, "w.shape", (1, 1, 4, 8), r"rank 2: \(C/groups, K\)",
          id="w-rank-4"),
     case(pw, (X, a(8)), {}, V, "w.shape", (8,), "rank 2", id="w-rank-1"),
     case(pw, (X, a(4, 8, dtype=I32)), {}, T, "w.dtype", "int32", FLOAT, id="w-int"),

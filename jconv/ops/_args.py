@@ -36,15 +36,23 @@ def floating(op: str, name: str, value: Any, *, rank: int | tuple[int, ...] | No
     if isinstance(value, (str, bytes)) or value is None:
         fail(op, name, value, f"a floating-point array {shape_doc}".rstrip(), TypeError)
     array = value if hasattr(value, "dtype") and hasattr(value, "shape") else jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        fail(op, f"{name}.dtype", str(array.dtype),
-             "a floating-point dtype (float16, bfloat16, float32 or float64); "
-             f"cast with {name}.astype(jnp.float32)", TypeError)
+    floating_dtype(op, name, array.dtype)
     ranks = (rank,) if isinstance(rank, int) else rank
     if ranks is not None and array.ndim not in ranks:
-        fail(op, f"{name}.shape", tuple(array.shape),
-             f"rank {' or '.join(map(str, ranks))} {shape_doc}".rstrip())
+        doc = f": {shape_doc}" if shape_doc else ""  # as the shape plans say it
+        fail(op, f"{name}.shape", tuple(array.shape), f"rank {' or '.join(map(str, ranks))}{doc}")
     return jnp.asarray(array)
+
+
+def floating_dtype(op: str, name: str, dtype: Any):
+    """Raises :func:`floating`'s ``TypeError`` unless ``dtype`` is a floating-point dtype
+    (:func:`jconv.which_impl` checks its ``dtype`` argument so, as the op checks ``x``)."""
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        fail(op, f"{name}.dtype", str(dtype),
+             "a floating-point dtype (float16, bfloat16, float32 or float64); "
+             f"cast with {name}.astype(jnp.float32)", TypeError)
+    return dtype
 
 
 def common_dtype(*arrays):
