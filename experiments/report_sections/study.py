@@ -77,7 +77,8 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
 `configs/scaling_study.py` trained {', '.join(config.get('models', []))} with every conv
 variant at widths {', '.join(f'{w:g}' for w in config.get('widths', []))}, each at horizons
 {', '.join(map(str, config.get('horizons', [])))} steps of batch {config.get('batch_size')} branched off
-one constant-rate run, on `{config.get('dataset')}` (results read from `{folder}`). Compute is
+constant-rate runs, the rate chosen per horizon on a validation set, on `{config.get('dataset')}`
+(results read from `{folder}`). Compute is
 XLA's FLOP count of the train step times the steps. Each variant's law is the form that
 extrapolated best: fitted on the runs of compute ≤ {config.get('holdout_fraction')} × the largest,
 scored on the rest (median / maximum |log(ê/e)|, the share inside the 10–90% prediction band);
