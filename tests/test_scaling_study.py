@@ -225,7 +225,7 @@ def study(tmp_path_factory):
 def test_smoke_study_on_cifar_files_writes_every_output(study):
     table = (study / "table.md").read_text(encoding="utf-8")
     assert "# Scaling study: alexnet on cifar10" in table
-    for heading in ("## Learning-rate sweep", "## Laws", "## IsoFLOP", "## Which variant scales better",
+    for heading in ("## Learning rates", "## Laws", "## IsoFLOP", "## Which variant scales better",
                     "## Targets", "## Type 2.1"):
         assert heading in table
     with open(study / "summary.csv") as f:
