@@ -36,9 +36,6 @@ FEW = settings(max_examples=3, phases=(Phase.explicit, Phase.generate))
 _ZEROS = ("an infinite weight meets zeros that lax's convolution multiplies and this kernel "
           "leaves out (lax's padding, the dilated cotangent of a strided conv; 0 * inf = NaN "
           "in lax's forward or input gradient only), or the other way round")
-_CROP = ("conv_transpose's scatter-form weight gradient (shift, hybrid, phases) multiplies "
-         "an infinite input by the zero cotangent of a cropped output (0 * inf = NaN); lax "
-         "and onednn leave those products out")
 _LAX_PATCHES = ("lax.conv_general_dilated_local extracts patches with a one-hot conv, so an "
                 "infinite input makes NaN (0 * inf) in every patch entry beside it; the "
                 "patches kernel slices the windows and keeps the infinity")
@@ -56,7 +53,6 @@ _WEIGHTS_DIFFER = {  # op -> the implementations that differ from lax where w ho
 }
 KNOWN = {  # (op, impl, where the non-finite values are) -> why it differs from lax
     **{(op, impl, "w"): _ZEROS for op, impls in _WEIGHTS_DIFFER.items() for impl in impls},
-    **{("conv_transpose", impl, "x"): _CROP for impl in ("auto", "shift", "hybrid", "phases")},
     **{("local_conv", impl, "x"): _LAX_PATCHES for impl in ("auto", "patches", "patches_grad")},
 }
 

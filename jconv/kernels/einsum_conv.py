@@ -257,25 +257,47 @@ def hybrid_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, preci
     return differentiated_by(lax_conv, lax_conv, _bound(shift_conv, *static))(x, w)
 
 
-def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None):
+def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None, *,
+                           full=False):
     """Channels-last transposed conv as a sum of strided placements, one per tap.
 
     ``x (N, *S, C)``, ``w (*k, C/G, K)``: tap ``t`` adds ``x[i] @ w[t]`` at output
     position ``i*stride + t*dilation``; then ``crops (low, high)`` are removed (negative
     values append zeros). No multiply by an inserted zero is done.
+
+    Each tap contracts only the inputs it places inside the output, so the weight
+    gradient, like ``lax``'s, never multiplies an input by the (zero) cotangent of a
+    cropped position (``0 * inf = NaN`` for an infinite input). With ``full=True`` each
+    tap places every input on the full output, which is then cropped: the same values,
+    but the input gradient then multiplies the weights by the zero cotangent of every
+    cropped position, as ``lax``'s does within its padding (``0 * inf = NaN`` for an
+    infinite weight).
     """
     kernel = w.shape[:-2]
     in_sizes = x.shape[1:-1]
-    full = [transposed_size(i, extent(k, d), s)
-            for i, s, k, d in zip(in_sizes, stride, kernel, dilation)]
+    if full:
+        crops, uncropped = [(0, 0)] * len(in_sizes), crops
+    outs = [transposed_size(i, extent(k, d), s, crop)
+            for i, s, k, d, crop in zip(in_sizes, stride, kernel, dilation, crops)]
     out = None
     for tap in itertools.product(*(range(k) for k in kernel)):
-        y = contract(x, w[tap], groups, precision)  # (N, *S, K)
-        placement = [(t * d, f - t * d - ((i - 1) * s + 1), s - 1)
-                     for t, d, f, i, s in zip(tap, dilation, full, in_sizes, stride)]
-        y = lax.pad(y, jnp.zeros((), y.dtype), [(0, 0, 0), *placement, (0, 0, 0)])  # (N, *full, K)
+        # Along each axis input i lands on output p0 + i*s, p0 = t*d - low; the inputs
+        # [first, last) land in [0, O).
+        ranges = []
+        for t, d, s, i, o, (lo, _) in zip(tap, dilation, stride, in_sizes, outs, crops):
+            p0 = t * d - lo
+            ranges.append((p0, max(0, -(p0 // s)), min(i, -((p0 - o) // s))))
+        if any(last <= first for _, first, last in ranges):
+            continue  # the tap places every input on a cropped position
+        xs = x[(slice(None), *(slice(first, last) for _, first, last in ranges))]
+        y = contract(xs, w[tap], groups, precision)  # (N, *S_t, K)
+        placement = [(p0 + first * s, o - (p0 + (last - 1) * s + 1), s - 1)
+                     for (p0, first, last), s, o in zip(ranges, stride, outs)]
+        y = lax.pad(y, jnp.zeros((), y.dtype), [(0, 0, 0), *placement, (0, 0, 0)])  # (N, *O, K)
         out = y if out is None else out + y
-    return pad_and_dilate(out, [(-lo, -hi) for lo, hi in crops])
+    if out is None:
+        out = jnp.zeros((x.shape[0], *outs, w.shape[-1]), x.dtype)
+    return pad_and_dilate(out, [(-lo, -hi) for lo, hi in uncropped]) if full else out
 
 
 def _to_channels_last(lhs, rhs, dimension_numbers):

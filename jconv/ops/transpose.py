@@ -25,9 +25,13 @@ def _lax_transpose(x, w, win, groups, precision):
         precision=precision)
 
 
-def _scatter(x, w, win, groups, precision):
+def _scatter(x, w, win, groups, precision, full=False):
     return scatter_transpose_conv(x, w, win.stride, win.pads, win.dilation, groups,
-                                  precision=precision)
+                                  precision=precision, full=full)
+
+
+def _scatter_full(x, w, win, groups, precision):
+    return _scatter(x, w, win, groups, precision, full=True)
 
 
 def _phase_convs(x, w, win, groups, precision):
@@ -43,7 +47,12 @@ def _onednn(x, w, win, groups, precision):
 # Each combination: (forward, x term of the tangent, w term of the tangent).
 _KERNELS = {
     "lax": (_lax_transpose,),
-    "shift": (_scatter,),
+    # Every tap placed on the full output, then cropped; the weight gradient takes each
+    # tap's inputs that land inside the output only, as lax's does (the cotangent of a
+    # cropped position is zero: 0 * inf = NaN for an infinite input), while the input
+    # gradient takes the zero cotangent of the crop, as lax's takes it within its padding
+    # (NaN for an infinite weight).
+    "shift": (_scatter_full, _scatter_full, _scatter),
     # Reverse mode transposes the x term into XLA's strided conv (fast) and the w term
     # into one strided slice and channel contraction per tap, instead of XLA's CPU
     # weight gradient of an input-dilated conv (about 15x slower).
