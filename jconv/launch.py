@@ -81,10 +81,11 @@ def _relay(proc: subprocess.Popen, index: int) -> None:
 
 
 def launch(argv: list[str], processes: int, devices_per_process: int | None = None) -> int:
-    """Runs ``python -m jconv ARGV`` in ``processes`` processes; returns the worst exit code.
+    """Runs ``python -m jconv ARGV`` in ``processes`` processes; returns the exit code of the
+    first process that failed (0 if none did).
 
     Process 0's output is printed as it is; the others' lines carry ``[process i]``. When
-    one process fails, the others are stopped.
+    one process fails, the others are stopped (their kill is not the job's exit code).
     """
     procs = start([sys.executable, "-m", "jconv", *argv], processes, devices_per_process,
                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -92,13 +93,14 @@ def launch(argv: list[str], processes: int, devices_per_process: int | None = No
               for i, p in enumerate(procs)]
     for t in relays:
         t.start()
-    codes = [None] * len(procs)
+    codes, failed = [None] * len(procs), None
     try:
         while None in codes:
             for i, p in enumerate(procs):
                 if codes[i] is None and (code := p.poll()) is not None:
                     codes[i] = code
-                    if code != 0:
+                    if code != 0 and failed is None:
+                        failed = code
                         for other in procs:
                             other.kill()
             threading.Event().wait(0.1)
@@ -107,4 +109,4 @@ def launch(argv: list[str], processes: int, devices_per_process: int | None = No
             p.kill()
         for t in relays:
             t.join(timeout=5)
-    return max(abs(c) for c in codes)
+    return 0 if failed is None else abs(failed)

@@ -118,3 +118,23 @@ def test_launch_command_line_errors():
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, (argv, result.stderr)
         assert "error:" in result.stderr, (argv, result.stderr)
+
+
+def test_launch_exits_with_the_failed_process_code_not_the_kill_of_the_others(monkeypatch):
+    """Process 1 exits 2 while process 0 still runs: the job exits 2, though process 0 is killed."""
+    started = []
+
+    def start(command, processes, devices_per_process=None, **popen):
+        scripts = ["import time; time.sleep(60)", "import sys; print('bad value'); sys.exit(2)"]
+        started.extend(subprocess.Popen([sys.executable, "-c", s], **popen) for s in scripts)
+        return started
+
+    monkeypatch.setattr(launch, "start", start)
+    begin = time.monotonic()
+    try:
+        assert launch.launch(["run", "x.py"], 2) == 2
+    finally:
+        for p in started:
+            p.wait()
+            p.stdout.close()
+    assert started[0].returncode == -signal.SIGKILL and time.monotonic() - begin < 30
