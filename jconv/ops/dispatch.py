@@ -131,10 +131,11 @@ ONEDNN_RULES: tuple[Rule, ...] = (
          "and forward+backward 1.1-1.4x faster than one lax conv per group, 5-7x faster than "
          "lax"),
     Rule(("cpu",), ("max_pool",), lambda f: f.onednn, "onednn",
-         "max pooling on CPU with oneDNN: forward+backward 4-9x faster than shifted windows "
-         "or lax (its backward writes each gradient to the maximum its forward recorded, "
-         "where theirs select and scatter); forward alone 2-4x slower than shifted windows "
-         "(the extension's own kernels, which keep lax's NaN, run within 10% of oneDNN's)"),
+         "max pooling on CPU with oneDNN's backward and the extension's forward (which keeps "
+         "lax's NaN): its backward writes each gradient to the maximum the forward recorded, "
+         "where shifted windows and lax select and scatter. Batch 32: 3x3/1 SAME on "
+         "28x28x256 forward 3x and forward+backward 10x faster than shifted windows; 3x3/2 "
+         "on 55x55x96 forward 1.2x slower, forward+backward even; 6-11x faster than lax"),
     Rule(("cpu",), ("per_map_conv",), lambda f: f.onednn, "onednn",
          "per-map conv on CPU with oneDNN: one depthwise conv with a channel multiplier of "
          "K and the filters tied across the maps, about 2x faster than shift_fwd forward "
