@@ -5,6 +5,8 @@
 * ``jconv summary MODEL [--config.KEY=VALUE ...] [--json]``: per-layer table of a model
   (:mod:`jconv.summary`);
 * ``jconv demo``: every conv variant on the camera image (:mod:`jconv.demo`);
+* ``jconv info [--json]``: versions, devices, backends and why, CPU features and the OpenMP
+  policy, for an issue report (:mod:`jconv.info`);
 * ``jconv launch --processes P [--devices-per-process D] -- COMMAND ...``: the jconv
   ``COMMAND`` in ``P`` processes on this machine that form one JAX job
   (:mod:`jconv.launch`); every command joins such a job when its environment says so. A
@@ -76,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
                     "--config.in_channels, --config.num_classes, --config.aux_classifiers.")
     summary.add_argument("model", help="alexnet, alexnet_single_tower, googlenet, mobilenet_v1")
     summary.add_argument("--json", action="store_true", help="print JSON with a total object")
+    info = commands.add_parser(
+        "info", help="versions, devices, backends, CPU features, OpenMP: for an issue report",
+        description="Prints the versions of jconv and its libraries (oneDNN included), the "
+                    "devices, each backend and why it can (not) run, the CPU features oneDNN "
+                    "uses (AVX2, AVX-512, AVX512-BF16, AMX) and the OpenMP policy.")
+    info.add_argument("--json", action="store_true", help="print JSON")
     launch = commands.add_parser(
         "launch", help="run a jconv command in several JAX processes on this machine",
         description="Starts `jconv COMMAND ...` (given after --) in P processes joined by "
@@ -150,6 +158,10 @@ def _command(parser, args, extra: list[str], command: list[str], debug: bool) ->
     launch.initialize_from_env()
     if args.command == "summary":
         print(_summary(args.model, extra, args.json))
+    elif args.command == "info":
+        from jconv import info
+
+        print(info.main(args.json))
     elif args.command == "run":
         from jconv import runner
 

@@ -141,6 +141,8 @@ CASES = [
     ("demo_k1", ["demo", "--k1", "0"], ["--k1", ">= 1"]),
     ("demo_k2", ["demo", "--k2", "x"], ["--k2", "'x'"]),
     ("demo_option", ["demo", "--big"], ["--big", "unrecognized"]),
+    ("info_option", ["info", "--verbose"], ["--verbose", "unrecognized"]),
+    ("info_argument", ["info", "all"], ["all", "unrecognized"]),
     ("no_command", [], ["COMMAND", "required"]),
     ("run_after_dashes", ["run", QC, "--", "demo"], ["unrecognized arguments", "-- demo"]),
 ]
