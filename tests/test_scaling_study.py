@@ -59,6 +59,23 @@ def test_branch_points_and_rejected_horizons():
             runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
 
 
+@pytest.mark.parametrize("arg, decades", [(None, 1.5), ("gpu", 3.0)])
+def test_every_variant_spans_the_compute_its_config_promises(arg, decades):
+    """By the cost model: the default covers ≥ 1.5 decades of training compute per variant, and
+    ``:gpu`` ≥ 3 for both families (narrowest width at the shortest horizon to the widest at
+    the longest)."""
+    config = study_config.get_config(arg)
+    assert (arg == "gpu") == ("googlenet" in config.models)
+    hs = runs.horizons(config)
+    for model in config.models:
+        for variant in runs.variants(config):
+            macs = [summary.summarize(model, variant=variant, width=w, input_size=runs.input_size(config, model),
+                                      in_channels=3, num_classes=config.num_classes, norm=config.norm)[1]["macs"]
+                    for w in (min(config.widths), max(config.widths))]
+            span = math.log10(macs[1] * hs[-1] / (macs[0] * hs[0]))
+            assert span >= decades, (arg, model, variant, span)
+
+
 def test_the_sweep_chooses_by_validation_error_then_training_loss():
     def rec(lr, val, loss, acc=0.5):
         return {"key": {"lr": lr}, "val_error": val, "final_loss": loss, "test_accuracy": acc}
