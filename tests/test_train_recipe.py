@@ -11,7 +11,7 @@ from flax import nnx
 
 from jconv import data
 from jconv.train import TrainConfig, classification_loss, make_optimizer, step_flops, train
-from jconv.train_recipe import make_schedule
+from jconv.train.recipe import make_schedule
 from tests.test_train import TinyCNN, _losses, params_of, tiny_dataset
 from tests.tolerance import assert_close
 

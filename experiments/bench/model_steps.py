@@ -19,7 +19,7 @@ from flax import nnx
 
 from jconv import models, train
 from jconv.measure import interleaved, seconds
-from jconv.train_data import Placement
+from jconv.train.data import Placement
 
 IMPLS = ("lax", "auto")
 NUM_CLASSES = 1000
@@ -64,10 +64,10 @@ def step_call(case: ModelCase, impl: str, config):
                                 seed=config.seed)
     placement = Placement(jax.devices()[:1], b, b, shape)
     traces = {"train_step": 0, "eval_step": 0}
-    state, _, step, _ = train._init_state(model, tconfig, placement, NUM_CLASSES, traces)
+    state, _, step, _ = train.step.init_state(model, tconfig, placement, NUM_CLASSES, traces)
     x = jnp.asarray(np.random.default_rng(config.seed).standard_normal((b, *shape), np.float32))
     y = jnp.arange(b, dtype=jnp.int32) % NUM_CLASSES
-    rate = np.float32(tconfig.learning_rate)  # the step takes its rate (jconv.train_recipe)
+    rate = np.float32(tconfig.learning_rate)  # the step takes its rate (jconv.train.recipe)
     held = {"state": tuple(state), "loss": None, "finite": None, "traces": traces}
 
     def call():

@@ -11,16 +11,14 @@ uninterrupted one would.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from jconv.data import pipeline
-
-if TYPE_CHECKING:
-    from jconv.train import TrainConfig
+from jconv.train.config import TrainConfig
 
 
 class TrainState(NamedTuple):

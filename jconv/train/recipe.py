@@ -37,20 +37,14 @@ lets the early average forget its start), over the parameters and the floating m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 import optax
 
-if TYPE_CHECKING:
-    from jconv.train import TrainConfig
+from jconv.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 __all__ = ["make_optimizer", "make_schedule", "classification_loss", "ema_update", "OPTIMIZERS",
            "SCHEDULES"]
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "wsd")
 
 
 def wsd(learning_rate: float, steps: int, warmup_steps: int, cooldown_steps: int) -> optax.Schedule:

@@ -1,0 +1,127 @@
+"""The jitted train and eval steps of a model, the state they carry, and XLA's FLOP count of a step.
+
+``nnx.split(model, nnx.Param, ...)`` once gives a static ``graphdef`` and two pure pytrees; one
+``jax.jit`` step merges them, computes the loss (:mod:`jconv.train.recipe`), applies the update
+at the rate it is given and returns the new pytrees (the package docstring, "How a step runs").
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jconv.train.checkpoint import TrainState
+from jconv.train.config import TrainConfig
+from jconv.train.data import Placement
+from jconv.train.recipe import _outputs, classification_loss, ema_update, make_optimizer
+
+__all__ = ["init_state", "make_steps", "evaluated", "step_flops"]
+
+
+def cast_floats(tree, dtype):
+    """``tree`` with its floating leaves cast to ``dtype``; other leaves (RNG keys, counts) as they are."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, config):
+    """The jitted train step (donating the state) and eval step; each counts its traces in ``traces``.
+
+    The train step takes the step's learning rate as an argument (:mod:`jconv.train.recipe`) and
+    returns the new state, the loss of the main logits and whether the training loss and the new
+    parameters are finite. With ``ema_decay`` the optimizer state is ``(tx_state, steps, (θ̄, rest̄))``.
+    """
+    b = batch_shape[0]
+    dtype = jnp.dtype(config.dtype)
+
+    def forward(graphdef, params, rest, x):
+        if dtype != jnp.float32:
+            params, x = cast_floats(params, dtype), x.astype(dtype)
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        return model, model(x)
+
+    def loss_fn(params, rest, x, y):
+        model, out = forward(graphdef, params, rest, x)
+        chex.assert_shape(list(_outputs(out)), (b, num_classes))
+        loss, main = classification_loss(out, y, config.aux_weight, config.label_smoothing)
+        _, new_rest = nnx.state(model, nnx.Param, ...)
+        new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
+        return loss, (main, new_rest)
+
+    def train_step(params, rest, opt_state, x, y, lr):
+        traces["train_step"] += 1
+        chex.assert_shape(x, batch_shape)
+        chex.assert_shape(y, (b,))
+        chex.assert_type(y, jnp.int32)
+        if x.dtype == jnp.uint8:
+            x = x.astype(jnp.float32) / 255.0
+        chex.assert_type(x, jnp.float32)
+        tx_state, count, average = opt_state if config.ema_decay else (opt_state, None, None)
+        (loss, (main, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
+        updates, tx_state = tx.update(grads, tx_state, params)
+        params = optax.apply_updates(params, jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates))
+        finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+        if config.ema_decay:
+            opt_state = (tx_state, count + 1, ema_update(average, (params, rest), count, config.ema_decay))
+        else:
+            opt_state = tx_state
+        return params, rest, opt_state, main, finite
+
+    def eval_step(params, rest, x, y, weight):
+        traces["eval_step"] += 1
+        if x.dtype == jnp.uint8:
+            x = x.astype(jnp.float32) / 255.0
+        logits = _outputs(forward(eval_graphdef, params, rest, x)[1])[0].astype(jnp.float32)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
+        return (correct * weight).sum(), (losses * weight).sum()
+
+    return jax.jit(train_step, donate_argnums=(0, 1, 2)), jax.jit(eval_step)
+
+
+def evaluated(state: TrainState, config: TrainConfig) -> tuple:
+    """The ``(params, rest)`` a run evaluates: the weight average with ``ema_decay``, else the live ones."""
+    return state.opt_state[2] if config.ema_decay else (state.params, state.rest)
+
+
+def init_state(model, config, placement, num_classes, traces):
+    """The model's state replicated on the mesh, the schedule, and the jitted train and eval steps.
+
+    ``model`` is left in train mode; its own arrays are not donated.
+    """
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx, schedule = make_optimizer(config)
+    # Copies: the step donates its inputs, and the model keeps its own arrays.
+    params, rest = placement.replicate((params, rest))
+    opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
+    if config.ema_decay:
+        opt_state = (opt_state, *placement.replicate((np.zeros((), np.int32), (params, rest))))
+    train_step, eval_step = make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces,
+                                        config)
+    return TrainState(params, rest, opt_state), schedule, train_step, eval_step
+
+
+def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int | None:
+    """XLA's FLOP count of one compiled train step of ``model`` on a batch of ``config.batch_size``.
+
+    The step is traced with oneDNN off (:func:`jconv.backends.onednn.disabled`), so XLA sees the
+    convolutions it would otherwise hand to oneDNN; the count covers the forward and backward
+    passes, the loss and the optimizer update, on one device. None where XLA does not count.
+    """
+    from jconv.backends import onednn
+    from jconv.measure import xla_flops
+
+    placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
+    with onednn.disabled():
+        state, _, train_step, _ = init_state(model, config, placement, num_classes,
+                                              {"train_step": 0, "eval_step": 0})
+        args = (jax.ShapeDtypeStruct(placement.batch_shape, jnp.float32),
+                jax.ShapeDtypeStruct((config.batch_size,), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
+        compiled = train_step.lower(*state, *args).compile()
+    return xla_flops(compiled)
