@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,8 @@ from jax.test_util import check_grads
 
 import jconv
 from jconv import reference
-from jconv.backends import build, onednn
+from jconv.backends import Backend, ImplUnavailableWarning, build, onednn
+from jconv.ops import dispatch
 from jconv.testing import hlo_scopes
 from tests.strategies import array, geometries, split
 from tests.tolerance import assert_close, tolerance
@@ -234,6 +236,41 @@ def test_disabled_by_environment_runs_lax(monkeypatch):
     assert_close(conv("onednn")(x, w), reference.conv(x, w))
     with pytest.raises(RuntimeError, match="impl='onednn' is unavailable: disabled"):
         onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1))
+
+
+def test_asked_for_by_name_where_it_cannot_load_warns_once(monkeypatch):
+    """No extension: an op asked for ``impl="onednn"`` warns once per process with the
+    reason, runs lax; ``JCONV_STRICT_IMPL=1`` raises instead."""
+    why = "extension not built (last attempt: g++ not found): reinstall"
+    monkeypatch.setattr(onednn, "_load", lambda: (None, Backend("onednn", False, why)))
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    x, w = jnp.asarray(array(0, (1, 6, 6, 4))), jnp.asarray(array(1, (3, 3, 4, 2)))
+    with pytest.warns(ImplUnavailableWarning, match=r"impl='onednn' cannot run .*g\+\+ not found"):
+        y = jconv.conv(x, w, impl="onednn", precision=HIGHEST)
+    assert_close(y, reference.conv(x, w))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jconv.max_pool(x, 2, impl="onednn")  # once per process, not per op or call
+        jconv.conv(x, w, impl="onednn")
+        jconv.conv(x, w)  # auto: no word
+    monkeypatch.setenv("JCONV_STRICT_IMPL", "1")
+    with pytest.raises(RuntimeError, match=r"conv: impl='onednn' cannot run this call .*"
+                                           "g\\+\\+ not found.*JCONV_STRICT_IMPL=1"):
+        jconv.conv(x, w, impl="onednn")
+
+
+def test_strict_raises_for_a_call_it_cannot_take(monkeypatch):
+    """float64 falls back quietly (the dtype, not the install); strict mode raises."""
+    x, w = array(0, (1, 6, 6, 4), "float64"), array(1, (3, 3, 4, 2), "float64")
+    with jax.enable_x64(True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            jconv.conv(jnp.asarray(x), jnp.asarray(w), impl="onednn")
+        monkeypatch.setenv("JCONV_STRICT_IMPL", "1")
+        with pytest.raises(RuntimeError, match="not float64"):
+            jconv.conv(jnp.asarray(x), jnp.asarray(w), impl="onednn")
+    monkeypatch.setenv("JCONV_DISABLE_ONEDNN", "1")  # off on purpose: neither
+    jconv.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2)), impl="onednn")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16"])

@@ -10,7 +10,9 @@
   (:mod:`.build`, run by ``scripts/_venv.sh``). ``JCONV_DISABLE_ONEDNN=1`` turns it off.
 
 Where oneDNN is unavailable, or a call's dtype or device is one it does not take, the op
-runs ``lax`` instead and :func:`jconv.which_impl` says why.
+runs ``lax`` instead and :func:`jconv.which_impl` says why. An op asked for
+``impl="onednn"`` by name where oneDNN cannot run at all warns once per process
+(:class:`ImplUnavailableWarning`), or raises with ``JCONV_STRICT_IMPL=1``.
 
 >>> import jconv
 >>> b = jconv.backends()
@@ -26,7 +28,12 @@ import dataclasses
 import sys
 import types
 
-__all__ = ["Backend", "backends"]
+__all__ = ["Backend", "ImplUnavailableWarning", "backends"]
+
+
+class ImplUnavailableWarning(RuntimeWarning):
+    """An op was asked for ``impl="onednn"`` by name, and oneDNN cannot run in this
+    process: the message says why and how to get it; ``lax`` runs instead."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,20 +6,28 @@ beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp``
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
-* ``libdnnl.so.3`` of the ``onednn-cpu-gomp`` wheel. It lands in the environment's
-  ``lib/``, off the loader path, so the extension carries an rpath to it.
+* ``libdnnl.so.3`` of the ``onednn-cpu-gomp`` wheel, linked by its soname.
 
 into ``jconv/backends/_build/libjconv_onednn.so``, and records in ``build.json`` what it
-was built from (source hash, jaxlib version, library), so :mod:`jconv.backends.onednn`
-can tell a stale build. ``JCONV_ONEDNN_ROOT=DIR`` uses ``DIR/include`` and ``DIR/lib``
-instead of the wheels; ``CXX`` names another compiler.
+was built from (source hash, jaxlib version, oneDNN wheel), so :mod:`jconv.backends.onednn`
+can tell a stale build in a checkout. ``JCONV_ONEDNN_ROOT=DIR`` uses ``DIR/include`` and
+``DIR/lib`` instead of the wheels; ``CXX`` names another compiler.
+
+Two callers, one compile: ``pip install`` / ``python -m build`` (``setup.py``'s
+``build_ext``, in the build environment, into the wheel) and this command (in a checkout,
+in the environment that runs it; ``scripts/_venv.sh`` runs it after the editable install,
+so a change to ``csrc/`` rebuilds). The library carries no absolute path to the
+environment that built it: :mod:`jconv.backends.onednn` loads ``libdnnl.so.3`` from the
+installed wheel first, and the rpath ``$ORIGIN/../../../../..`` (``site-packages/../..``,
+the environment's ``lib/`` where that wheel puts it) is the fallback.
 
 A build that cannot happen (not Linux x86-64, no compiler, a wheel missing) or fails
 prints one line and exits with status 1; jconv runs without oneDNN and
 ``jconv.backends()`` says why. ``--if-needed`` does nothing, silently, when the build is
 current, and does not retry a build that failed with the same inputs (``--force`` does).
 
-This file imports neither jax nor jconv, so ``scripts/_venv.sh`` runs it as a script.
+This file imports neither jax nor jconv, so ``scripts/_venv.sh`` and ``setup.py`` run it
+as a script or load it by path.
 """
 
 from __future__ import annotations
@@ -37,14 +45,23 @@ import sys
 from pathlib import Path
 
 BUILD_DIR = Path(__file__).resolve().parent / "_build"
-EXTENSION = BUILD_DIR / "libjconv_onednn.so"
+EXTENSION_NAME = "libjconv_onednn.so"
+EXTENSION = BUILD_DIR / EXTENSION_NAME
 STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
-SOURCES = tuple(Path(__file__).resolve().parents[2] / "csrc" / name
-                for name in ("onednn_conv.cc", "onednn_pool.cc", "max_pool_scatter.cc"))
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+SOURCES = tuple(CSRC / name for name in ("onednn_conv.cc", "onednn_pool.cc",
+                                         "max_pool_scatter.cc"))
 SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
+ONEDNN_DIST = "onednn-cpu-gomp"
 WHEELS = ("onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0")
+RPATH = "$ORIGIN/../../../../.."
+"""From ``site-packages/jconv/backends/_build`` to the environment's ``lib/``."""
+REINSTALL = ("reinstall jconv from source with a C++ compiler (g++) on PATH, e.g. "
+             "pip install --force-reinstall --no-deps --no-cache-dir --no-binary jconv "
+             "<jconv source: a directory, git+URL or sdist>")
+"""How an installed (non-editable) jconv gets its extension: the build backend builds it."""
 
 
 def supported_platform() -> str | None:
@@ -52,6 +69,13 @@ def supported_platform() -> str | None:
     if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
         return None
     return f"the oneDNN wheels are for Linux x86-64; this is {sys.platform} {platform.machine()}"
+
+
+def checkout() -> bool:
+    """Whether jconv runs from a source tree (``csrc/`` beside the package): an editable
+    install, where ``python -m jconv.backends.build`` builds and a stale build is told.
+    An installed wheel has no sources; its extension was built with it."""
+    return all(path.exists() for path in SOURCES)
 
 
 def _wheel_file(dist: str, suffix: str) -> Path | None:
@@ -76,7 +100,7 @@ def find_onednn() -> tuple[Path | None, Path | None]:
         return (include if (include / "oneapi/dnnl/dnnl.hpp").exists() else None,
                 lib if lib.exists() else None)
     header = _wheel_file("onednn-devel-cpu-gomp", "oneapi/dnnl/dnnl.hpp")
-    library = _wheel_file("onednn-cpu-gomp", LIBRARY_NAME)
+    library = _wheel_file(ONEDNN_DIST, LIBRARY_NAME)
     return (header.parents[2] if header else None), library
 
 
@@ -90,9 +114,23 @@ def ffi_include() -> Path | None:
     return None
 
 
+def _library_id(library: Path | None) -> str | None:
+    """The oneDNN a build links: its wheel and version, or its path under
+    ``JCONV_ONEDNN_ROOT`` (so an editable install built in pip's build environment and
+    a build in the venv agree)."""
+    if library is None:
+        return None
+    if not os.environ.get("JCONV_ONEDNN_ROOT"):
+        try:
+            return f"{ONEDNN_DIST}=={importlib.metadata.version(ONEDNN_DIST)}"
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return str(library)
+
+
 def fingerprint(library: Path | None = None) -> dict:
     """What a build depends on: the sources' hash (every ``.cc`` and ``.h`` of ``csrc/``),
-    jaxlib's version, the library."""
+    jaxlib's version, the oneDNN library."""
     if library is None:
         library = find_onednn()[1]
     try:
@@ -100,72 +138,85 @@ def fingerprint(library: Path | None = None) -> dict:
     except importlib.metadata.PackageNotFoundError:
         jaxlib = None
     source = None
-    if all(path.exists() for path in SOURCES):  # the .cc files and the headers beside them
+    if checkout():  # the .cc files and the headers beside them
         digest = hashlib.sha256()
-        for path in sorted(SOURCE.parent.glob("*.[ch]*")):
+        for path in sorted(CSRC.glob("*.[ch]*")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
         source = digest.hexdigest()
-    return dict(source_sha256=source, jaxlib=jaxlib, library=str(library))
+    return dict(source_sha256=source, jaxlib=jaxlib, library=_library_id(library))
 
 
-def read_stamp() -> dict:
+def read_stamp(build_dir: Path = BUILD_DIR) -> dict:
     """``build.json`` of the last build attempt (``{}`` if none)."""
     try:
-        return json.loads(STAMP.read_text())
+        return json.loads((build_dir / STAMP.name).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _write_stamp(ok: bool, inputs: dict, message: str) -> None:
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    STAMP.write_text(json.dumps(dict(inputs, ok=ok, message=message), indent=1) + "\n")
+def _write_stamp(build_dir: Path, ok: bool, inputs: dict, message: str, by: str) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / STAMP.name).write_text(
+        json.dumps(dict(inputs, ok=ok, message=message, built_by=by), indent=1) + "\n")
 
 
-def build(*, if_needed: bool = False, force: bool = False) -> tuple[bool, str]:
-    """Compiles the extension; returns ``(built, one line saying what happened)``."""
+def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUILD_DIR,
+          by: str = "python -m jconv.backends.build") -> tuple[bool, str]:
+    """Compiles the extension into ``build_dir``; returns ``(built, one line saying what
+    happened)``. ``by`` names the caller in ``build.json``; a build that cannot happen
+    records why there too, so an installed jconv can say why it has no extension."""
+    def cannot(message):
+        if by != "python -m jconv.backends.build":  # the build backend: the wheel says why
+            _write_stamp(build_dir, False, {}, message, by)
+        return False, message
+
     why = supported_platform()
     if why:
-        return False, f"not built: {why}"
-    include, library = find_onednn()
-    if include is None or library is None:
-        missing = "headers (include/oneapi/dnnl)" if include is None else LIBRARY_NAME
-        return False, f"not built: oneDNN {missing} not found; pip install {' '.join(WHEELS)}"
-    ffi = ffi_include()
-    if ffi is None:
-        return False, "not built: jaxlib's XLA FFI headers (xla/ffi/api/ffi.h) not found"
+        return cannot(f"not built: {why}")
     missing = [path for path in SOURCES if not path.exists()]
     if missing:
-        return False, f"not built: source {missing[0]} not found (jconv installed without csrc/)"
+        return cannot(f"not built: source {missing[0]} not found (an installed jconv has no "
+                      f"csrc/; its extension is built at install): {REINSTALL}")
+    include, library = find_onednn()
+    if include is None or library is None:
+        what = "headers (include/oneapi/dnnl)" if include is None else LIBRARY_NAME
+        return cannot(f"not built: oneDNN {what} not found; pip install {' '.join(WHEELS)}")
+    ffi = ffi_include()
+    if ffi is None:
+        return cannot("not built: jaxlib's XLA FFI headers (xla/ffi/api/ffi.h) not found")
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
-        return False, f"not built: C++ compiler {os.environ.get('CXX', 'g++')!r} not found"
+        return cannot(f"not built: C++ compiler {os.environ.get('CXX', 'g++')!r} not found")
     inputs = fingerprint(library)
-    stamp = read_stamp()
+    stamp = read_stamp(build_dir)
+    extension, log = build_dir / EXTENSION_NAME, build_dir / LOG.name
     if if_needed and not force and {k: stamp.get(k) for k in inputs} == inputs:
-        if stamp.get("ok") and EXTENSION.exists():
-            return True, f"up to date: {EXTENSION}"
+        if stamp.get("ok") and extension.exists():
+            return True, f"up to date: {extension}"
         if not stamp.get("ok"):
-            return False, f"not built: failed before with the same inputs (see {LOG}); --force"
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    partial = EXTENSION.with_suffix(f".{os.getpid()}.tmp")
+            return False, f"not built: failed before with the same inputs (see {log}); --force"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    partial = extension.with_suffix(f".{os.getpid()}.tmp")
     command = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-fopenmp",
+               # no path of the build in the library (__FILE__ of asserts): reproducible
+               f"-ffile-prefix-map={ffi}=jaxlib/include", f"-ffile-prefix-map={include}=include",
+               f"-ffile-prefix-map={CSRC}=csrc",
                "-I", str(ffi), "-I", str(include), *map(str, SOURCES), "-o", str(partial),
-               "-L", str(library.parent), f"-l:{library.name}",
-               f"-Wl,-rpath,{library.parent}"]
+               "-L", str(library.parent), f"-l:{library.name}", f"-Wl,-rpath,{RPATH}"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         output, ok = result.stdout + result.stderr, result.returncode == 0
     except (OSError, subprocess.TimeoutExpired) as e:
         output, ok = str(e), False
-    LOG.write_text(" ".join(command) + "\n\n" + output)
+    log.write_text(" ".join(command) + "\n\n" + output)
     if not ok:
         partial.unlink(missing_ok=True)
-        message = f"not built: {Path(cxx).name} failed (see {LOG})"
-        _write_stamp(False, inputs, message)
+        message = f"not built: {Path(cxx).name} failed (see {log})"
+        _write_stamp(build_dir, False, inputs, message, by)
         return False, message
-    os.replace(partial, EXTENSION)  # atomic: a process loading it sees old or new
-    message = f"built {EXTENSION}"
-    _write_stamp(True, inputs, message)
+    os.replace(partial, extension)  # atomic: a process loading it sees old or new
+    message = f"built {extension}"
+    _write_stamp(build_dir, True, inputs, message, by)
     return True, message
 
 

@@ -68,36 +68,36 @@ def _load() -> tuple[ctypes.CDLL | None, Backend]:
     library = build.find_onednn()[1]
     if library is None:
         return no(f"libdnnl ({build.LIBRARY_NAME}) not found: pip install "
-                  f"{' '.join(build.WHEELS)}, then python -m jconv.backends.build")
+                  f"{' '.join(build.WHEELS)}" + (", then python -m jconv.backends.build"
+                                                 if build.checkout() else ""))
     found = dict(library=str(library))
     stamp = build.read_stamp()
-    if not build.EXTENSION.exists():
-        last = f" (last attempt: {stamp['message']})" if stamp.get("message") else ""
-        return no(f"extension not built{last}: run python -m jconv.backends.build", **found)
-    inputs = build.fingerprint(library)
-    if not stamp.get("ok"):
-        return no(f"the last build failed ({stamp.get('message', 'no build.json')}): run "
-                  "python -m jconv.backends.build --force", **found)
-    if {k: stamp.get(k) for k in inputs} != inputs:
+    rebuild = ("run python -m jconv.backends.build" if build.checkout()
+               else build.REINSTALL)
+    if not build.EXTENSION.exists() or not stamp.get("ok"):
+        by = f", by {stamp['built_by']}" if stamp.get("built_by") else ""
+        last = f" (last attempt{by}: {stamp['message']})" if stamp.get("message") else ""
+        return no(f"extension not built{last}: {rebuild}", **found)
+    if build.checkout():  # a source tree: sources, jaxlib or oneDNN changed since the build?
+        inputs = build.fingerprint(library)
         changed = [k for k in inputs if stamp.get(k) != inputs[k]]
-        return no(f"extension is stale ({', '.join(changed)} changed since it was built): "
-                  "run python -m jconv.backends.build", **found)
+        if changed:
+            return no(f"extension is stale ({', '.join(changed)} changed since it was built): "
+                      f"{rebuild}", **found)
     found["extension"] = str(build.EXTENSION)
     openmp = _openmp_wait_policy()
-    try:
+    try:  # libdnnl from its wheel first: the extension names it by soname, no absolute path
+        ctypes.CDLL(str(library))
         lib = ctypes.CDLL(str(build.EXTENSION))
-    except OSError:
-        try:  # no rpath honoured: preload libdnnl so the loader finds it by soname
-            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-            lib = ctypes.CDLL(str(build.EXTENSION))
-        except OSError as e:
-            return no(f"extension failed to load: {e}", **found)
+    except OSError as e:
+        return no(f"extension failed to load: {e}; {rebuild}", **found)
     try:
         for name, symbol in _TARGETS.items():
             jax.ffi.register_ffi_target(f"jconv_onednn_{name}",
                                         jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     except (AttributeError, RuntimeError, ValueError) as e:
-        return no(f"registering the FFI handlers failed: {e}", **found)
+        return no(f"registering the FFI handlers failed (built against jaxlib "
+                  f"{stamp.get('jaxlib')}): {e}; {rebuild}", **found)
     version = lib.jconv_onednn_version()
     bf16 = ("bfloat16" if _native_bfloat16(lib)
             else "bfloat16 (computed in float32: this CPU has no oneDNN bfloat16 kernels)")
@@ -159,6 +159,11 @@ def disabled():
         yield
     finally:
         _OFF.reset(token)
+
+
+def turned_off() -> bool:
+    """Whether oneDNN is off on purpose: ``JCONV_DISABLE_ONEDNN``, or :func:`disabled`."""
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0") or _OFF.get()
 
 
 def status() -> Backend:

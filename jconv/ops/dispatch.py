@@ -39,6 +39,14 @@ forward+backward, since a call cannot know whether it will be differentiated). O
     >>> c = which_impl("conv", (1, 8, 8, 4), (3, 3, 4, 4), impl="onednn", dtype="float64")
     >>> c.impl, "not float64" in c.reason
     ('lax', True)
+
+A call of an op with ``impl="onednn"`` where oneDNN cannot run at all (the extension not
+built or not loading: :func:`jconv.backends` says why) warns once per process with that
+reason (:class:`jconv.backends.ImplUnavailableWarning`); a call it cannot take (a dtype,
+a device, an argument) runs ``lax`` quietly, as :func:`which_impl` says. With
+``JCONV_STRICT_IMPL=1`` any op asked for an ``impl`` by name that cannot run the call
+raises instead. oneDNN turned off on purpose (``JCONV_DISABLE_ONEDNN=1``,
+:func:`jconv.backends.onednn.disabled`) neither warns nor raises.
 """
 
 from __future__ import annotations
@@ -46,11 +54,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import warnings
 from collections.abc import Callable
 
 import jax
 
-from jconv.backends import onednn
+from jconv.backends import ImplUnavailableWarning, onednn
 from jconv.ops import registry
 from jconv.ops._args import fail, floating_dtype
 
@@ -101,10 +111,15 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """The implementation a call runs, and why: the rule, then what runs in each pass."""
+    """The implementation a call runs, and why: the rule, then what runs in each pass.
+
+    ``fallback``: why the implementation asked for cannot run the call, where ``lax``
+    runs in its place (else None).
+    """
 
     impl: str
     reason: str
+    fallback: str | None = None
 
 
 BACKENDS = ("cpu", "gpu", "tpu")
@@ -263,8 +278,9 @@ def _runnable(spec, choice: Choice, plan, backend: str, dtype) -> Choice:
         why = spec.limits(choice.impl, plan)
     if why is None:
         return choice
-    return _choice(spec, "lax", f"{choice.reason}; but it cannot run this call ({why}), "
-                   "so lax runs instead")
+    return dataclasses.replace(
+        _choice(spec, "lax", f"{choice.reason}; but it cannot run this call ({why}), "
+                "so lax runs instead"), fallback=why)
 
 
 def which_impl(op: str, *shapes, backend: str | None = None, dtype=None, **kwargs) -> Choice:
@@ -314,6 +330,33 @@ def chosen(op: str, impl: str, plan, x_shape, dtype=None):
     gives the implementation name (``auto`` resolved by :func:`choose`, the same path as
     :func:`which_impl`; ``dtype`` is ``x.dtype``) within ``jax.named_scope(f"{op}[{impl}]")``.
     """
-    impl = choose(op, impl, plan, x_shape, dtype=dtype).impl
-    with scope(op, impl):
-        yield impl
+    choice = choose(op, impl, plan, x_shape, dtype=dtype)
+    if impl != "auto" and choice.fallback is not None:
+        _asked_for(op, impl, choice.fallback)
+    with scope(op, choice.impl):
+        yield choice.impl
+
+
+STRICT_ENV = "JCONV_STRICT_IMPL"
+_WARNED: set[str] = set()
+
+
+def _asked_for(op: str, impl: str, why: str) -> None:
+    """``impl`` was asked for by name and cannot run this call (``why``); ``lax`` will.
+
+    Raises under ``JCONV_STRICT_IMPL=1``; otherwise warns, once per process, where it is
+    oneDNN that cannot run at all. oneDNN turned off on purpose does neither.
+    """
+    if impl == "onednn" and onednn.turned_off():
+        return
+    if os.environ.get(STRICT_ENV, "") not in ("", "0"):
+        raise RuntimeError(f"{op}: impl={impl!r} cannot run this call ({why}); "
+                           f"{STRICT_ENV}={os.environ[STRICT_ENV]} makes that an error "
+                           "where lax would run instead")
+    status = onednn.status() if impl == "onednn" else None
+    if status is None or status.available or status.reason in _WARNED:
+        return
+    _WARNED.add(status.reason)
+    warnings.warn(f"impl='onednn' cannot run in this process, so lax runs instead: "
+                  f"{status.reason} ({STRICT_ENV}=1 makes this an error; "
+                  "jconv.backends() says the same)", ImplUnavailableWarning, stacklevel=5)
