@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from jconv import runner
+from jconv import workdir as workdir_files
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = textwrap.dedent('''
@@ -183,9 +184,9 @@ def test_store_drops_only_a_cut_final_line_and_only_in_the_writer(tmp_path, monk
     log = tmp_path / "measurements.jsonl"
     whole = json.dumps({"key": {"k": 1}, "v": 1}) + "\n"
     log.write_text(whole + '{"key": {"k": 2}, "v": 2}')  # whole but for its newline: cut short
-    monkeypatch.setattr(runner, "_writer", lambda: False)
+    monkeypatch.setattr(workdir_files, "writer", lambda: False)
     assert len(runner.Store(tmp_path)) == 1 and log.read_text() != whole  # another process's file
-    monkeypatch.setattr(runner, "_writer", lambda: True)
+    monkeypatch.setattr(workdir_files, "writer", lambda: True)
     assert len(runner.Store(tmp_path)) == 1 and log.read_text() == whole
 
 
@@ -198,10 +199,10 @@ def test_lock_workdir_is_one_run_at_a_time(tmp_path, monkeypatch):
                                                       rf"{os.getpid()} on host {owner['host']} since "):
             with runner.lock_workdir(workdir):
                 pass
-        monkeypatch.setattr(runner, "_writer", lambda: False)
+        monkeypatch.setattr(workdir_files, "writer", lambda: False)
         with runner.lock_workdir(workdir):  # another process of the same job: no lock of its own
             pass
-        monkeypatch.setattr(runner, "_writer", lambda: True)
+        monkeypatch.setattr(workdir_files, "writer", lambda: True)
     assert not (workdir / ".lock.owner").exists()
     with runner.lock_workdir(workdir):  # released
         pass
