@@ -28,6 +28,7 @@ from pathlib import Path
 
 from flax import nnx
 
+from experiments.common import check_models, log_axis
 from jconv import cost, data, models, summary, train
 from jconv.data.errors import DataError
 from jconv.runner import ConfigError, Store, progress, setting_error
@@ -79,35 +80,6 @@ def train_config(config) -> train.TrainConfig:
 
 TRAIN_KEYS = {k: k for k in ("steps", "batch_size", "learning_rate", "optimizer", "schedule", "warmup_steps",
                              "log_every", "checkpoint_every", "seed", "data_workers", "dtype")}
-
-
-def check_models(config, model_names, variants, widths, input_size, in_channels: int, keys: dict,
-                 norm: str = "paper") -> None:
-    """Raises ConfigError unless every model of ``model_names`` builds (abstractly: no memory, no
-    compute) with every variant at the narrowest of ``widths`` and its ``input_size(model)``;
-    ``keys`` names the config keys of ``model``, ``variant``, ``width`` and ``input_size`` (which
-    may hold ``{model}``)."""
-    if not model_names or any(m not in models.MODELS for m in model_names):
-        raise ConfigError(f"--config.{keys['model']}={tuple(model_names)!r}; expected names of "
-                          f"{models.list_models()}")
-    if not variants or not widths:
-        raise ConfigError(f"--config.{keys['variant']}={tuple(variants)}, --config.{keys['width']}="
-                          f"{tuple(widths)}; expected one or more of each")
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-            raise ConfigError(f"--config.{keys['width']}={tuple(widths)}: {w!r}; expected numbers > 0")
-    for model in model_names:
-        size_key = keys["input_size"].format(model=model)
-        for variant in variants:
-            settings = summary.config(model)
-            settings.update(variant=variant, width=float(min(widths)), input_size=input_size(model),
-                            in_channels=in_channels, num_classes=10, norm=norm)
-            try:
-                summary.build_abstract(settings)
-            except (TypeError, ValueError) as error:
-                words = {"variant": keys["variant"], "width": keys["width"], "input_size": size_key,
-                         "does not fit": size_key, **({"norm": "norm"} if "norm" in config else {})}
-                raise setting_error(error, config, words) from None
 
 
 def check(config) -> None:
@@ -253,8 +225,6 @@ def _plot(config, records, slopes, path: Path) -> None:
                                if variant in slopes else "")
             step.plot([r["key"]["width"] for r in timed], [r["step_time_s"] for r in timed],
                       "o-", label=label)
-    from experiments.scaling_study.plots import log_axis
-
     log_axis(acc)  # major ticks only: minor labels of a short log range overprint each other
     acc.set(xlabel="MACs per image", ylabel="test accuracy", title=f"{config.model}: accuracy vs MACs")
     step.set(xscale="log", yscale="log", xlabel="width multiplier",

@@ -172,7 +172,7 @@ def check(config) -> None:
     """Raises ConfigError for a setting the study cannot use, naming it, before anything is written:
     horizons, learning rates, variants, controls and reference (:func:`runs.check`), the training
     recipe of every rate at the shortest and longest horizon, and every model at the narrowest width."""
-    from experiments.scaling import check_models
+    from experiments.common import check_models
     from jconv import data
     from jconv.runner import ConfigError, setting_error
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common import log_axis
 from experiments.scaling_study import fits
 
 FONT = 11
@@ -26,21 +27,6 @@ def _panels(plt, models, height=4.8):
     fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), height),
                              constrained_layout=True, squeeze=False)
     return fig, dict(zip(models, axes[0]))
-
-
-def log_axis(ax, axis="x", fraction=False):
-    """A log ``axis`` labelled at 1, 2 and 5 times each power of ten (at most eight labels, no
-    minor labels): in short engineering notation (``2M``, ``500k``), or as plain numbers
-    (``0.5``) for a ``fraction``."""
-    from matplotlib import ticker
-
-    getattr(ax, f"set_{axis}scale")("log")
-    target = getattr(ax, f"{axis}axis")
-    subs = (1.0, 2.0, 3.0, 5.0, 7.0) if fraction else (1.0, 2.0, 5.0)
-    target.set_major_locator(ticker.LogLocator(subs=subs, numticks=8))
-    target.set_major_formatter(ticker.FormatStrFormatter("%.2g") if fraction
-                               else ticker.EngFormatter(sep=""))
-    target.set_minor_formatter(ticker.NullFormatter())
 
 
 def colors(names) -> dict[str, str]:
