@@ -49,7 +49,7 @@ class BuildOnednn(build_ext):
         target = build.BUILD_DIR if editable else Path(self.build_lib, *NAME.split(".")[:-1])
         if not editable:  # build/ persists between pip's in-tree builds: no stale library
             (target / build.EXTENSION_NAME).unlink(missing_ok=True)
-        ok, message = build.build(build_dir=target, by="the build backend (setup.py build_ext)",
+        ok, message = build.build(build_dir=target, by="setup.py build_ext",
                                   if_needed=editable)
         if not ok:
             message += "; jconv installs without impl='onednn' (jconv.backends() says why)"

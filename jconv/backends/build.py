@@ -58,9 +58,8 @@ ONEDNN_DIST = "onednn-cpu-gomp"
 WHEELS = ("onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0")
 RPATH = "$ORIGIN/../../../../.."
 """From ``site-packages/jconv/backends/_build`` to the environment's ``lib/``."""
-REINSTALL = ("reinstall jconv from source with a C++ compiler (g++) on PATH, e.g. "
-             "pip install --force-reinstall --no-deps --no-cache-dir --no-binary jconv "
-             "<jconv source: a directory, git+URL or sdist>")
+REINSTALL = ("reinstall jconv from source with a C++ compiler (g++) on PATH: pip install "
+             "--force-reinstall --no-deps --no-cache-dir <jconv's directory, git+URL or sdist>")
 """How an installed (non-editable) jconv gets its extension: the build backend builds it."""
 
 

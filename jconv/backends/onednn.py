@@ -75,8 +75,9 @@ def _load() -> tuple[ctypes.CDLL | None, Backend]:
     rebuild = ("run python -m jconv.backends.build" if build.checkout()
                else build.REINSTALL)
     if not build.EXTENSION.exists() or not stamp.get("ok"):
-        by = f", by {stamp['built_by']}" if stamp.get("built_by") else ""
-        last = f" (last attempt{by}: {stamp['message']})" if stamp.get("message") else ""
+        by = f" by {stamp['built_by']}" if stamp.get("built_by") else ""
+        what = stamp.get("message", "").removeprefix("not built: ")
+        last = f" (last attempt{by}: {what})" if what else ""
         return no(f"extension not built{last}: {rebuild}", **found)
     if build.checkout():  # a source tree: sources, jaxlib or oneDNN changed since the build?
         inputs = build.fingerprint(library)
