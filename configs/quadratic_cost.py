@@ -1,12 +1,14 @@
-"""The quadratic cost of widening two chained convolutions (GoogLeNet, section 1).
+"""The quadratic cost of widening two chained convolutions (GoogLeNet, section 1), counted and timed.
 
-The question's own setup: an n×m grey image (a batch of B), layer 1 a 3×3 conv with
-k1 filters, layer 2 a 5×5 layer with k2 filters, SAME padding, for each reading of
-layer 2 (Type 1, Type 2.1, Type 2.2, depthwise-separable, and Type 2.2 after an
-Inception-style 1×1 reduction). Sweep (a) widens both layers (k1 = k2 = k), sweep (b)
-widens layer 2 only (k1 fixed).
+The question's own setup: an n×m grey image, layer 1 a 3×3 conv with k1 filters, layer 2 a
+5×5 layer with k2 filters, SAME padding, for each reading of layer 2 (Type 1, Type 2.1,
+Type 2.2, depthwise-separable, and Type 2.2 after an Inception-style 1×1 reduction). Sweep
+(a) widens both layers (k1 = k2 = k), sweep (b) widens layer 2 only (k1 fixed). Wall time
+is measured where arithmetic dominates: a batch per point so that every call does the same
+work (at least ``min_call_s`` at this machine's peak, measured in the run), one fixed kernel
+per curve, ``repeats`` interleaved samples; each slope gets a bootstrap interval and a verdict.
 
-Run (about 3 minutes on 2 CPU cores; ``:smoke`` takes seconds)::
+Run (about 4 minutes on 2 CPU cores; ``:smoke`` takes seconds)::
 
     jconv run configs/quadratic_cost.py
     jconv run configs/quadratic_cost.py:smoke --workdir /tmp/qc
@@ -29,17 +31,23 @@ def get_config(arg=None):
     config.image = "camera"  # scikit-image's bundled grey image, resized to height×width
     config.height = 8 if smoke else 24
     config.width = 12 if smoke else 32
-    config.batch = 2  # the image and its mirror image
     config.widths = (4, 8) if smoke else (8, 16, 32, 64, 128, 256)
     config.fixed_k1 = 4 if smoke else 16  # layer 1's width in sweep (b)
     config.variants = VARIANTS
     config.reduce_ratio = 0.25  # bottleneck: 1×1 reduction to max(1, round(k1 * ratio)) maps
     config.kernel1 = 3
     config.kernel2 = 5
-    config.repeats = 1 if smoke else 3  # timed calls after one warm-up call; median reported
-    # Measure wall time only where layer 2's output has at most this many elements
-    # (Type 1 at k1 = k2 = 256 would produce k1·k2 = 65,536 maps); the analytic and
-    # XLA counts are recorded for every width.
-    config.max_output_elements = 2**25
+    config.repeats = 3 if smoke else 5  # interleaved samples per point, after one warm-up call
+    # Batch per point: each call does the FLOPs of min_call_s at the measured peak, so no call
+    # is shorter; a call's arrays stay under max_call_bytes (else a smaller batch, said so).
+    config.min_call_s = 0.001 if smoke else 0.02
+    config.max_call_bytes = 2**31
+    # The peaks, measured in the run: a peak_size² float32 matmul, 3×3 convs of batch 8 on
+    # (size, maps) (oneDNN where it is built; the best counts), an elementwise pass over
+    # peak_bytes (read + write).
+    config.peak_size = 256 if smoke else 2048
+    config.peak_convs = ((8, 16),) if smoke else ((56, 64), (28, 128))
+    config.peak_bytes = 2**22 if smoke else 2**28
+    config.n_resamples = 200 if smoke else 2000  # bootstrap resamples of each slope
     config.lock()
     return config

@@ -32,7 +32,8 @@ def _quadratic_config(smoke: bool) -> ml_collections.ConfigDict:
     else:
         config.widths = (8, 16, 32, 64)
         config.height, config.width = 16, 24
-        config.max_output_elements = 2**22
+        config.min_call_s = 0.01
+        config.peak_size = 1024
     return config
 
 

@@ -49,40 +49,52 @@ def _growth(slope: float) -> str:
     return "quadratic" if slope > 1.75 else "linear" if slope < 1.25 else "between"
 
 
+def _slope_figure(fit) -> dict | None:
+    return None if fit is None else {"slope": fit.slope, "lo": fit.lo, "hi": fit.hi, "r2": fit.r2,
+                                     "ks": list(fit.ks)}
+
+
 def quadratic_section(ctx: Context) -> str:
+    """The quadratic-cost experiment in a reduced form: its own table, verdicts and plot."""
+    from experiments.quadratic_cost import tables
+
     config = ctx.config.quadratic
     subdir = ctx.workdir / "quadratic_cost"
     result = quadratic_cost.run(config, subdir)
     plot = shutil.copy(subdir / "quadratic_cost.png", ctx.dir / "quadratic_cost.png")
-    rows, fitted = [], {}
-    for s in result["slopes"]:
-        fitted[f"{s['sweep']}/{s['variant']}"] = {m: s[m] for m in quadratic_cost.METRICS}
-        rows.append([quadratic_cost.SWEEPS[s["sweep"]], quadratic_cost.LABELS[s["variant"]],
-                     *[("—" if s[m] is None else f"{s[m]:.2f}") for m in quadratic_cost.METRICS]])
+    fitted = {}
+    for r in result["rows"]:
+        if r["kernel"] != "fixed":
+            continue
+        entry = fitted.setdefault(f"{r['sweep']}/{r['variant']}", {
+            "flops": r["flops"], "xla_flops": r["xla_flops"], "bytes": r["bytes"],
+            "kernels": r["kernels"]})
+        entry[f"time_{r['pass']}"] = {**(_slope_figure(r["fit"]) or {}),
+                                      "verdict": r["verdict"].code, "reason": r["verdict"].text}
     ctx.figures["quadratic_slopes"] = fitted
+    ctx.figures["quadratic_peak"] = {k: v for k, v in result["peak"].items() if k != "key"}
     verdict = "; ".join(
         f"{quadratic_cost.SWEEPS[sweep]}: "
-        + ", ".join(f"{quadratic_cost.LABELS[s['variant']]} "
-                    f"{_growth(s['flops'])} ({s['flops']:.2f})"
-                    for s in result["slopes"] if s["sweep"] == sweep and s["flops"])
+        + ", ".join(f"{quadratic_cost.LABELS[key.split('/')[1]]} {_growth(s['flops'])} "
+                    f"({s['flops']:.2f})"
+                    for key, s in fitted.items() if key.startswith(sweep + "/") and s["flops"])
         for sweep in quadratic_cost.SWEEPS)
-    upper = config.widths[len(config.widths) // 2:]
+    work = result["rows"][0]["work_flops"] if result["rows"] else 0.0
     return f"""## 5. The quadratic cost of widening
 
 GoogLeNet's section 1: "if two convolutional layers are chained, any uniform increase in
 the number of their filters results in a quadratic increase of computation". The
-quadratic-cost experiment (`experiments/quadratic_cost.py`, run here in a reduced form:
-{config.batch}×{config.height}×{config.width} grey camera images, widths
-{', '.join(map(str, config.widths))}) widens layer 1 (3×3, k1 filters) and layer 2 (5×5,
-k2 filters) together (a) or layer 2 alone (b). Log-log slopes of cost against k, fitted
-over k = {', '.join(map(str, upper))} (analytic from `jconv.cost`, XLA's own count, and
-measured median wall time; "—" where the widest layers were not timed):
+quadratic-cost experiment (`experiments/quadratic_cost/`, run here in a reduced form:
+{config.height}×{config.width} grey camera images, widths {', '.join(map(str, config.widths))})
+widens layer 1 (3×3, k1 filters) and layer 2 (5×5, k2 filters) together (a) or layer 2
+alone (b). By the analytic counts: {verdict}. A slope near 2 is quadratic, near 1 linear.
 
-{table(["sweep", "layer 2", "analytic FLOPs", "XLA FLOPs", "time fwd", "time fwd+bwd"], rows)}
+{tables.header(config, result["peak"], work)}
 
-A slope near 2 is quadratic, near 1 linear. By the analytic counts: {verdict}. Timings
-at these small sizes include fixed per-call overheads and the noise of a shared machine:
-read their slopes as a check on the counts, not a measurement of them.
+{tables.slope_table(result["rows"])}
+
+The full-size run is `bash scripts/run.sh` (`configs/quadratic_cost.py`); its table, with
+every point, is `runs/quadratic_cost/table.md`.
 
 ![Quadratic cost, log-log]({Path(plot).name})
 """
