@@ -10,12 +10,22 @@
 (1, 8, 8, 6)
 """
 
-from jconv import backends, cost, reference, torch_ports  # jconv.backends(): what runs here
-from jconv.ops import *  # noqa: F403
-from jconv.ops import BUILTIN_OPS, __all__, registry
+import importlib
 
-for _name in BUILTIN_OPS:  # each built-in op's cost formula, NumPy truth and PyTorch form
-    registry.update(_name, cost=getattr(cost, _name), reference=getattr(reference, _name),
-                    torch=torch_ports.PORTS.get(_name))
+from jconv import backends, cost  # jconv.backends(): what runs here
+from jconv.ops import (BUILTIN_OPS, OpSpec, avg_pool, channel_max_pool, conv, conv_transpose,
+                       depth_sliding_conv, depthwise_conv, get, global_avg_pool, local_conv,
+                       local_response_norm, max_pool, output_shape, param_count, per_map_conv,
+                       pointwise_conv, register, registry, separable_conv, shared_filter_conv,
+                       spatially_separable_conv, which_impl)
+from jconv.ops import __all__
 
 __version__ = "0.1.0"
+
+_ON_DEMAND = ("reference", "torch_ports")  # the NumPy oracle, the PyTorch forms: imported when asked for
+
+
+def __getattr__(name):
+    if name in _ON_DEMAND:
+        return importlib.import_module(f"jconv.{name}")
+    raise AttributeError(f"module 'jconv' has no attribute {name!r}")

@@ -103,4 +103,5 @@ registry.register(registry.OpSpec(
     "depth_sliding_conv", depth_sliding_conv, shapes.depth_sliding_conv,
     ("lax", "shift", "shift_fwd", "onednn"),
     examples=((((2, 6, 7, 5), (3, 3, 3, 2)), {}),
-              (((1, 6, 6, 6), (2, 3, 3, 2)), dict(stride=(2, 1, 1), padding="SAME")))))
+              (((1, 6, 6, 6), (2, 3, 3, 2)), dict(stride=(2, 1, 1), padding="SAME"))),
+    **registry.forms("depth_sliding_conv")))

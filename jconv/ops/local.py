@@ -89,5 +89,6 @@ def local_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zer
 registry.register(registry.OpSpec(
     "local_conv", local_conv, shapes.local_conv, ("lax", "patches", "patches_grad"),
     examples=((((2, 6, 6, 3), (4, 4, 3, 3, 3, 4)), {}),
-              (((1, 7, 7, 2), (3, 3, 3, 3, 2, 3)), dict(stride=2, padding="VALID")))))
+              (((1, 7, 7, 2), (3, 3, 3, 3, 2, 3)), dict(stride=2, padding="VALID"))),
+    **registry.forms("local_conv")))
 

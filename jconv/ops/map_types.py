@@ -162,10 +162,12 @@ _X = (2, 9, 9, 3)
 for _spec in (
     registry.OpSpec("per_map_conv", per_map_conv, shapes.per_map_conv,
                     ("lax", "shift", "shift_fwd", "onednn"),
-                    examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2)))),
+                    examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2))),
+                    **registry.forms("per_map_conv")),
     registry.OpSpec("shared_filter_conv", shared_filter_conv, shapes.shared_filter_conv,
                     ("lax", "sum_maps"),
                     examples=(((_X, (3, 3, 4)), {}),
-                              ((_X, (3, 3, 2)), dict(padding="VALID", dilation=2)))),
+                              ((_X, (3, 3, 2)), dict(padding="VALID", dilation=2))),
+                    **registry.forms("shared_filter_conv")),
 ):
     registry.register(_spec)

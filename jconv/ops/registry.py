@@ -110,6 +110,39 @@ class LayerForm:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lazy:
+    """A function named by where it lives, imported when first called: ``Lazy("jconv.cost",
+    "conv")``, or an entry of a table, ``Lazy("jconv.torch_ports", "PORTS", "conv")``.
+
+    An op declares its cost formula, NumPy reference and PyTorch form this way in its own
+    ``register(...)``, so ``import jconv`` imports neither the oracle nor the PyTorch table
+    until one is asked for, and ``jconv.ops`` (which :mod:`jconv.cost` imports) needs no
+    import of them.
+    """
+
+    module: str
+    attr: str
+    key: str | None = None
+
+    def resolve(self) -> Callable:
+        import importlib
+
+        target = getattr(importlib.import_module(self.module), self.attr)
+        return target if self.key is None else target[self.key]
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+
+def forms(name: str, *, torch: bool = True) -> dict[str, Lazy]:
+    """A built-in op's ``cost``, ``reference`` and ``torch`` fields: :mod:`jconv.cost`'s,
+    :mod:`jconv.reference`'s and :mod:`jconv.torch_ports`'s function of ``name`` (``torch=False``:
+    the op has no PyTorch form)."""
+    return dict(cost=Lazy("jconv.cost", name), reference=Lazy("jconv.reference", name),
+                torch=Lazy("jconv.torch_ports", "PORTS", name) if torch else None)
+
+
+@dataclasses.dataclass(frozen=True)
 class OpSpec:
     """Everything about one op.
 
@@ -123,7 +156,8 @@ class OpSpec:
         :mod:`jconv.ops.dispatch` matches.
       weights: the names of its weight arguments after ``x``, in order.
       examples: ``(shapes, kwargs)`` pairs of small valid calls, for checks and sweeps.
-      cost: ``cost(*shapes, **kwargs, dtype=, bias=) -> Cost`` (:mod:`jconv.cost`).
+      cost: ``cost(*shapes, **kwargs, dtype=, bias=) -> Cost`` (:mod:`jconv.cost`); this and
+        the next two may be a :class:`Lazy` name of the function, imported when called.
       reference: a NumPy function with the op's signature (minus ``impl``), the
         ground truth of the tests.
       torch: ``torch(torch_module, shape_list, kwargs)``: returns a function of
@@ -183,8 +217,7 @@ def register(spec: OpSpec, *, replace: bool = False) -> OpSpec:
 
 
 def update(name: str, **fields) -> OpSpec:
-    """Sets fields of a registered op (``jconv/__init__`` attaches costs, references and
-    PyTorch forms to the built-in ops this way)."""
+    """Sets fields of a registered op."""
     return register(dataclasses.replace(get(name), **fields), replace=True)
 
 

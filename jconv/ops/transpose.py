@@ -149,4 +149,5 @@ registry.register(registry.OpSpec(
     "conv_transpose", conv_transpose, shapes.conv_transpose,
     ("lax", "shift", "hybrid", "phases", "onednn"),
     examples=((((2, 5, 5, 6), (3, 3, 6, 4)), dict(stride=2, padding=1, output_padding=1)),
-              (((2, 4, 4, 4), (4, 4, 2, 6)), dict(stride=2, groups=2)))))
+              (((2, 4, 4, 4), (4, 4, 2, 6)), dict(stride=2, groups=2))),
+    **registry.forms("conv_transpose")))
