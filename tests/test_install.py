@@ -74,12 +74,13 @@ def test_requires_python_table_covers_the_lock_and_pyproject_agrees():
     table = dict(python_check.read_table())
     lock = [line.split(";")[0].strip() for line in (ROOT / "requirements.lock").read_text()
             .splitlines() if line.strip() and not line.startswith("#")]
-    assert set(table) <= set(lock), set(table) - set(lock)
+    rerun = "python scripts/python_check.py --write (in .venv) after changing the lock"
+    assert set(table) <= set(lock), (set(table) - set(lock), rerun)
     import importlib.metadata as md
     for pin in lock:
         name, version = pin.split("==")
         if md.version(name) == version:  # the set-up's packages are the lock's
-            assert table.get(pin) == md.metadata(name).get("Requires-Python"), pin
+            assert table.get(pin) == md.metadata(name).get("Requires-Python"), (pin, rerun)
     strictest = max(python_check.parse_version(python_check._lower_bound(spec) or "0")
                     for spec in table.values())
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
