@@ -35,6 +35,9 @@ def _best_fit(features: np.ndarray, target: np.ndarray) -> float:
 
 
 def which_type(ctx: Context) -> str:
+    """Section 1: Type 1, 2.1 and 2.2 computed side by side, their shapes, weights and the
+    framework layers they match. Long by design: one section's computations and text in
+    reading order."""
     from flax import nnx
 
     c = ctx.config
@@ -111,6 +114,8 @@ framework offers Type 1 or Type 2.1 as a layer.
 
 
 def one_by_one(ctx: Context) -> str:
+    """The 1×1 conv as a per-pixel matmul and the cost of two chained layers. Long by design:
+    one section's computations and text in reading order."""
     c = ctx.config
     k1, k2, s = c.k1, c.k2, c.evidence_size
     x = jax.random.normal(ctx.key("1x1", "x"), (1, s, s, k1))
@@ -255,6 +260,8 @@ def _orders(x, w) -> dict:
 
 
 def depth_filter(ctx: Context) -> str:
+    """A 3-D filter sliding over the maps (the 1337-map question): its output shapes and
+    counts. Long by design: one section's computations and text in reading order."""
     c = ctx.config
     x_shape = (1, c.depth_height, c.depth_width, c.depth_maps)
     w_shape = (*c.depth_filter, 1)

@@ -160,6 +160,8 @@ def _googlenet_plot(ctx: Context, rows: list[dict]) -> str:
 
 
 def googlenet_section(ctx: Context) -> str:
+    """GoogLeNet's table against the paper's printed one, and what its 1×1 reductions save.
+    Long by design: one section's computations and text in reading order."""
     threshold = ctx.config.mismatch_threshold
     rows = googlenet_rows(threshold)
     _, total = summarize("googlenet")

@@ -25,6 +25,8 @@ def _study_dir(ctx: Context) -> Path:
 
 
 def scaling_study(ctx: Context) -> str:
+    """The scaling study's section, read from its ``results.json``. Long by design: one
+    section's tables and text in reading order."""
     folder = _study_dir(ctx)
     path = folder / "results.json"
     if not path.is_file():

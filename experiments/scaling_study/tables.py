@@ -120,6 +120,8 @@ def _law_lines(results: dict) -> list[str]:
 
 
 def markdown(config, results: dict) -> str:
+    """``table.md``: runs, rates, laws, extrapolation, IsoFLOP, comparisons, controls and the
+    targets. Long by design: the file's sections in reading order."""
     rows = results["runs"]
     hs = runs.horizons(config)
     lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",

@@ -177,13 +177,16 @@ class OpSpec:
     plan: Callable
     impls: tuple[str, ...]
     weights: tuple[str, ...] = ("w",)
+    """The names of the weight arguments after ``x``, in order."""
     examples: tuple[tuple[tuple, dict], ...] = ()
+    """``(shapes, kwargs)`` pairs of small valid calls, for checks and sweeps."""
     cost: Callable | None = None
     reference: Callable | None = None
     torch: Callable | None = None
     layer: LayerForm | None = None
     variant: str | None = None
     rules: tuple = ()
+    """Extra ``auto`` rules (:class:`jconv.ops.dispatch.Rule`), tried first."""
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
     limits: Callable[[str, Any], str | None] | None = None
 
