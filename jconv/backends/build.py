@@ -173,9 +173,11 @@ def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUI
     if why:
         return cannot(f"not built: {why}")
     missing = [path for path in SOURCES if not path.exists()]
+    if missing and build_dir == BUILD_DIR and read_stamp().get("ok") and EXTENSION.exists():
+        return True, f"installed with jconv, built at install: {EXTENSION}"
     if missing:
-        return cannot(f"not built: source {missing[0]} not found (an installed jconv has no "
-                      f"csrc/; its extension is built at install): {REINSTALL}")
+        return cannot(f"not built: no {missing[0]} (an installed jconv has no csrc/: the "
+                      f"build backend builds its extension at install); {REINSTALL}")
     include, library = find_onednn()
     if include is None or library is None:
         what = "headers (include/oneapi/dnnl)" if include is None else LIBRARY_NAME
