@@ -6,8 +6,9 @@
 * ``onednn``: oneDNN called from XLA through its FFI, ``impl="onednn"`` of the conv ops
   (:mod:`.onednn`) and of ``max_pool``, ``avg_pool`` and ``local_response_norm``
   (:mod:`.onednn_pool`). It needs Linux x86-64, the ``onednn-cpu-gomp`` wheel
-  (``libdnnl.so.3``) and the extension built by ``python -m jconv.backends.build``
-  (:mod:`.build`, run by ``scripts/_venv.sh``). ``JCONV_DISABLE_ONEDNN=1`` turns it off.
+  (``libdnnl.so.3``) and the extension: built by the build backend at ``pip install``
+  (``setup.py``), or in a checkout by ``python -m jconv.backends.build`` (:mod:`.build`,
+  run by ``scripts/_venv.sh``). ``JCONV_DISABLE_ONEDNN=1`` turns it off.
 
 Where oneDNN is unavailable, or a call's dtype or device is one it does not take, the op
 runs ``lax`` instead and :func:`jconv.which_impl` says why. An op asked for
