@@ -43,8 +43,8 @@ def get_config(arg=None):
     config.min_call_s = 0.001 if smoke else 0.02
     config.max_call_bytes = 2**31
     # The peaks, measured in the run: a peak_size² float32 matmul, 3×3 convs of batch 8 on
-    # (size, maps) (oneDNN where it is built; the best counts), an elementwise pass over
-    # peak_bytes (read + write).
+    # (size, maps) (oneDNN where it is built; the best counts), the sum of peak_bytes of floats
+    # (the memory bandwidth).
     config.peak_size = 256 if smoke else 2048
     config.peak_convs = ((8, 16),) if smoke else ((56, 64), (28, 128))
     config.peak_bytes = 2**22 if smoke else 2**28

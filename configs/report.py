@@ -15,7 +15,20 @@ from pathlib import Path
 
 import ml_collections
 
-from experiments.report import check, run  # run(config, workdir), check(config)
+from experiments import quadratic_cost, report
+
+
+def check(config) -> None:
+    """The report's settings, then the quadratic-cost experiment's (``--config.quadratic.*``)."""
+    report.check(config)
+    quadratic_cost.check(config.quadratic, prefix="--config.quadratic.")
+
+
+def run(config, workdir) -> dict:
+    """The quadratic-cost experiment into ``WORKDIR/quadratic_cost``, then the report, which
+    reads its results (experiments do not import one another)."""
+    quadratic_cost.run(config.quadratic, Path(workdir) / "quadratic_cost")
+    return report.run(config, workdir)
 
 
 def _quadratic_config(smoke: bool) -> ml_collections.ConfigDict:

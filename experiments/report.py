@@ -4,7 +4,8 @@ Every number is computed when the report is built (the printed figures of the Go
 paper are the one quoted exception, labelled as such). The run writes
 ``WORKDIR/report/index.md``, ``index.html`` (self-contained: figures as data URIs),
 ``figures.json`` (every key figure, for tests and for citing) and the PNGs; the
-quadratic-cost experiment runs into ``WORKDIR/quadratic_cost`` with its own store, and the
+quadratic-cost experiment runs into ``WORKDIR/quadratic_cost`` with its own store
+(``configs/report.py`` runs it before the report, which reads its results), and the
 timings of the report are kept in ``WORKDIR/measurements.jsonl``, so a rerun reuses them.
 """
 
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import jax
 
-from experiments import quadratic_cost
 from experiments.report_sections import Context, table
 from experiments.report_sections import evidence, html, networks, photo, study
 from jconv.runner import ConfigError, Store, progress
@@ -49,37 +49,44 @@ def _growth(slope: float) -> str:
     return "quadratic" if slope > 1.75 else "linear" if slope < 1.25 else "between"
 
 
-def _slope_figure(fit) -> dict | None:
-    return None if fit is None else {"slope": fit.slope, "lo": fit.lo, "hi": fit.hi, "r2": fit.r2,
-                                     "ks": list(fit.ks)}
+QUADRATIC_HOW = "jconv run configs/quadratic_cost.py --workdir WORKDIR/quadratic_cost"
 
 
 def quadratic_section(ctx: Context) -> str:
-    """The quadratic-cost experiment in a reduced form: its own table, verdicts and plot."""
-    from experiments.quadratic_cost import tables
-
+    """The quadratic-cost experiment's results, read from ``WORKDIR/quadratic_cost`` (where
+    ``configs/report.py`` runs it first, in a reduced form): its own slope table, verdicts
+    and plot."""
     config = ctx.config.quadratic
     subdir = ctx.workdir / "quadratic_cost"
-    result = quadratic_cost.run(config, subdir)
+    if not (subdir / "slopes.json").is_file():
+        ctx.figures["quadratic_slopes"] = None
+        return f"""## 5. The quadratic cost of widening
+
+No results of the quadratic-cost experiment in `{subdir}`. Run it there, then build this
+report again:
+
+    {QUADRATIC_HOW}
+"""
+    result = json.loads((subdir / "slopes.json").read_text())
     plot = shutil.copy(subdir / "quadratic_cost.png", ctx.dir / "quadratic_cost.png")
-    fitted = {}
+    fitted, labels = {}, {}
     for r in result["rows"]:
         if r["kernel"] != "fixed":
             continue
+        labels[r["sweep"]], labels[r["variant"]] = r["sweep_label"], r["label"]
         entry = fitted.setdefault(f"{r['sweep']}/{r['variant']}", {
             "flops": r["flops"], "xla_flops": r["xla_flops"], "bytes": r["bytes"],
             "kernels": r["kernels"]})
-        entry[f"time_{r['pass']}"] = {**(_slope_figure(r["fit"]) or {}),
-                                      "verdict": r["verdict"].code, "reason": r["verdict"].text}
+        entry[f"time_{r['pass']}"] = {**(r["fit"] or {}), "verdict": r["verdict"],
+                                      "reason": r["reason"]}
     ctx.figures["quadratic_slopes"] = fitted
-    ctx.figures["quadratic_peak"] = {k: v for k, v in result["peak"].items() if k != "key"}
+    ctx.figures["quadratic_peak"] = result["peak"]
+    sweeps = dict.fromkeys(key.split("/")[0] for key in fitted)
     verdict = "; ".join(
-        f"{quadratic_cost.SWEEPS[sweep]}: "
-        + ", ".join(f"{quadratic_cost.LABELS[key.split('/')[1]]} {_growth(s['flops'])} "
-                    f"({s['flops']:.2f})"
-                    for key, s in fitted.items() if key.startswith(sweep + "/") and s["flops"])
-        for sweep in quadratic_cost.SWEEPS)
-    work = result["rows"][0]["work_flops"] if result["rows"] else 0.0
+        f"{labels[sweep]}: " + ", ".join(
+            f"{labels[key.split('/')[1]]} {_growth(s['flops'])} ({s['flops']:.2f})"
+            for key, s in fitted.items() if key.startswith(sweep + "/") and s["flops"])
+        for sweep in sweeps)
     return f"""## 5. The quadratic cost of widening
 
 GoogLeNet's section 1: "if two convolutional layers are chained, any uniform increase in
@@ -89,9 +96,7 @@ quadratic-cost experiment (`experiments/quadratic_cost/`, run here in a reduced 
 widens layer 1 (3×3, k1 filters) and layer 2 (5×5, k2 filters) together (a) or layer 2
 alone (b). By the analytic counts: {verdict}. A slope near 2 is quadratic, near 1 linear.
 
-{tables.header(config, result["peak"], work)}
-
-{tables.slope_table(result["rows"])}
+{(subdir / "slopes.md").read_text().strip()}
 
 The full-size run is `bash scripts/run.sh` (`configs/quadratic_cost.py`); its table, with
 every point, is `runs/quadratic_cost/table.md`.
@@ -134,7 +139,7 @@ COUNTS = ("k1", "k2", "kernel2", "photo_size", "evidence_size", "mobilenet_size"
 
 def check(config) -> None:
     """Raises ConfigError for a setting the report cannot use, naming it, before anything is
-    written (the quadratic-cost part by :func:`experiments.quadratic_cost.check`)."""
+    written (``configs/report.py`` checks the quadratic-cost part with the experiment's own check)."""
     def counts(value, n=None):
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         return (n is None or len(values) == n) and all(
@@ -159,7 +164,6 @@ def check(config) -> None:
     if not callable(getattr(skimage.data, str(config.image), None)) or config.image.startswith("_"):
         raise ConfigError(f"--config.image={config.image!r}; expected the name of a grey image of "
                           "skimage.data, such as 'camera'")
-    quadratic_cost.check(config.quadratic, prefix="--config.quadratic.")
 
 
 def run(config, workdir: Path) -> dict:

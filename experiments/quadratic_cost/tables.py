@@ -1,12 +1,15 @@
 """The experiment's records read into slope rows with verdicts, its tables and CSV files.
 
-The same functions write the main job's table and the report's section, so both use the same
-measurements and the same words.
+``slopes.md`` (the header and the slope table, the words of the main job's table) and
+``slopes.json`` (every slope with its interval and verdict) are what the evidence report's
+section reads, so both use the same measurements and the same words.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -133,15 +136,19 @@ def slope_table(rows: list[dict]) -> str:
 
 
 def missing_lines(rows: list[dict]) -> list[str]:
+    """Every point not timed or capped, with its reason; the noisy points of each row."""
     lines = []
     for r in rows:
+        name = f"{r['sweep']} {r['variant']} [{r['kernels']}] {r['pass']}"
         for p in r["points"]:
-            what = p.get("missing") or p.get("note")
-            if what or p.get("noisy"):
-                tag = "not timed" if p.get("missing") else "noisy" if not what else "note"
-                lines.append(f"- {r['sweep']} {r['variant']} {r['kernels']} {r['pass']} "
-                             f"k1={p['k1']} k2={p['k2']}: {tag}: {what or 'repeats spread over '}"
-                             + ("" if what else f"{verdicts.NOISY_POINT:.0%} of their median"))
+            if p.get("missing") or p.get("note"):
+                tag = "not timed" if p.get("missing") else "capped"
+                lines.append(f"- {name} k1={p['k1']} k2={p['k2']}: {tag}: "
+                             f"{p.get('missing') or p.get('note')}")
+        noisy = [str(p["k2"]) for p in r["points"] if p.get("noisy")]
+        if noisy:
+            lines.append(f"- {name}: noisy at k2 = {', '.join(noisy)} (repeats spread over "
+                         f"{verdicts.NOISY_POINT:.0%} of their median)")
     return lines
 
 
@@ -211,9 +218,18 @@ def summarize(config, records: list[dict], analytic: dict, workdir: Path) -> dic
                        fit_ks=" ".join(map(str, r["fit"].ks))) if r["fit"] else {}),
                "verdict": r["verdict"].code, "reason": r["verdict"].text} for r in rows]
     _write_csv(workdir / "slopes.csv", slopes, SLOPE_FIELDS)
+    (workdir / "slopes.md").write_text(header(config, peak, work) + "\n\n" + slope_table(rows) + "\n")
+    (workdir / "slopes.json").write_text(json.dumps({
+        "peak": {k: v for k, v in peak.items() if k != "key"}, "targets": targets,
+        "rows": [{**{k: s[k] for k in ("sweep", "variant", "kernel", "kernels", "pass", "flops",
+                                       "xla_flops", "bytes", "verdict", "reason")},
+                  "sweep_label": SWEEPS[s["sweep"]], "label": LABELS[s["variant"]],
+                  "fit": None if r["fit"] is None else dataclasses.asdict(r["fit"])}
+                 for r, s in zip(rows, slopes)]}, indent=1) + "\n")
     plot(config, rows, analytic, peak, workdir / "quadratic_cost.png")
     print(text)
     print(f"table: {workdir / 'table.md'}\nsummary: {workdir / 'summary.csv'}\n"
-          f"slopes: {workdir / 'slopes.csv'}\nplot: {workdir / 'quadratic_cost.png'}")
+          f"slopes: {workdir / 'slopes.csv'}, {workdir / 'slopes.json'}\n"
+          f"plot: {workdir / 'quadratic_cost.png'}")
     return {"records": records, "rows": rows, "slopes": slopes, "peak": peak, "table": text,
             "targets": targets}

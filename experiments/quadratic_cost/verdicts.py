@@ -190,10 +190,13 @@ def verdict(fit: Fit | None, flop_slope: float, *, kernel_flop_slope: float | No
                                               f"({flop_slope:.2f}); " + "; ".join(
                                                   t for t in (memory, rate) if t))
     gflop_slope = flop_slope - fit.slope
-    return Verdict("efficiency", f"unexplained: the kernel's efficiency changes with k "
-                                 f"(GFLOP/s grows like k^{gflop_slope:.2f}" +
-                                 (f", {rate}" if rate else "") + ")" +
-                                 (f"; {moved}" if moved else ""))
+    direction = "fall" if gflop_slope < 0 else "rise"
+    held = (f"; arithmetic intensity {_range(intensity, '.1f')} FLOP/B"
+            if intensity is not None else "")
+    return Verdict("efficiency", f"unexplained by FLOPs, bytes or overhead: the kernel's GFLOP/s "
+                                 f"{direction} with k (like k^{gflop_slope:.2f}"
+                                 + (f", {rate}" if rate else "") + ")" + held
+                                 + (f"; {moved}" if moved else ""))
 
 
 def target_lines(rows: list[dict]) -> list[str]:
