@@ -80,6 +80,7 @@ def test_an_item_does_not_depend_on_what_was_read_before_nor_on_the_split_sizes(
             assert label == forward[i][1] and np.array_equal(image, forward[i][0])
 
 
+@pytest.mark.slow  # another process
 def test_another_process_renders_the_same_bytes():
     train, test = open_procedural(train_size=50, test_size=50, seed=2)
     code = ("from jconv.data.procedural import open_procedural; from tests.test_procedural import _digest; "
@@ -178,7 +179,26 @@ def test_rendering_is_fast():
     ({"difficulty": "hard"}, "difficulty must be a number in [0, 1], got 'hard'"),
     ({"seed": -1}, "seed must be a non-negative int, got -1"),
     ({"seed": None}, "seed must be a non-negative int, got None"),
+    ({"label_noise": 1.0}, "label_noise must be a number in [0, 1), got 1.0"),
+    ({"label_noise": -0.1}, "label_noise must be a number in [0, 1), got -0.1"),
+    ({"label_noise": True}, "label_noise must be a number in [0, 1), got True"),
 ])
 def test_argument_errors_name_the_argument_value_and_expectation(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         open_procedural(**kwargs)
+
+
+def test_label_noise_names_another_class_at_its_rate_and_leaves_the_images():
+    clean, clean_test = open_procedural(train_size=4000, test_size=2000, seed=2)
+    noisy, noisy_test = open_procedural(train_size=4000, test_size=2000, seed=2, label_noise=0.2)
+    for a, b in ((clean, noisy), (clean_test, noisy_test)):
+        true = np.array([a.label(i) for i in range(len(a))])
+        given = np.array([b.label(i) for i in range(len(b))])
+        assert (true == np.array([b.true_label(i) for i in range(len(b))])).all()
+        flipped = given != true
+        assert 0.17 < flipped.mean() < 0.23  # 4,000 or 2,000 Bernoulli(0.2) draws: within 3 sd
+        assert set(np.unique(given[flipped])) == set(range(10))  # every class can be named
+    image, label = noisy[7]
+    assert np.array_equal(image, clean[7][0]) and label == noisy.label(7)
+    assert noisy.label(7) == open_procedural(train_size=10, seed=2, label_noise=0.2)[0].label(7)
+

@@ -54,7 +54,8 @@ def test_branch_points_and_rejected_horizons():
     for override, match in (("--config.controls.width=0.5", "controls.width=0.5"),
                             ("--config.controls.treatments=('x',)", "treatments: unknown"),
                             ("--config.learning_rates=()", "learning_rates"),
-                            ("--config.reference.variant=separable", "reference.variant='separable'")):
+                            ("--config.reference.variant=separable", "reference.variant='separable'"),
+                            ("--config.label_noise=1.0", "label_noise=1.0")):
         with pytest.raises(runner.ConfigError, match=match):
             runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
 
@@ -193,6 +194,7 @@ def test_verdict_follows_the_measurements():
         assert tables.verdict(rows, num_classes=10)["answer"] == expected
 
 
+@pytest.mark.slow  # end-to-end study
 def test_killed_study_resumes_mid_branch(tmp_path, monkeypatch):
     """A study stopped inside a branch resumes from the branch's own checkpoint and records what
     an uninterrupted study records."""
@@ -239,6 +241,7 @@ def study(tmp_path_factory):
     return tmp / "w"
 
 
+@pytest.mark.slow  # end-to-end study
 def test_smoke_study_on_cifar_files_writes_every_output(study):
     table = (study / "table.md").read_text(encoding="utf-8")
     assert "# Scaling study: alexnet on cifar10" in table
@@ -257,6 +260,7 @@ def test_smoke_study_on_cifar_files_writes_every_output(study):
         assert (study / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # end-to-end study
 def test_report_section_reads_the_study(study, tmp_path):
     config = runner.load("configs/report.py:smoke", [f"--config.study_dir={study}"])[0]
     ctx = Context(config=config, workdir=tmp_path, dir=tmp_path, store=runner.Store(tmp_path))

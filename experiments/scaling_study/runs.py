@@ -80,6 +80,9 @@ def check(config) -> None:
                           f"variants {variants(config)}")
     if int(config.reference.factor) < 1:
         raise ConfigError(f"--config.reference.factor={config.reference.factor}; expected an int ≥ 1")
+    noise = config.label_noise
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
+        raise ConfigError(f"--config.label_noise={noise!r}; expected a number in [0, 1)")
 
 
 def cooldown_steps(config, horizon: int) -> int:
@@ -136,7 +139,7 @@ def open_data(config, model: str) -> StudyData:
         n_train, n_val = longest(config) * config.batch_size, config.validation_size
         train_split, test_split = open_procedural(
             num_classes=config.num_classes, train_size=n_train + n_val, test_size=config.test_size,
-            image_size=size, difficulty=config.difficulty, seed=config.seed)
+            image_size=size, difficulty=config.difficulty, seed=config.seed, label_noise=config.label_noise)
         start = time.perf_counter()
         x, y = render(train_split, 0, n_train + n_val, workers=config.render_workers)
         tx, ty = render(test_split, 0, config.test_size, workers=config.render_workers)

@@ -40,6 +40,12 @@ colours of luminance A = 0.9 and B = 0.1 on a 0.5 grey. Each scales linearly wit
   half-sides 0.2–0.4 × 0.5–1.1 radii, centred 0.4–1 radius from the target's centre, over
   it; last, Gaussian pixel noise of standard deviation 0.2·t.
 
+**Label noise.** With ``label_noise = p`` > 0, each item's label is, with probability ``p``
+(drawn from ``(seed, split, index)``), replaced by one of the other classes, uniformly; the
+image shows the true class. Train and test labels are noisy alike, so no classifier's expected
+test error is below ``p``: the set has a known irreducible error, which a scaling law's floor
+should recover.
+
 Edges are anti-aliased from approximate signed distances. Rendering is vectorised NumPy,
 each object over its bounding window only.
 
@@ -121,14 +127,16 @@ class ProceduralSource:
       class_names: ``n`` names ``"shape-pattern"``, indexed by label.
       image_shape: ``(H, W, 3)``.
       difficulty: nuisance strength ``t`` in [0, 1].
+      label_noise: the probability ``p`` in [0, 1) that a label names another class.
       seed: the seed every item is drawn from, with the split and the index.
     """
 
     name = "procedural"
 
     def __init__(self, split: str, size: int, *, num_classes: int, image_size: int,
-                 difficulty: float, seed: int):
+                 difficulty: float, seed: int, label_noise: float = 0.0):
         self.split, self.num_classes, self.difficulty, self.seed = split, num_classes, difficulty, seed
+        self.label_noise = label_noise
         self._size, self._split_id = size, SPLITS.index(split)
         self.image_shape = (image_size, image_size, 3)
         # S ≥ max(2, ⌈√n⌉, ⌈n/5⌉), prime to 5
@@ -148,13 +156,24 @@ class ProceduralSource:
 
     def __repr__(self):
         return (f"ProceduralSource({self.split!r}, len={self._size}, num_classes={self.num_classes}, "
-                f"image_shape={self.image_shape}, difficulty={self.difficulty}, seed={self.seed})")
+                f"image_shape={self.image_shape}, difficulty={self.difficulty}, seed={self.seed}"
+                + (f", label_noise={self.label_noise}" if self.label_noise else "") + ")")
 
-    def label(self, index: int) -> int:
-        """The label of item ``index``, without rendering it."""
+    def true_label(self, index: int) -> int:
+        """The class item ``index`` shows, without rendering it."""
         block, pos = divmod(index, self.num_classes)
         order = np.random.default_rng([self.seed, self._split_id, 1, block]).permutation(self.num_classes)
         return int(order[pos])
+
+    def label(self, index: int) -> int:
+        """The label of item ``index``: its class, or with probability ``label_noise`` another."""
+        label = self.true_label(index)
+        if self.label_noise:
+            rng = np.random.default_rng([self.seed, self._split_id, 2, index])
+            if rng.random() < self.label_noise:
+                other = int(rng.integers(self.num_classes - 1))
+                label = other + (other >= label)
+        return label
 
     def __getitem__(self, index) -> tuple[np.ndarray, int]:
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
@@ -162,9 +181,8 @@ class ProceduralSource:
         index = int(index) + (self._size if index < 0 else 0)
         if not 0 <= index < self._size:
             raise IndexError(f"index {index} out of range for a {self.split} split of {self._size}")
-        label = self.label(index)
         rng = np.random.default_rng([self.seed, self._split_id, 0, index])
-        return self._render(rng, label), label
+        return self._render(rng, self.true_label(index)), self.label(index)
 
     def _render(self, rng, label):
         t, size = float(self.difficulty), self.image_shape[0]
@@ -232,8 +250,8 @@ def _paint(region, depth_px, a, b, mix):
 
 
 def open_procedural(num_classes: int = 10, train_size: int = 50_000, test_size: int = 10_000,
-                    image_size: int = 32, difficulty: float = 0.5, seed: int = 0
-                    ) -> tuple[ProceduralSource, ProceduralSource]:
+                    image_size: int = 32, difficulty: float = 0.5, seed: int = 0,
+                    label_noise: float = 0.0) -> tuple[ProceduralSource, ProceduralSource]:
     """The train and test sources of the procedural set (see the module docstring).
 
     Args:
@@ -243,6 +261,8 @@ def open_procedural(num_classes: int = 10, train_size: int = 50_000, test_size: 
       image_size: image height and width in pixels, ≥ 16.
       difficulty: nuisance strength in [0, 1]; 0 is one clean object per image.
       seed: non-negative int; with the split and the index it fixes every item.
+      label_noise: probability in [0, 1) that an item's label names another class (train and
+        test alike); 0 keeps every label true.
 
     Returns:
       ``(train, test)`` :class:`ProceduralSource` objects; ``source[i]`` is a ``(H, W, 3)``
@@ -258,7 +278,10 @@ def open_procedural(num_classes: int = 10, train_size: int = 50_000, test_size: 
     seed = _check_int("seed", seed, 0, "a non-negative int")
     if isinstance(difficulty, bool) or not isinstance(difficulty, numbers.Real) or not 0 <= difficulty <= 1:
         raise ValueError(f"difficulty must be a number in [0, 1], got {difficulty!r}")
-    kwargs = dict(num_classes=num_classes, image_size=image_size, difficulty=float(difficulty), seed=seed)
+    if isinstance(label_noise, bool) or not isinstance(label_noise, numbers.Real) or not 0 <= label_noise < 1:
+        raise ValueError(f"label_noise must be a number in [0, 1), got {label_noise!r}")
+    kwargs = dict(num_classes=num_classes, image_size=image_size, difficulty=float(difficulty), seed=seed,
+                  label_noise=float(label_noise))
     return (ProceduralSource("train", train_size, **kwargs), ProceduralSource("test", test_size, **kwargs))
 
 
