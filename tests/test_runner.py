@@ -92,6 +92,7 @@ def test_bad_config_file(tmp_path):
         runner.load(str(ROOT / "configs" / "quadratic_cost.py:huge"))
 
 
+@pytest.mark.slow  # other processes: python -m jconv run, killed and rerun
 def test_a_config_file_names_what_it_runs_without_experiments(tmp_path):
     """jconv imports nothing of experiments/ and leaves sys.path alone."""
     path = tmp_path / "own.py"
@@ -256,6 +257,7 @@ def _run_cli(*args, **kwargs):
                             **kwargs)
 
 
+@pytest.mark.slow  # other processes: python -m jconv run, killed and rerun
 def test_cli_reports_a_bad_override(tmp_path):
     proc = _run_cli("configs/quadratic_cost.py:smoke", "--config.widthz=(4,)",
                     "--workdir", str(tmp_path))
@@ -267,12 +269,13 @@ def test_cli_reports_a_bad_override(tmp_path):
                     "--workdir", str(tmp_path))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in out
-    assert "configs/quadratic_cost.py: --config.repeats='many': expected int (like 1)" in out
+    assert "configs/quadratic_cost.py: --config.repeats='many': expected int (like 3)" in out
     proc = _run_cli("configs/no_such.py", "--workdir", str(tmp_path))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "config file 'configs/no_such.py' does not exist" in out
 
 
+@pytest.mark.slow  # other processes: python -m jconv run, killed and rerun
 def test_killed_run_resumes_with_every_measurement_once(tmp_path):
     workdir = tmp_path / "run"
     log = workdir / "measurements.jsonl"
