@@ -37,7 +37,7 @@ def get_config(arg=None):
     config.reduce_ratio = 0.25  # bottleneck: 1×1 reduction to max(1, round(k1 * ratio)) maps
     config.kernel1 = 3
     config.kernel2 = 5
-    config.repeats = 3 if smoke else 5  # interleaved samples per point, after one warm-up call
+    config.repeats = 3 if smoke else 7  # interleaved samples per point, after one warm-up call
     # Batch per point: each call does the FLOPs of min_call_s at the measured peak, so no call
     # is shorter; a call's arrays stay under max_call_bytes (else a smaller batch, said so).
     config.min_call_s = 0.001 if smoke else 0.02

@@ -47,6 +47,15 @@ def test_memory_bound_linear_names_the_bytes():
     assert "below the machine balance 15.0" in verdict.text
 
 
+def test_memory_bound_across_the_balance_shows_the_bandwidth():
+    _, verdict = _verdict(_timings(lambda k: 1e-6 * k), bytes_slope=1.0,
+                          bytes_per_image=[4e6, 8e6, 16e6], intensity=[8.0, 16.0, 32.0],
+                          balance=15.0, gbs=[4.0, 4.1, 4.0], bandwidth=9.0)
+    assert verdict.code == "memory_bound"
+    assert "achieved 4.0 → 4.0 GB/s of 9.0 measured" in verdict.text
+    assert "crossing the machine balance 15.0" in verdict.text
+
+
 def test_linear_time_above_the_balance_is_not_called_memory_bound():
     _, verdict = _verdict(_timings(lambda k: 1e-6 * k), bytes_slope=1.0,
                           intensity=[50.0, 60.0, 70.0], balance=15.0, gflops=[1.0, 2.0, 4.0])

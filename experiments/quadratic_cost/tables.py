@@ -50,7 +50,6 @@ def _point(p: dict, factor: int, flops: float) -> dict:
 def slope_rows(config, records: list[dict], analytic: dict) -> list[dict]:
     """One row per timed curve and pass: its points, slopes, fit and verdict."""
     peak = _find(records, {"measure": "peak"})
-    balance = peak["conv_gflops"] / peak["bandwidth_gbs"]
     ks_all = list(config.widths)
     rows = []
     for sweep in SWEEPS:
@@ -68,12 +67,13 @@ def slope_rows(config, records: list[dict], analytic: dict) -> list[dict]:
                     if record is None:
                         continue
                     rows.append(_row(sweep, variant, kernel, pass_, record, curve, xla,
-                                     ks_all, balance, config))
+                                     ks_all, peak, config))
     return rows
 
 
-def _row(sweep, variant, kernel, pass_, record, curve, xla, ks_all, balance, config) -> dict:
+def _row(sweep, variant, kernel, pass_, record, curve, xla, ks_all, peak, config) -> dict:
     factor = PASS_FLOPS[pass_]
+    balance, peak_gbs = peak["conv_gflops"] / peak["bandwidth_gbs"], peak["bandwidth_gbs"]
     points = [_point(p, factor, xla[i]) for i, p in enumerate(record["points"])]
     timed = [i for i, p in enumerate(points) if "time_s" in p]
     fit = verdicts.fit_slope([ks_all[i] for i in timed], [points[i]["samples"] for i in timed],
@@ -95,7 +95,9 @@ def _row(sweep, variant, kernel, pass_, record, curve, xla, ks_all, balance, con
         fit, flop_slope, kernel_flop_slope=xla_slope, kernel=f"layer2[{impls['layer2']}]",
         bytes_slope=bytes_slope, bytes_per_image=[factor * int(curve["bytes"][i]) for i in fitted],
         intensity=[xla[i] / int(curve["bytes"][i]) for i in fitted], balance=balance,
-        gflops=[points[i]["gflops"] for i in fitted] if fit else None, switches=tuple(inside))
+        gflops=[points[i]["gflops"] for i in fitted] if fit else None,
+        gbs=[factor * int(curve["bytes"][i]) / points[i]["time_s"] / 1e9 for i in fitted]
+        if fit else None, bandwidth=peak_gbs, switches=tuple(inside))
     return {"sweep": sweep, "variant": variant, "kernel": kernel, "kernels": name, "pass": pass_,
             "points": points, "fit": fit, "flops": flop_slope, "xla_flops": xla_slope,
             "bytes": bytes_slope, "xla_counts": xla, "verdict": verdict, "switches": switches,

@@ -14,7 +14,8 @@ the fit through the medians.
 4. ``kernel_flops``: the kernel does other FLOPs than the definition (Type 2.1's sum of
    the maps), and the slope follows XLA's count of the kernel's own.
 5. ``memory_bound``: the slope follows the bytes moved, and the arithmetic intensity
-   (FLOPs per byte) is below the machine balance (peak GFLOP/s per GB/s, both measured).
+   (FLOPs per byte) is below the machine balance (peak GFLOP/s per GB/s, both measured) over
+   the fitted widths or part of them; the achieved GB/s are shown.
 6. ``overhead``: the time per image does not grow with k: a fixed cost dominates.
 7. ``partly_memory_bound``: between the bytes' slope and the FLOPs', intensity below balance.
 8. ``efficiency``: none of these; the GFLOP/s achieved changes with k, and the text says
@@ -134,8 +135,9 @@ def _range(values, fmt: str, unit: str = "") -> str:
 
 def verdict(fit: Fit | None, flop_slope: float, *, kernel_flop_slope: float | None = None,
             kernel: str = "the kernel", bytes_slope: float | None = None, bytes_per_image=None,
-            intensity=None, balance: float | None = None, gflops=None,
-            switches: tuple[str, ...] = (), tolerance: float = TOLERANCE) -> Verdict:
+            intensity=None, balance: float | None = None, gflops=None, gbs=None,
+            bandwidth: float | None = None, switches: tuple[str, ...] = (),
+            tolerance: float = TOLERANCE) -> Verdict:
     """What the time slope ``fit`` follows (see the module docstring for the order).
 
     Args:
@@ -146,7 +148,8 @@ def verdict(fit: Fit | None, flop_slope: float, *, kernel_flop_slope: float | No
         fitted widths.
       intensity: FLOPs per byte over the fitted widths; ``balance`` the machine's
         (peak FLOP/s over bandwidth).
-      gflops: GFLOP/s achieved over the fitted widths.
+      gflops, gbs: GFLOP/s and GB/s (of ``bytes_per_image``) achieved over the fitted widths;
+        ``bandwidth`` the machine's GB/s.
       switches: ``"k=64: lax → onednn"`` for each change of ``auto``'s kernel in the range.
     """
     if fit is None:
@@ -176,9 +179,14 @@ def verdict(fit: Fit | None, flop_slope: float, *, kernel_flop_slope: float | No
                                        f"slope {kernel_flop_slope:.2f}), not the definition's "
                                        f"({flop_slope:.2f})")
     if bytes_slope is not None and fit.contains(bytes_slope, tolerance) and (
-            intensity is None or low_intensity):
-        return Verdict("memory_bound", "memory-bound: " + "; ".join(
-            t for t in (moved or f"bytes slope {bytes_slope:.2f}", memory, rate) if t))
+            intensity is None or balance is None or min(intensity) < balance):
+        crossing = (f"arithmetic intensity {_range(intensity, '.1f')} FLOP/B, crossing the "
+                    f"machine balance {balance:.1f} FLOP/B" if intensity is not None
+                    and balance is not None and not low_intensity else memory)
+        achieved = (f"achieved {_range(gbs, '.1f', ' GB/s')}" + (
+            f" of {bandwidth:.1f} measured" if bandwidth else "") if gbs is not None else "")
+        return Verdict("memory_bound", "memory-bound: time follows the bytes moved; " + "; ".join(
+            t for t in (moved or f"bytes slope {bytes_slope:.2f}", achieved, crossing, rate) if t))
     if fit.contains(0.0, tolerance):
         return Verdict("overhead", f"overhead: time per image does not grow with k (slope "
                                    f"{fit.slope:.2f}); a fixed cost per image dominates"
