@@ -8,7 +8,7 @@ is measured where arithmetic dominates: a batch per point so that every call doe
 work (at least ``min_call_s`` at this machine's peak, measured in the run), one fixed kernel
 per curve, ``repeats`` interleaved samples; each slope gets a bootstrap interval and a verdict.
 
-Run (about 4 minutes on 2 CPU cores; ``:smoke`` takes seconds)::
+Run (5 minutes on 2 CPU cores shared with other jobs, load 6–8; ``:smoke`` about 30 s)::
 
     jconv run configs/quadratic_cost.py
     jconv run configs/quadratic_cost.py:smoke --workdir /tmp/qc
