@@ -26,7 +26,7 @@ from jax.test_util import check_grads
 
 import jconv
 from jconv import reference
-from jconv.backends import Backend, ImplUnavailableWarning, build, onednn
+from jconv.backends import Backend, ImplUnavailableWarning, build, library, onednn
 from jconv.ops import dispatch
 from jconv.testing import hlo_scopes
 from tests.strategies import array, geometries, split
@@ -242,7 +242,7 @@ def test_asked_for_by_name_where_it_cannot_load_warns_once(monkeypatch):
     """No extension: an op asked for ``impl="onednn"`` warns once per process with the
     reason, runs lax; ``JCONV_STRICT_IMPL=1`` raises instead."""
     why = "extension not built (last attempt: g++ not found): reinstall"
-    monkeypatch.setattr(onednn, "_load", lambda: (None, Backend("onednn", False, why)))
+    monkeypatch.setattr(library, "_load", lambda: (None, Backend("onednn", False, why)))
     monkeypatch.setattr(dispatch, "_WARNED", set())
     x, w = jnp.asarray(array(0, (1, 6, 6, 4))), jnp.asarray(array(1, (3, 3, 4, 2)))
     with pytest.warns(ImplUnavailableWarning, match=r"impl='onednn' cannot run .*g\+\+ not found"):

@@ -2,8 +2,8 @@
 
 ``tests/test_dispatch.py`` checks which rule picks what, with oneDNN and without it;
 here the picked kernel runs: in the compiled program, split along the batch by XLA's
-partitioner in a jit over several devices, and with OpenMP threads that sleep while they
-wait. Skipped, saying why, where oneDNN is unavailable.
+partitioner in a jit over several devices (convolutions, pooling and LRN), and with
+OpenMP threads that sleep while they wait. Skipped, saying why, where oneDNN is unavailable.
 """
 
 import json
@@ -82,6 +82,44 @@ def test_a_jit_over_four_devices_splits_every_pass_along_the_batch():
     assert not out["all_gather"] and out["all_reduce"]
     assert out["dx_spec"] == ["batch"] and not any(out["dw_spec"])
     assert out["dx_err"] < 1e-4 and out["dw_err"] < 1e-3, out
+
+
+POOL_SHARDED = """
+import json, re
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jconv
+mesh = Mesh(np.array(jax.devices()), ("batch",))
+x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 9, 9, 6)), jnp.float32)
+def net(impl):
+    def f(x):
+        y = jconv.max_pool(x, 3, stride=2, padding=1, impl=impl)
+        y = jconv.local_response_norm(y, size=3, k=1.0, alpha=0.05, impl=impl)
+        return jconv.avg_pool(y, 2, padding=1, count_include_pad=False, impl=impl)
+    return f
+loss = lambda impl: lambda x: jnp.sum(jnp.sin(net(impl)(x)))
+step, fwd = jax.jit(jax.grad(loss("onednn"))), jax.jit(net("onednn"))
+xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
+dx, y = step(xs), fwd(xs)
+hlo = step.lower(xs).compile().as_text() + fwd.lower(xs).compile().as_text()
+print(json.dumps(dict(
+    calls=sorted(set(re.findall(r'custom_call_target="jconv_onednn_(\\w+)"', hlo))),
+    all_gather="all-gather" in hlo, all_to_all="all-to-all" in hlo,
+    dx_spec=list(dx.sharding.spec), y_spec=list(y.sharding.spec),
+    y_err=float(jnp.max(jnp.abs(y - net("lax")(x)))),
+    dx_err=float(jnp.max(jnp.abs(dx - jax.grad(loss("lax"))(x)))))))
+"""
+
+
+@pytest.mark.slow  # another process
+def test_a_jit_over_four_devices_splits_pooling_and_lrn_along_the_batch():
+    """Max and average pooling and LRN, forward and backward, run on each device's rows:
+    nothing gathers the batch, the results stay split, and they equal lax's."""
+    out = json.loads(_run(POOL_SHARDED, devices=4).strip().splitlines()[-1])
+    assert out["calls"] == ["avg_bwd", "avg_fwd", "lrn_bwd", "lrn_fwd", "max_bwd", "max_fwd"]
+    assert not out["all_gather"] and not out["all_to_all"]
+    assert out["dx_spec"] == ["batch"] and out["y_spec"] == ["batch"]
+    assert out["y_err"] < 1e-5 and out["dx_err"] < 1e-5, out
 
 
 WAIT = ("import os, jconv; b = jconv.backends()['onednn']; "

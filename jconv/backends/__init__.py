@@ -5,7 +5,8 @@
 * ``lax``: XLA's own ops; always there.
 * ``onednn``: oneDNN called from XLA through its FFI, ``impl="onednn"`` of the conv ops
   (:mod:`.onednn`) and of ``max_pool``, ``avg_pool`` and ``local_response_norm``
-  (:mod:`.onednn_pool`). It needs Linux x86-64, the ``onednn-cpu-gomp`` wheel
+  (:mod:`.onednn_pool`): each pass a primitive made by :mod:`.primitive`, from the one
+  library that :mod:`.library` loads. It needs Linux x86-64, the ``onednn-cpu-gomp`` wheel
   (``libdnnl.so.3``) and the extension: built by the build backend at ``pip install``
   (``setup.py``), or in a checkout by ``python -m jconv.backends.build`` (:mod:`.build`,
   run by ``scripts/_venv.sh``). ``JCONV_DISABLE_ONEDNN=1`` turns it off.

@@ -16,165 +16,33 @@ Each is bilinear, and the transpose of each in either argument is another of the
 (``ad.defbilinear``), so ``grad``, ``vjp``, ``jvp``, ``jacfwd`` and ``hessian`` run
 oneDNN in every pass. :func:`conv` binds the forward pass; :func:`conv_transpose` (a
 transposed conv) binds backward-data, so its own gradients are the forward pass (in
-``x``) and backward-weights (in ``w``). ``vmap`` folds a batched activation into ``N``
-and maps anything else sequentially.
+``x``) and backward-weights (in ``w``). ``vmap`` is one wider call, never a loop
+(:func:`_batcher`). In a ``jit`` over several devices each pass runs on each device's
+rows of the batch, and backward-weights sums the devices' partial gradients.
 
-The shared library is loaded on first use (:func:`status`); ``JCONV_DISABLE_ONEDNN=1``
-turns the backend off, checked on every call. float32 runs as float32; bfloat16 runs in
+Each primitive comes from the factory of :mod:`.primitive` (lowering, batch split over
+several devices, vmap, transposes); the shared library is loaded on first use by
+:mod:`.library` (:func:`status`), and ``JCONV_DISABLE_ONEDNN=1`` turns the backend off,
+checked on every call. float32 runs as float32; bfloat16 runs in
 oneDNN's bfloat16 kernels where the CPU has them (avx512_core and newer), else in float32
 and is rounded back. Accumulation is always float32, whatever ``precision`` says.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import ctypes
-import functools
-import os
-import threading
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Primitive
-from jax.interpreters import ad, batching, mlir, xla
 
-from jconv.backends import Backend
-from jconv.backends import onednn_transforms as transforms
+from jconv.backends import library, primitive
+from jconv.backends.library import DISABLE_ENV, disabled, status, turned_off
 from jconv.kernels.window import extent, output_size
+
+__all__ = ["DISABLE_ENV", "DTYPES", "cache_size", "conv", "conv_transpose", "disabled",
+           "set_cache_capacity", "status", "turned_off", "unavailable"]
 
 DTYPES = ("float32", "bfloat16")
 """The dtypes oneDNN computes; others run another kernel (:func:`unavailable`)."""
-
-DISABLE_ENV = "JCONV_DISABLE_ONEDNN"
-_TARGETS = {"fwd": "JconvOnednnConvForward", "bwd_data": "JconvOnednnConvBackwardData",
-            "bwd_weights": "JconvOnednnConvBackwardWeights"}
-
-
-# --------------------------------------------------------------------------- loading
-
-
-@functools.lru_cache(maxsize=1)
-def _load() -> tuple[ctypes.CDLL | None, Backend]:
-    """Loads the extension and registers its FFI targets, once per process."""
-    from jconv.backends import build  # here: python -m jconv.backends.build runs it as main
-    def no(reason, **kw):
-        return None, Backend("onednn", False, reason, **kw)
-
-    why = build.supported_platform()
-    if why:
-        return no(why)
-    library = build.find_onednn()[1]
-    if library is None:
-        return no(f"libdnnl ({build.LIBRARY_NAME}) not found: pip install "
-                  f"{' '.join(build.WHEELS)}" + (", then python -m jconv.backends.build"
-                                                 if build.checkout() else ""))
-    found = dict(library=str(library))
-    stamp = build.read_stamp()
-    rebuild = ("run python -m jconv.backends.build" if build.checkout()
-               else build.REINSTALL)
-    if not build.EXTENSION.exists() or not stamp.get("ok"):
-        by = f" by {stamp['built_by']}" if stamp.get("built_by") else ""
-        what = stamp.get("message", "").removeprefix("not built: ")
-        last = f" (last attempt{by}: {what})" if what else ""
-        return no(f"extension not built{last}: {rebuild}", **found)
-    if build.checkout():  # a source tree: sources, jaxlib or oneDNN changed since the build?
-        inputs = build.fingerprint(library)
-        changed = [k for k in inputs if stamp.get(k) != inputs[k]]
-        if changed:
-            return no(f"extension is stale ({', '.join(changed)} changed since it was built): "
-                      f"{rebuild}", **found)
-    found["extension"] = str(build.EXTENSION)
-    openmp = _openmp_wait_policy()
-    try:  # libdnnl from its wheel first: the extension names it by soname, no absolute path
-        ctypes.CDLL(str(library))
-        lib = ctypes.CDLL(str(build.EXTENSION))
-    except OSError as e:
-        return no(f"extension failed to load: {e}; {rebuild}", **found)
-    try:
-        for name, symbol in _TARGETS.items():
-            jax.ffi.register_ffi_target(f"jconv_onednn_{name}",
-                                        jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    except (AttributeError, RuntimeError, ValueError) as e:
-        return no(f"registering the FFI handlers failed (built against jaxlib "
-                  f"{stamp.get('jaxlib')}): {e}; {rebuild}", **found)
-    version = lib.jconv_onednn_version()
-    bf16 = ("bfloat16" if _native_bfloat16(lib)
-            else "bfloat16 (computed in float32: this CPU has no oneDNN bfloat16 kernels)")
-    return lib, Backend("onednn", True, f"oneDNN {version // 10000}.{version // 100 % 100} "
-                        "loaded; conv forward, backward-data and backward-weights on CPU; "
-                        + openmp,
-                        dtypes=("float32", bf16),
-                        version=f"{version // 10000}.{version // 100 % 100}.{version % 100}",
-                        **found)
-
-
-WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-
-
-def _openmp_wait_policy() -> str:
-    """Makes oneDNN's OpenMP threads sleep, not spin, while they wait; says what it did.
-
-    libgomp's default spins at every barrier. Beside XLA's own thread pool, or with any
-    other busy process on the machine, the spinning threads take the cores the team is
-    waiting for, and a 0.2 ms conv then takes 10-30 ms (2-core CPU: medians of 40 calls
-    went from 0.20 to 16 ms, and a conv's forward+backward from 8 to 32-46 ms, with
-    other jobs running; ``OMP_WAIT_POLICY=PASSIVE`` kept them at 0.3-0.4 and 8-14 ms).
-    libgomp reads the variable once, when it is loaded: this runs before the extension
-    loads it, and leaves the choice to anyone who set either variable of
-    :data:`WAIT_ENV`, or loaded OpenMP already.
-    """
-    mine = [v for v in WAIT_ENV if v in os.environ]
-    if mine:
-        return f"OpenMP waits as {mine[0]}={os.environ[mine[0]]} says"
-    try:
-        with open("/proc/self/maps") as f:
-            if "libgomp" in f.read():
-                return "OpenMP was loaded before oneDNN, with its own wait policy"
-    except OSError:
-        pass
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return "OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE)"
-
-
-_LOCK = threading.Lock()
-
-
-_OFF = contextvars.ContextVar("jconv_onednn_off", default=False)
-
-
-@contextlib.contextmanager
-def disabled():
-    """Calls traced inside run as if oneDNN were unavailable (``auto``'s other rules decide).
-
-    For XLA's own FLOP count of a program: ``cost_analysis()`` counts nothing inside a
-    custom call, so a program of oneDNN calls reports only its elementwise work. ``jit``
-    caches what it traced by function, so trace a function it has not traced yet::
-
-        with onednn.disabled():
-            flops = jax.jit(lambda x: f(x)).lower(x).compile().cost_analysis()["flops"]
-    """
-    token = _OFF.set(True)
-    try:
-        yield
-    finally:
-        _OFF.reset(token)
-
-
-def turned_off() -> bool:
-    """Whether oneDNN is off on purpose: ``JCONV_DISABLE_ONEDNN``, or :func:`disabled`."""
-    return os.environ.get(DISABLE_ENV, "") not in ("", "0") or _OFF.get()
-
-
-def status() -> Backend:
-    """Whether ``impl="onednn"`` can run here, and why (not); loads the extension once."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return Backend("onednn", False, f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
-    if _OFF.get():
-        return Backend("onednn", False, "turned off by jconv.backends.onednn.disabled()")
-    with _LOCK:
-        return _load()[1]
 
 
 def unavailable(backend: str, dtype) -> str | None:
@@ -188,27 +56,77 @@ def unavailable(backend: str, dtype) -> str | None:
     return None if st.available else st.reason
 
 
-def _library() -> ctypes.CDLL:
-    st = status()
-    if not st.available:
-        raise RuntimeError(f"impl='onednn' is unavailable: {st.reason}")
-    with _LOCK:
-        return _load()[0]
-
-
-@functools.lru_cache(maxsize=1)
-def _native_bfloat16(lib) -> bool:
-    return bool(lib.jconv_onednn_supports(1))
-
-
 def cache_size() -> int:
     """Primitives in the extension's cache (bounded, least recently used evicted first)."""
-    return _library().jconv_onednn_cache_size()
+    return library.cache_size("conv")
 
 
 def set_cache_capacity(capacity: int) -> None:
     """Bounds the extension's primitive cache (default 256)."""
-    _library().jconv_onednn_set_cache_capacity(int(capacity))
+    library.set_cache_capacity("conv", capacity)
+
+
+# --------------------------------------------------------------------------- vmap
+
+
+def _fold_maps(a):
+    """``(B, N, *S, C) -> (N, *S, B*C)``: B copies side by side as B times the groups."""
+    return jnp.moveaxis(a, 0, -2).reshape((*a.shape[1:-1], a.shape[0] * a.shape[-1]))
+
+
+def _unfold_maps(y, size):
+    """``(N, *S, B*C) -> (B, N, *S, C)``: the inverse of :func:`_fold_maps`."""
+    return jnp.moveaxis(y.reshape((*y.shape[:-1], size, y.shape[-1] // size)), -2, 0)
+
+
+def _fold_filters(a, groups):
+    """``(B, ..., K) -> (..., G*B*K/G)``: B sets of filters as more filters per group."""
+    b, k = a.shape[0], a.shape[-1]
+    a = a.reshape((*a.shape[:-1], groups, k // groups))  # (B, ..., G, K/G)
+    return jnp.moveaxis(a, 0, -2).reshape((*a.shape[1:-2], b * k))
+
+
+def _unfold_filters(y, size, groups):
+    """``(..., G*B*K/G) -> (B, ..., K)``: the inverse of :func:`_fold_filters`."""
+    k = y.shape[-1] // size
+    y = jnp.moveaxis(y.reshape((*y.shape[:-1], groups, size, k // groups)), -2, 0)
+    return y.reshape((*y.shape[:-2], k))
+
+
+def _fold_weights(w):
+    """``(B, *k, C/G, K) -> (*k, C/G, B*K)``: B kernels as B times the groups."""
+    return jnp.moveaxis(w, 0, -2).reshape((*w.shape[1:-1], w.shape[0] * w.shape[-1]))
+
+
+def _batcher(name: str):
+    """vmap as one wider oneDNN call, never a loop.
+
+    A batched activation alone (``x`` of forward, ``dy`` of backward-data) merges into
+    ``N``; batched filters alone (``w`` of forward, ``dy`` of backward-weights) become
+    more filters per group, as vmap over a kernel does for ``lax``; otherwise both are
+    batched (the other broadcast) and the B copies run as B times the groups.
+    """
+    def make(prim):
+        def rule(args, dims, *, groups, **params):
+            size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+            (a, b), (ba, bb) = ([x if d is None else jnp.moveaxis(x, d, 0)
+                                 for x, d in zip(args, dims)], [d is not None for d in dims])
+            if ba and not bb and name in ("fwd", "bwd_data"):
+                out = prim.bind(a.reshape((size * a.shape[1], *a.shape[2:])), b, groups=groups,
+                                **params)  # (B*N, *S, C)
+                return out.reshape((size, a.shape[1], *out.shape[1:])), 0
+            if bb and not ba and name in ("fwd", "bwd_weights"):
+                out = prim.bind(a, _fold_filters(b, groups), groups=groups, **params)
+                return _unfold_filters(out, size, groups), 0
+            a = a if ba else jnp.broadcast_to(a, (size, *a.shape))
+            b = b if bb else jnp.broadcast_to(b, (size, *b.shape))
+            wide = dict(params, groups=size * groups)
+            if name == "bwd_weights":  # (x, dy) -> dw
+                return _unfold_maps(prim.bind(_fold_maps(a), _fold_maps(b), **wide), size), 0
+            out = prim.bind(_fold_maps(a), _fold_weights(b), **wide)  # (x or dy, w)
+            return _unfold_maps(out, size), 0
+        return rule
+    return make
 
 
 # --------------------------------------------------------------------------- primitives
@@ -232,43 +150,40 @@ def _bwd_weights_abstract(x, dy, *, stride, dilation, pads, groups, sizes):
     return jax.core.ShapedArray((*sizes, x.shape[-1] // groups, dy.shape[-1]), x.dtype)
 
 
-def _primitive(name, abstract):
-    prim = Primitive(f"jconv_onednn_{name}")
-    prim.def_impl(functools.partial(xla.apply_primitive, prim))
-    prim.def_abstract_eval(abstract)
-    mlir.register_lowering(prim, transforms.lowering(f"jconv_onednn_{name}", abstract,
-                                           reduces_batch=name == "bwd_weights"),
-                           platform="cpu",
-                           cacheable=False)
-    transforms.REQUIRES_DEVICES.add(prim)  # so a jit over several devices lowers with them known
-    batching.primitive_batchers[prim] = transforms.batcher(prim, name)
-    return prim
-
-
-fwd_p = _primitive("fwd", _fwd_abstract)
-bwd_data_p = _primitive("bwd_data", _bwd_data_abstract)
-bwd_weights_p = _primitive("bwd_weights", _bwd_weights_abstract)
+def _attrs(*, stride, dilation, pads, groups, sizes):
+    return dict(stride=np.array(stride, np.int64), dilation=np.array(dilation, np.int64),
+                pad_lo=np.array([p[0] for p in pads], np.int64),
+                pad_hi=np.array([p[1] for p in pads], np.int64), groups=np.int64(groups))
 
 
 def _with(params, sizes):
-    return dict(params, sizes=tuple(int(s) for s in sizes))
+    return primitive.with_sizes(params, sizes)
 
 
+def _kernel_sizes(w):
+    return w.aval.shape[:-2]
+
+
+# Each pass is bilinear, and its transpose in either operand is another pass.
 # y = fwd(x, w): x-bar = bwd_data(y-bar, w), w-bar = bwd_weights(x, y-bar).
-ad.defbilinear(
-    fwd_p,
-    lambda ct, x, w, **p: bwd_data_p.bind(ct, w, **_with(p, x.aval.shape[1:-1])),
-    lambda ct, x, w, **p: bwd_weights_p.bind(x, ct, **_with(p, w.aval.shape[:-2])))
+fwd_p = primitive.define(
+    "fwd", _fwd_abstract, attrs=_attrs, split=primitive.Split((True, False)),
+    vmap=_batcher("fwd"), derivatives=primitive.bilinear(
+        lambda ct, x, w, **p: bwd_data_p.bind(ct, w, **_with(p, primitive.input_sizes(x.aval))),
+        lambda ct, x, w, **p: bwd_weights_p.bind(x, ct, **_with(p, _kernel_sizes(w)))))
 # dx = bwd_data(dy, w): linear in dy with transpose fwd(., w); in w, bwd_weights(., dy).
-ad.defbilinear(
-    bwd_data_p,
-    lambda ct, dy, w, **p: fwd_p.bind(ct, w, **_with(p, ())),
-    lambda ct, dy, w, **p: bwd_weights_p.bind(ct, dy, **_with(p, w.aval.shape[:-2])))
-# dw = bwd_weights(x, dy): in x, bwd_data(dy, .); in dy, fwd(x, .).
-ad.defbilinear(
-    bwd_weights_p,
-    lambda ct, x, dy, **p: bwd_data_p.bind(dy, ct, **_with(p, x.aval.shape[1:-1])),
-    lambda ct, x, dy, **p: fwd_p.bind(x, ct, **_with(p, ())))
+bwd_data_p = primitive.define(
+    "bwd_data", _bwd_data_abstract, attrs=_attrs, split=primitive.Split((True, False)),
+    vmap=_batcher("bwd_data"), derivatives=primitive.bilinear(
+        lambda ct, dy, w, **p: fwd_p.bind(ct, w, **_with(p, ())),
+        lambda ct, dy, w, **p: bwd_weights_p.bind(ct, dy, **_with(p, _kernel_sizes(w)))))
+# dw = bwd_weights(x, dy): in x, bwd_data(dy, .); in dy, fwd(x, .). Sums over N.
+bwd_weights_p = primitive.define(
+    "bwd_weights", _bwd_weights_abstract, attrs=_attrs,
+    split=primitive.Split((True, True), reduces=True), vmap=_batcher("bwd_weights"),
+    derivatives=primitive.bilinear(
+        lambda ct, x, dy, **p: bwd_data_p.bind(dy, ct, **_with(p, primitive.input_sizes(x.aval))),
+        lambda ct, x, dy, **p: fwd_p.bind(x, ct, **_with(p, ()))))
 
 
 def _check(name, x, w, preferred_element_type=None):
@@ -278,8 +193,8 @@ def _check(name, x, w, preferred_element_type=None):
     if np.dtype(x.dtype).name not in DTYPES or x.dtype != w.dtype:
         raise TypeError(f"onednn {name}: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
                         f"float32 or both bfloat16")
-    lib = _library()
-    if x.dtype == jnp.bfloat16 and not _native_bfloat16(lib):
+    library.library()  # raises where oneDNN is unavailable, saying why
+    if x.dtype == jnp.bfloat16 and not library.native_bfloat16("conv"):
         return x.astype(jnp.float32), w.astype(jnp.float32)  # no bfloat16 kernels here
     return x, w
 

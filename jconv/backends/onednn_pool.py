@@ -32,7 +32,9 @@ reading -inf, the selection moving to a tap unless the selected value is ``>=`` 
 first maximum; after the last NaN of a window, or that NaN if it is the last tap). It
 runs within 10% of oneDNN's forward (AlexNet's pool1, 3x3/2 on (64, 55, 55, 96) float32:
 8.6 against 8.2 ms forward, 45.9 against 45.1 ms forward+backward, 2 cores).
-``vmap`` folds the mapped axis into ``N``. bfloat16 runs in float32 and is rounded back
+Every primitive comes from the factory of :mod:`.primitive`: ``vmap`` folds the mapped
+axis into ``N``, and in a ``jit`` over several devices each FFI call runs on each device's
+rows of the batch (XLA never gathers it). bfloat16 runs in float32 and is rounded back
 where the CPU has no oneDNN bfloat16 kernels (:func:`native_bfloat16`).
 
 >>> import jax.numpy as jnp, jconv
@@ -44,49 +46,32 @@ where the CPU has no oneDNN bfloat16 kernels (:func:`native_bfloat16`).
 from __future__ import annotations
 
 import functools
-import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jax.extend.core import Primitive
-from jax.interpreters import ad, batching, mlir, xla
+from jax.interpreters import ad
 
-from jconv.backends import onednn
+from jconv.backends import library, primitive
+from jconv.kernels import lrn
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
-
-_TARGETS = {"max_fwd": "JconvOnednnMaxPoolForward", "max_bwd": "JconvOnednnMaxPoolBackward",
-            "avg_fwd": "JconvOnednnAvgPoolForward", "avg_bwd": "JconvOnednnAvgPoolBackward",
-            "lrn_fwd": "JconvOnednnLrnForward", "lrn_bwd": "JconvOnednnLrnBackward"}
-_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=1)
-def _register(lib) -> bool:
-    """Registers the FFI targets of ``lib`` once; whether it has bfloat16 kernels."""
-    for name, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(f"jconv_onednn_{name}",
-                                    jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    return bool(lib.jconv_onednn_pool_supports(1))
+from jconv.kernels.window import output_size
 
 
 def native_bfloat16() -> bool:
-    """Whether oneDNN pools bfloat16 natively here (else it runs in float32); registers
-    the FFI targets on first use. Raises ``RuntimeError`` where oneDNN is unavailable."""
-    lib = onednn._library()
-    with _LOCK:
-        return _register(lib)
+    """Whether oneDNN pools bfloat16 natively here (else it runs in float32). Raises
+    ``RuntimeError`` where oneDNN is unavailable."""
+    return library.native_bfloat16("pool")
 
 
 def cache_size() -> int:
     """Pooling and LRN primitives in the extension's cache (apart from the convolutions')."""
-    return onednn._library().jconv_onednn_pool_cache_size()
+    return library.cache_size("pool")
 
 
 def set_cache_capacity(capacity: int) -> None:
     """Bounds the pooling and LRN primitive cache (default 256)."""
-    onednn._library().jconv_onednn_pool_set_cache_capacity(int(capacity))
+    library.set_cache_capacity("pool", capacity)
 
 
 def lrn_unsupported(size: int) -> str | None:
@@ -111,13 +96,7 @@ def _max_tangent(xd, ws, *, kernel, stride, pads, sizes):
 
 
 def _lrn(x, *, size, k, alpha, beta):
-    """``x / (k + alpha * sum of x² over the size maps around each)^beta``, jconv's form
-    (a power of XLA:CPU is libm's scalar ``powf`` per element; ``exp`` and ``log`` are not)."""
-    lo, hi = size // 2, (size - 1) // 2
-    ones = (1,) * (x.ndim - 1)
-    total = lax.reduce_window(x * x, np.asarray(0, x.dtype), lax.add, (*ones, size),
-                              (*ones, 1), ((0, 0),) * (x.ndim - 1) + ((lo, hi),))
-    return x * jnp.exp(-beta * jnp.log(k + alpha * total))  # as jconv's lax form
+    return lrn.local_response_norm(x, size, k, alpha, beta)
 
 
 def _lrn_tangent(x, xd, **params):
@@ -128,54 +107,12 @@ def _lrn_cotangent(x, dy, **params):
     return jax.vjp(functools.partial(_lrn, **params), x)[1](dy)[0]
 
 
-# --------------------------------------------------------------------------- primitives
+def _in_x(jax_form):
+    """The JVP in ``x`` of ``jax_form(x, v)`` (second derivatives of LRN)."""
+    return lambda g, x, v, **p: jax.jvp(lambda x_: jax_form(x_, v, **p), (x,), (g,))[1]
 
 
-def _ffi_lowering(target, kind):
-    rule = jax.ffi.ffi_lowering(f"jconv_onednn_{target}")
-
-    def lower(ctx, *args, sizes=(), **p):
-        if kind == "lrn":
-            return rule(ctx, *args, size=np.int64(p["size"]),
-                        alpha=np.float32(p["alpha"] * p["size"]),  # oneDNN divides by size
-                        beta=np.float32(p["beta"]), k=np.float32(p["k"]))
-        attrs = dict(kernel=np.array(p["kernel"], np.int64),
-                     stride=np.array(p["stride"], np.int64),
-                     pad_lo=np.array([lo for lo, _ in p["pads"]], np.int64),
-                     pad_hi=np.array([hi for _, hi in p["pads"]], np.int64))
-        if kind == "avg":
-            attrs["include_pad"] = np.int64(p["include_pad"])
-        return rule(ctx, *args, **attrs)
-    return lower
-
-
-def _fold_batcher(prim):
-    """vmap: every operand is per image, so the mapped axis merges into ``N``."""
-    def rule(args, dims, **params):
-        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-        args = [jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
-                for a, d in zip(args, dims)]
-        n = args[0].shape[1]
-        out = prim.bind(*[a.reshape((size * n, *a.shape[2:])) for a in args], **params)
-        unfold = lambda o: o.reshape((size, n, *o.shape[1:]))  # (B, N, ...)
-        if prim.multiple_results:
-            return [unfold(o) for o in out], [0] * len(out)
-        return unfold(out), 0
-    return rule
-
-
-def _primitive(name, abstract, lowering=None, jax_form=None, multiple_results=False):
-    prim = Primitive(f"jconv_onednn_{name}")
-    prim.multiple_results = multiple_results
-    prim.def_abstract_eval(abstract)
-    if jax_form is None:
-        prim.def_impl(functools.partial(xla.apply_primitive, prim))
-        mlir.register_lowering(prim, lowering, platform="cpu")
-    else:
-        prim.def_impl(jax_form)
-        mlir.register_lowering(prim, mlir.lower_fun(jax_form, multiple_results=False))
-    batching.primitive_batchers[prim] = _fold_batcher(prim)
-    return prim
+# --------------------------------------------------------------------------- shapes
 
 
 def _shaped(shape, dtype):
@@ -187,8 +124,7 @@ def _ws_dtype(kernel):
 
 
 def _pooled(x, kernel, stride, pads):
-    out = [(s + lo + hi - k) // st + 1 for s, k, st, (lo, hi) in
-           zip(x.shape[1:-1], kernel, stride, pads)]
+    out = [output_size(s, k, st, p) for s, k, st, p in zip(x.shape[1:-1], kernel, stride, pads)]
     return (x.shape[0], *out, x.shape[-1])  # (N, *S', C)
 
 
@@ -196,92 +132,79 @@ def _input(y, sizes):
     return (y.shape[0], *sizes, y.shape[-1])  # (N, *S, C)
 
 
-max_fwd_p = _primitive(
-    "max_fwd", lambda x, *, kernel, stride, pads, sizes: (
-        _shaped(_pooled(x, kernel, stride, pads), x.dtype),
-        _shaped(_pooled(x, kernel, stride, pads), _ws_dtype(kernel))),
-    _ffi_lowering("max_fwd", "pool"), multiple_results=True)
-max_tan_p = _primitive("max_tan", lambda xd, ws, **p: _shaped(ws.shape, xd.dtype),
-                       jax_form=_max_tangent)
-max_bwd_p = _primitive("max_bwd", lambda dy, ws, *, sizes, **p: _shaped(_input(dy, sizes),
-                                                                        dy.dtype),
-                       _ffi_lowering("max_bwd", "pool"))
-avg_fwd_p = _primitive(
-    "avg_fwd", lambda x, *, kernel, stride, pads, include_pad, sizes: _shaped(
-        _pooled(x, kernel, stride, pads), x.dtype), _ffi_lowering("avg_fwd", "avg"))
-avg_bwd_p = _primitive("avg_bwd", lambda dy, *, sizes, **p: _shaped(_input(dy, sizes),
-                                                                    dy.dtype),
-                       _ffi_lowering("avg_bwd", "avg"))
-lrn_fwd_p = _primitive("lrn_fwd", lambda x, **p: _shaped(x.shape, x.dtype),
-                       _ffi_lowering("lrn_fwd", "lrn"))
-lrn_tan_p = _primitive("lrn_tan", lambda x, xd, **p: _shaped(x.shape, x.dtype),
-                       jax_form=_lrn_tangent)
-lrn_bwd_p = _primitive("lrn_bwd", lambda x, dy, **p: _shaped(x.shape, x.dtype),
-                       _ffi_lowering("lrn_bwd", "lrn"))
+def _max_fwd_abstract(x, *, kernel, stride, pads, sizes):
+    shape = _pooled(x, kernel, stride, pads)
+    return _shaped(shape, x.dtype), _shaped(shape, _ws_dtype(kernel))
 
 
-def _zero_like(v):
-    return ad.Zero(jax.typeof(v).to_tangent_aval())
+def _avg_fwd_abstract(x, *, kernel, stride, pads, include_pad, sizes):
+    return _shaped(_pooled(x, kernel, stride, pads), x.dtype)
 
 
-def _linear_in_first(prim, transpose):
-    """``prim(a, b)`` is linear in ``a`` (``b`` is held fixed): its JVP in ``a`` is ``prim``
-    itself and its transpose in ``a`` is ``transpose(ct, b, **params)`` (with ``sizes``,
-    the spatial sizes of ``a``)."""
-    def transpose_rule(ct, a, b, **params):
-        assert not ad.is_undefined_primal(b)
-        if type(ct) is ad.Zero:
-            return [ad.Zero(a.aval.to_ct_aval()), None]
-        return [transpose(ct, b, **_with_sizes(params, a.aval.shape[1:-1])), None]
-    ad.primitive_transposes[prim] = transpose_rule
-    return lambda g, a, b, **params: prim.bind(g, b, **params)
+def _backward_abstract(dy, *rest, sizes, **params):
+    return _shaped(_input(dy, sizes), dy.dtype)
 
 
-def _with_sizes(params, sizes):
-    return dict(params, sizes=tuple(int(s) for s in sizes))
+def _same_abstract(x, *rest, **params):
+    return _shaped(x.shape, x.dtype)
 
 
-# Max pooling: the tangent selects at oneDNN's argmax; oneDNN's backward is its transpose.
+def _pool_attrs(*, kernel, stride, pads, sizes, include_pad=None):
+    attrs = dict(kernel=np.array(kernel, np.int64), stride=np.array(stride, np.int64),
+                 pad_lo=np.array([lo for lo, _ in pads], np.int64),
+                 pad_hi=np.array([hi for _, hi in pads], np.int64))
+    if include_pad is not None:
+        attrs["include_pad"] = np.int64(include_pad)
+    return attrs
+
+
+def _lrn_attrs(*, size, k, alpha, beta):
+    return dict(size=np.int64(size), alpha=np.float32(alpha * size),  # oneDNN divides by size
+                beta=np.float32(beta), k=np.float32(k))
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+# Max pooling: the tangent selects at the recorded tap; the backward is its transpose.
 def _max_fwd_jvp(primals, tangents, **params):
     (x,), (xd,) = primals, tangents
     y, ws = max_fwd_p.bind(x, **params)
-    yd = _zero_like(y) if type(xd) is ad.Zero else max_tan_p.bind(xd, ws, **params)
-    return (y, ws), (yd, _zero_like(ws))
+    yd = (primitive.zero_tangent(y) if type(xd) is ad.Zero
+          else max_tan_p.bind(xd, ws, **params))
+    return (y, ws), (yd, primitive.zero_tangent(ws))
 
 
-ad.primitive_jvps[max_fwd_p] = _max_fwd_jvp
-ad.defjvp(max_tan_p, _linear_in_first(
-    max_tan_p, lambda ct, ws, **p: max_bwd_p.bind(ct, ws, **p)), None)
-ad.defjvp(max_bwd_p, _linear_in_first(
-    max_bwd_p, lambda ct, ws, **p: max_tan_p.bind(ct, ws, **p)), None)
+max_fwd_p = primitive.define("max_fwd", _max_fwd_abstract, attrs=_pool_attrs,
+                             derivatives=primitive.jvp(_max_fwd_jvp), multiple_results=True)
+max_tan_p = primitive.define(
+    "max_tan", lambda xd, ws, **p: _shaped(ws.shape, xd.dtype), jax_form=_max_tangent,
+    derivatives=primitive.linear_in(0, lambda ct, ws, **p: max_bwd_p.bind(ct, ws, **p)))
+max_bwd_p = primitive.define(
+    "max_bwd", _backward_abstract, attrs=_pool_attrs, split=primitive.Split((True, True)),
+    derivatives=primitive.linear_in(0, lambda ct, ws, **p: max_tan_p.bind(ct, ws, **p)))
 
 # Average pooling is linear: forward and backward are each other's transposes.
-ad.deflinear2(avg_fwd_p, lambda ct, x, **p: [avg_bwd_p.bind(
-    ct, **_with_sizes(p, x.aval.shape[1:-1]))])
-ad.deflinear2(avg_bwd_p, lambda ct, dy, **p: [avg_fwd_p.bind(ct, **_with_sizes(p, ()))])
-
+avg_fwd_p = primitive.define(
+    "avg_fwd", _avg_fwd_abstract, attrs=_pool_attrs, derivatives=primitive.linear(
+        lambda ct, x, **p: [avg_bwd_p.bind(ct, **primitive.with_sizes(
+            p, primitive.input_sizes(x.aval)))]))
+avg_bwd_p = primitive.define(
+    "avg_bwd", _backward_abstract, attrs=_pool_attrs, derivatives=primitive.linear(
+        lambda ct, dy, **p: [avg_fwd_p.bind(ct, **primitive.with_sizes(p, ()))]))
 
 # LRN: tangent and backward are linear in their second operand and each other's
 # transposes there; in x (second derivatives) both take the JAX form's derivative.
-def _linear_in_second(prim, transpose):
-    def transpose_rule(ct, x, v, **params):
-        assert not ad.is_undefined_primal(x)
-        if type(ct) is ad.Zero:
-            return [None, ad.Zero(v.aval.to_ct_aval())]
-        return [None, transpose(x, ct, **params)]
-    ad.primitive_transposes[prim] = transpose_rule
-    return lambda g, x, v, **params: prim.bind(x, g, **params)
-
-
-def _in_x(jax_form):
-    return lambda g, x, v, **p: jax.jvp(lambda x_: jax_form(x_, v, **p), (x,), (g,))[1]
-
-
-ad.defjvp(lrn_fwd_p, lambda g, x, **p: lrn_tan_p.bind(x, g, **p))
-ad.defjvp(lrn_tan_p, _in_x(_lrn_tangent),
-          _linear_in_second(lrn_tan_p, lambda x, ct, **p: lrn_bwd_p.bind(x, ct, **p)))
-ad.defjvp(lrn_bwd_p, _in_x(_lrn_cotangent),
-          _linear_in_second(lrn_bwd_p, lambda x, ct, **p: lrn_tan_p.bind(x, ct, **p)))
+lrn_fwd_p = primitive.define(
+    "lrn_fwd", _same_abstract, attrs=_lrn_attrs,
+    derivatives=primitive.defjvp(lambda g, x, **p: lrn_tan_p.bind(x, g, **p)))
+lrn_tan_p = primitive.define(
+    "lrn_tan", _same_abstract, jax_form=_lrn_tangent, derivatives=primitive.linear_in(
+        1, lambda ct, x, **p: lrn_bwd_p.bind(x, ct, **p), _in_x(_lrn_tangent)))
+lrn_bwd_p = primitive.define(
+    "lrn_bwd", _same_abstract, attrs=_lrn_attrs, split=primitive.Split((True, True)),
+    derivatives=primitive.linear_in(
+        1, lambda ct, x, **p: lrn_tan_p.bind(x, ct, **p), _in_x(_lrn_cotangent)))
 
 
 # --------------------------------------------------------------------------- ops
@@ -291,7 +214,7 @@ def _in_float32(fn, x):
     """``fn(x)``, computed in float32 where oneDNN has no bfloat16 kernels here."""
     if x.dtype == jnp.bfloat16 and not native_bfloat16():
         return fn(x.astype(jnp.float32)).astype(x.dtype)
-    native_bfloat16()  # registers the FFI targets
+    library.library()  # raises where oneDNN is unavailable, saying why
     return fn(x)
 
 
