@@ -1,12 +1,12 @@
 """The oneDNN extension, built by the build backend (``pip install .``, ``python -m build``).
 
 Everything else about the package is in ``pyproject.toml``. ``build_ext`` compiles with
-:mod:`jconv.backends.build` (loaded by path: it imports neither jax nor jconv), the same
-compile as ``python -m jconv.backends.build`` in a checkout, against the headers of the
+:mod:`jconv.onednn.build` (loaded by path: it imports neither jax nor jconv), the same
+compile as ``python -m jconv.onednn.build`` in a checkout, against the headers of the
 build environment (``[build-system] requires``: jaxlib, onednn-devel-cpu-gomp). The
 extension is optional: where it cannot be built (no compiler, not Linux x86-64, a failed
 compile) the install goes on without it, says so in one line, and records why in
-``jconv/backends/_build/build.json``, which ``jconv.backends()`` reports.
+``jconv/onednn/_build/build.json``, which ``jconv.backends()`` reports.
 
 The library is no Python extension module (it is loaded by ctypes and talks to XLA's C
 API only), so the wheel is tagged ``py3-none-<platform>``: one wheel for every Python.
@@ -21,12 +21,12 @@ from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-NAME = "jconv.backends._build.libjconv_onednn"
+NAME = "jconv.onednn._build.libjconv_onednn"
 
 
 def _build_module():
     spec = importlib.util.spec_from_file_location(
-        "_jconv_build", ROOT / "jconv" / "backends" / "build.py")
+        "_jconv_build", ROOT / "jconv" / "onednn" / "build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -12,7 +12,8 @@
 
 import importlib
 
-from jconv import backends, cost  # jconv.backends(): what runs here
+from jconv import cost
+from jconv.platform import backends  # jconv.backends(): what runs here
 from jconv.ops import (BUILTIN_OPS, OpSpec, avg_pool, channel_max_pool, conv, conv_transpose,
                        depth_sliding_conv, depthwise_conv, get, global_avg_pool, local_conv,
                        local_response_norm, max_pool, output_shape, param_count, per_map_conv,

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jconv
-from jconv.backends import onednn
+from jconv import onednn
 from jconv.measure import median_seconds, xla_flops
 
 KERNEL = 5  # layer 2's filters are KERNEL×KERNEL

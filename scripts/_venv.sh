@@ -72,7 +72,7 @@ fi
 # The oneDNN extension (impl="onednn"): built when missing or stale, never retried with
 # the same inputs after a failure. A failed build prints one line and jconv runs without
 # it (jconv.backends() says why). Run as a file: it imports neither jax nor jconv.
-"$_jconv_venv/bin/python" jconv/backends/build.py --if-needed || true
+"$_jconv_venv/bin/python" jconv/onednn/build.py --if-needed || true
 
 unset _jconv_root _jconv_venv _jconv_stamp _jconv_py _jconv_want _jconv_why _jconv_cand _jconv_cands _jconv_out
 unset -f _jconv_sha256

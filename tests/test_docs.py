@@ -32,7 +32,7 @@ from experiments.report_sections import html as report_html  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 API_MODULES = ("jconv", "jconv.cost", "jconv.nn", "jconv.models", "jconv.train", "jconv.data",
-               "jconv.data.pipeline", "jconv.kernels", "jconv.backends")
+               "jconv.data.pipeline", "jconv.kernels", "jconv.platform")
 WIDTHS = (1280, 800)
 
 # A report in the evidence report's Markdown subset, with a table far wider than 800 px.

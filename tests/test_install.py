@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from jconv.backends import build
+from jconv.onednn import build
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "scripts" / "python_check.py"

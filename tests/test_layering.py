@@ -1,5 +1,5 @@
 """The layering of pyproject.toml's ``[tool.importlinter]`` contracts holds: experiments above
-jconv, models above nn above ops above backends above kernels, no experiment importing another,
+jconv, models above nn above ops above onednn above kernels, no experiment importing another,
 no import cycle between siblings. And the contracts can fail: a forbidden import is caught."""
 
 import ast

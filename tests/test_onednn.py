@@ -25,8 +25,8 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jconv
-from jconv import reference
-from jconv.backends import Backend, ImplUnavailableWarning, build, library, onednn
+from jconv import onednn, reference
+from jconv.onednn import Backend, ImplUnavailableWarning, build, library
 from jconv.ops import dispatch
 from jconv.testing import hlo_scopes
 from tests.strategies import array, geometries, split

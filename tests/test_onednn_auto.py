@@ -161,7 +161,7 @@ def test_vmap_over_kernels_is_one_wider_call(groups, in_axes):
 def test_disabled_context_lets_xla_count_the_flops():
     """XLA's cost analysis sees nothing inside oneDNN's calls; ``onednn.disabled()`` traces
     the same call with XLA's kernels, whose count is the cost model's."""
-    from jconv.backends import onednn
+    from jconv import onednn
     from jconv.measure import xla_flops
     shapes = (2, 8, 8, 4), (3, 3, 4, 8)
     args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]

@@ -20,7 +20,7 @@ from jax.test_util import check_grads
 
 import jconv
 from jconv import reference
-from jconv.backends import onednn_pool
+from jconv.onednn import pooling as onednn_pool
 from jconv.testing import hlo_scopes
 from tests.strategies import array, geometries, split
 from tests.tolerance import assert_close, tolerance

@@ -81,7 +81,7 @@ API_MODULES = {
     "jconv.data": "Datasets that never download, and how they are opened.",
     "jconv.data.pipeline": "Streaming a pair of grain sources, per process, resumable.",
     "jconv.kernels": "Einsum kernels with the `lax.conv_general_dilated` signature.",
-    "jconv.backends": "Where kernels come from (XLA, oneDNN through XLA's FFI) and whether each runs here.",
+    "jconv.platform": "Where kernels come from (XLA, oneDNN through XLA's FFI) and whether each runs here.",
 }
 """Module -> one-line summary, in the order of the reference's navigation."""
 

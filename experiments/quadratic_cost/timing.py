@@ -23,7 +23,7 @@ import numpy as np
 
 import jconv
 from experiments.quadratic_cost import model
-from jconv.backends import onednn
+from jconv import onednn
 from jconv.measure import blocking, interleaved, xla_flops
 
 PASSES = {"fwd": "forward", "fwd_bwd": "forward+backward"}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jax
 from jax import lax
 
-from jconv.backends import onednn
+from jconv import onednn
 from jconv.kernels.einsum_conv import (channels_last_dnums, hybrid_conv, patch_conv, shift_conv,
                                        split_conv)
 from jconv.ops import _args, dispatch, padding, registry, shapes

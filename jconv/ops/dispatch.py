@@ -42,11 +42,11 @@ forward+backward, since a call cannot know whether it will be differentiated). O
 
 A call of an op with ``impl="onednn"`` where oneDNN cannot run at all (the extension not
 built or not loading: :func:`jconv.backends` says why) warns once per process with that
-reason (:class:`jconv.backends.ImplUnavailableWarning`); a call it cannot take (a dtype,
+reason (:class:`jconv.platform.ImplUnavailableWarning`); a call it cannot take (a dtype,
 a device, an argument) runs ``lax`` quietly, as :func:`which_impl` says. With
 ``JCONV_STRICT_IMPL=1`` any op asked for an ``impl`` by name that cannot run the call
 raises instead. oneDNN turned off on purpose (``JCONV_DISABLE_ONEDNN=1``,
-:func:`jconv.backends.onednn.disabled`) neither warns nor raises.
+:func:`jconv.onednn.disabled`) neither warns nor raises.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ from collections.abc import Callable
 
 import jax
 
-from jconv.backends import ImplUnavailableWarning, onednn
+from jconv import onednn
+from jconv.onednn import ImplUnavailableWarning
 from jconv.ops import registry
 from jconv.ops._args import fail, floating_dtype
 

@@ -18,7 +18,7 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from jconv.backends import onednn_pool
+from jconv.onednn import pooling as onednn_pool
 from jconv.kernels import lrn
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.ops import _args, dispatch, registry, shapes

@@ -25,8 +25,8 @@ are named in :data:`KERNELS`:
   in the maps): shifted windows forward, ``lax`` gradients.
 * ``onednn``: oneDNN's primitives, forward and backward, called inside the XLA program
   through its FFI (CPU; float32 and bfloat16): convolution forward, backward-data and
-  backward-weights (:mod:`jconv.backends.onednn`); pooling and LRN
-  (:mod:`jconv.backends.onednn_pool`, whose forward-mode derivatives of max pooling and
+  backward-weights (:mod:`jconv.onednn`); pooling and LRN
+  (:mod:`jconv.onednn.pooling`, whose forward-mode derivatives of max pooling and
   LRN are JAX tangents, as the op's ``notes`` say). Where it cannot run (another device
   or dtype, no extension built, an argument it cannot express: the op's ``limits``) the
   op runs ``lax`` and :func:`jconv.which_impl` says why.

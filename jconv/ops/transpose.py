@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jconv.backends import onednn
+from jconv import onednn
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import channels_last_dnums, scatter_transpose_conv
 from jconv.kernels.phase_transpose import phase_transpose_conv

@@ -110,11 +110,11 @@ def init_state(model, config, placement, num_classes, traces):
 def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int | None:
     """XLA's FLOP count of one compiled train step of ``model`` on a batch of ``config.batch_size``.
 
-    The step is traced with oneDNN off (:func:`jconv.backends.onednn.disabled`), so XLA sees the
+    The step is traced with oneDNN off (:func:`jconv.onednn.disabled`), so XLA sees the
     convolutions it would otherwise hand to oneDNN; the count covers the forward and backward
     passes, the loss and the optimizer update, on one device. None where XLA does not count.
     """
-    from jconv.backends import onednn
+    from jconv import onednn
     from jconv.measure import xla_flops
 
     placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jconv.backends import library, primitive
-from jconv.backends.library import DISABLE_ENV, disabled, status, turned_off
+from jconv.onednn import library, primitive
+from jconv.onednn.library import DISABLE_ENV, disabled, status, turned_off
 from jconv.kernels.window import extent, output_size
 
 __all__ = ["DISABLE_ENV", "DTYPES", "cache_size", "conv", "conv_transpose", "disabled",

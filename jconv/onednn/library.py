@@ -1,14 +1,14 @@
 """The oneDNN extension's loader: finds and loads the library, registers every FFI target.
 
-One shared library (``jconv/backends/_build/libjconv_onednn.so``, from ``csrc/`` by
-:mod:`jconv.backends.build`) holds every pass, convolutions and pooling alike. It is loaded
+One shared library (``jconv/onednn/_build/libjconv_onednn.so``, from ``csrc/`` by
+:mod:`jconv.onednn.build`) holds every pass, convolutions and pooling alike. It is loaded
 on first use, once per process, and every target of :data:`TARGETS` is registered with XLA
 then; :func:`status` says whether that worked and why (not). ``JCONV_DISABLE_ONEDNN=1``
 turns the backend off, and :func:`disabled` turns it off for what is traced inside it;
 both are checked on every call. The library keeps two bounded primitive caches, one for
 convolutions and one for pooling and LRN (:func:`cache_size`, :func:`set_cache_capacity`).
 
->>> from jconv.backends import library
+>>> from jconv.onednn import library
 >>> sorted(library.TARGETS)[:3]
 ['avg_bwd', 'avg_fwd', 'bwd_data']
 """
@@ -18,13 +18,39 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import dataclasses
 import functools
 import os
 import threading
 
 import jax
 
-from jconv.backends import Backend
+class ImplUnavailableWarning(RuntimeWarning):
+    """An op was asked for ``impl="onednn"`` by name, and oneDNN cannot run in this
+    process: the message says why and how to get it; ``lax`` runs instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One backend and whether it can run here.
+
+    Attributes:
+      name: ``"lax"`` or ``"onednn"``.
+      available: whether ops can run on it in this process.
+      reason: why (or why not), in one line.
+      dtypes: the dtypes it computes (with how, where it matters).
+      library, extension: paths of the library found and the extension built, if any.
+      version: the library's version, once loaded.
+    """
+
+    name: str
+    available: bool
+    reason: str
+    dtypes: tuple[str, ...] = ()
+    library: str | None = None
+    extension: str | None = None
+    version: str | None = None
+
 
 DISABLE_ENV = "JCONV_DISABLE_ONEDNN"
 WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
@@ -65,7 +91,7 @@ def _symbol(family: str, name: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _load() -> tuple[ctypes.CDLL | None, Backend]:
     """Loads the extension and registers its FFI targets, once per process."""
-    from jconv.backends import build  # here: python -m jconv.backends.build runs it as main
+    from jconv.onednn import build  # here: python -m jconv.onednn.build runs it as main
     def no(reason, **kw):
         return None, Backend("onednn", False, reason, **kw)
 
@@ -75,11 +101,11 @@ def _load() -> tuple[ctypes.CDLL | None, Backend]:
     library = build.find_onednn()[1]
     if library is None:
         return no(f"libdnnl ({build.LIBRARY_NAME}) not found: pip install "
-                  f"{' '.join(build.WHEELS)}" + (", then python -m jconv.backends.build"
+                  f"{' '.join(build.WHEELS)}" + (", then python -m jconv.onednn.build"
                                                  if build.checkout() else ""))
     found = dict(library=str(library))
     stamp = build.read_stamp()
-    rebuild = ("run python -m jconv.backends.build" if build.checkout()
+    rebuild = ("run python -m jconv.onednn.build" if build.checkout()
                else build.REINSTALL)
     if not build.EXTENSION.exists() or not stamp.get("ok"):
         by = f" by {stamp['built_by']}" if stamp.get("built_by") else ""
@@ -168,7 +194,7 @@ def status() -> Backend:
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return Backend("onednn", False, f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
     if _OFF.get():
-        return Backend("onednn", False, "turned off by jconv.backends.onednn.disabled()")
+        return Backend("onednn", False, "turned off by jconv.onednn.disabled()")
     with _LOCK:
         return _load()[1]
 

@@ -15,7 +15,7 @@
   a pass may name one defined after it.
 
 A new pass is its C++ in ``csrc/``, its symbol in :data:`.library.TARGETS`, and one
-:func:`define` call beside its siblings (:mod:`.onednn`, :mod:`.onednn_pool`).
+:func:`define` call beside its siblings (:mod:`.convolution`, :mod:`.pooling`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir, xla
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jconv.backends import library
+from jconv.onednn import library
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Builds the oneDNN extension: ``python -m jconv.backends.build [--if-needed] [--force]``.
+"""Builds the oneDNN extension: ``python -m jconv.onednn.build [--if-needed] [--force]``.
 
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_pool.cc`` (pooling and
 LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
@@ -8,8 +8,8 @@ beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp``
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
 * ``libdnnl.so.3`` of the ``onednn-cpu-gomp`` wheel, linked by its soname.
 
-into ``jconv/backends/_build/libjconv_onednn.so``, and records in ``build.json`` what it
-was built from (source hash, jaxlib version, oneDNN wheel), so :mod:`jconv.backends.onednn`
+into ``jconv/onednn/_build/libjconv_onednn.so``, and records in ``build.json`` what it
+was built from (source hash, jaxlib version, oneDNN wheel), so :mod:`jconv.onednn`
 can tell a stale build in a checkout. ``JCONV_ONEDNN_ROOT=DIR`` uses ``DIR/include`` and
 ``DIR/lib`` instead of the wheels; ``CXX`` names another compiler.
 
@@ -17,7 +17,7 @@ Two callers, one compile: ``pip install`` / ``python -m build`` (``setup.py``'s
 ``build_ext``, in the build environment, into the wheel) and this command (in a checkout,
 in the environment that runs it; ``scripts/_venv.sh`` runs it after the editable install,
 so a change to ``csrc/`` rebuilds). The library carries no absolute path to the
-environment that built it: :mod:`jconv.backends.onednn` loads ``libdnnl.so.3`` from the
+environment that built it: :mod:`jconv.onednn` loads ``libdnnl.so.3`` from the
 installed wheel first, and the rpath ``$ORIGIN/../../../../..`` (``site-packages/../..``,
 the environment's ``lib/`` where that wheel puts it) is the fallback.
 
@@ -57,7 +57,7 @@ LIBRARY_NAME = "libdnnl.so.3"
 ONEDNN_DIST = "onednn-cpu-gomp"
 WHEELS = ("onednn-cpu-gomp==2023.2.0", "onednn-devel-cpu-gomp==2023.2.0")
 RPATH = "$ORIGIN/../../../../.."
-"""From ``site-packages/jconv/backends/_build`` to the environment's ``lib/``."""
+"""From ``site-packages/jconv/onednn/_build`` to the environment's ``lib/``."""
 REINSTALL = ("reinstall jconv from source with a C++ compiler (g++) on PATH: pip install "
              "--force-reinstall --no-deps --no-cache-dir <jconv's directory, git+URL or sdist>")
 """How an installed (non-editable) jconv gets its extension: the build backend builds it."""
@@ -72,7 +72,7 @@ def supported_platform() -> str | None:
 
 def checkout() -> bool:
     """Whether jconv runs from a source tree (``csrc/`` beside the package): an editable
-    install, where ``python -m jconv.backends.build`` builds and a stale build is told.
+    install, where ``python -m jconv.onednn.build`` builds and a stale build is told.
     An installed wheel has no sources; its extension was built with it."""
     return all(path.exists() for path in SOURCES)
 
@@ -160,12 +160,12 @@ def _write_stamp(build_dir: Path, ok: bool, inputs: dict, message: str, by: str)
 
 
 def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUILD_DIR,
-          by: str = "python -m jconv.backends.build") -> tuple[bool, str]:
+          by: str = "python -m jconv.onednn.build") -> tuple[bool, str]:
     """Compiles the extension into ``build_dir``; returns ``(built, one line saying what
     happened)``. ``by`` names the caller in ``build.json``; a build that cannot happen
     records why there too, so an installed jconv can say why it has no extension."""
     def cannot(message):
-        if by != "python -m jconv.backends.build":  # the build backend: the wheel says why
+        if by != "python -m jconv.onednn.build":  # the build backend: the wheel says why
             _write_stamp(build_dir, False, {}, message, by)
         return False, message
 
@@ -222,7 +222,7 @@ def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUI
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jconv.backends.build",
+    parser = argparse.ArgumentParser(prog="python -m jconv.onednn.build",
                                      description="Build jconv's oneDNN extension.")
     parser.add_argument("--if-needed", action="store_true",
                         help="skip when current, or when it failed with the same inputs")

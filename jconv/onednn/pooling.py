@@ -2,7 +2,7 @@
 
 Letters: ``N`` batch, ``*S`` (``H W``; or ``W``; or ``D H W``) spatial, ``C`` maps; ``S'``
 the pooled sizes. Each pass is a JAX primitive; those marked FFI are custom calls into
-``csrc/onednn_pool.cc`` (the library of :mod:`jconv.backends.onednn`), the others are
+``csrc/onednn_pool.cc`` (the library of :mod:`.library`), the others are
 written in JAX:
 
 =================  ======================================  =====  ========================
@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import ad
 
-from jconv.backends import library, primitive
+from jconv.onednn import library, primitive
 from jconv.kernels import lrn
 from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
 from jconv.kernels.window import output_size
