@@ -1,18 +1,39 @@
-"""Suite-wide settings: strict numerics and reproducible hypothesis sweeps."""
+"""Suite-wide settings: strict numerics, reproducible hypothesis sweeps, and two tiers.
+
+* The full tier (``bash scripts/test.sh``, what CI runs): every test, hypothesis profile
+  ``full`` (25 examples per sweep, or ``JCONV_EXAMPLES``).
+* The quick tier (``bash scripts/test.sh --quick``): ``-m "not slow"
+  --hypothesis-profile=quick``. A test is marked ``slow`` where it starts other Python
+  processes (the command line as a user runs it, training or multi-process jobs), builds
+  the docs or the report, drives a browser, or trains end to end, and where it sweeps every
+  op and impl a second way (jit and not, float64 numerical gradients, NaN and infinities);
+  every test file but ``test_examples.py`` and ``test_report.py`` keeps some tests in the
+  quick tier. A doctest is marked here (:data:`SLOW_DOCTESTS`).
+"""
 
 import os
 
 import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-settings.register_profile(
-    "default",
-    max_examples=int(os.environ.get("JCONV_EXAMPLES", "25")),
+_COMMON = dict(
     deadline=None,
     derandomize=True,  # same examples every run: CI failures reproduce
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile("default")
+settings.register_profile("full", max_examples=int(os.environ.get("JCONV_EXAMPLES", "25")),
+                          **_COMMON)
+settings.register_profile("quick", max_examples=4, **_COMMON)
+settings.load_profile("full")  # --hypothesis-profile=quick (hypothesis' own option) overrides
+
+SLOW_DOCTESTS = {"jconv.models"}  # runs a MobileNet eagerly, op by op: tens of seconds
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)

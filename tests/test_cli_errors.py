@@ -285,6 +285,7 @@ def _wait_for_records(workdir, count, proc, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # another process: python -m jconv as a user runs it
 def test_a_second_run_on_a_workdir_in_use_exits_2_and_the_first_records_once(files):
     workdir, gate = files / "shared", files / "gate"
     first = _jconv("run", str(files / "toy.py"), f"--config.gate={gate}", "--workdir", str(workdir))
@@ -304,6 +305,7 @@ def test_a_second_run_on_a_workdir_in_use_exits_2_and_the_first_records_once(fil
     assert keys == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # another process: python -m jconv as a user runs it
 def test_a_killed_holder_does_not_block_the_next_run(files, capsys):
     workdir, gate = files / "killed", files / "gate"
     argv = ["run", str(files / "toy.py"), f"--config.gate={gate}", "--workdir", str(workdir)]
@@ -326,6 +328,7 @@ def test_a_killed_holder_does_not_block_the_next_run(files, capsys):
     assert not (workdir / ".lock.owner").exists()
 
 
+@pytest.mark.slow  # another process: python -m jconv as a user runs it
 def test_a_launched_job_takes_the_lock_once_and_records_once(files):
     workdir = files / "job"
     argv = ["launch", "--processes", "2", "--devices-per-process", "1", "--", "run", str(files / "toy.py"),
@@ -339,6 +342,7 @@ def test_a_launched_job_takes_the_lock_once_and_records_once(files):
     assert keys == [0, 1, 2, 3]  # written by process 0 alone
 
 
+@pytest.mark.slow  # another process: python -m jconv as a user runs it
 @pytest.mark.parametrize("argv, words", [
     (["run", QC, "--config.repeats=0"], ["--config.repeats=0", "int ≥ 1"]),
     (["summary", "alexnet", "--config.num_classes=0"], ["num_classes=0", "int ≥ 1"]),

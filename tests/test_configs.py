@@ -29,6 +29,7 @@ def test_configs_smoked_elsewhere_are_smoked_there():
         assert f"configs/{stem}.py" in (root / test).read_text() or f'"{stem}.py"' in (root / test).read_text()
 
 
+@pytest.mark.slow  # every config end to end
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem not in SMOKED_ELSEWHERE], ids=lambda p: p.stem)
 def test_config_runs_in_smoke_mode(path, tmp_path):
     workdir = runner.run(f"{path}:smoke", workdir=tmp_path / path.stem)

@@ -88,6 +88,7 @@ def test_cli_rejects_bad_size():
     assert exc.value.code == 2
 
 
+@pytest.mark.slow  # another process: python -m jconv demo
 def test_python_m_jconv_demo_runs():
     proc = subprocess.run([sys.executable, "-m", "jconv", "demo", "--size", "32"],
                           capture_output=True, text=True, timeout=300)

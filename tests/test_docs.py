@@ -113,6 +113,7 @@ def _parse(path: Path) -> _Refs:
     return parser
 
 
+@pytest.mark.slow  # the docs build
 def test_every_public_name_has_an_anchor(built):
     site, _ = built
     missing = []
@@ -123,6 +124,7 @@ def test_every_public_name_has_an_anchor(built):
     assert not missing, f"no anchor in the API reference for: {missing}"
 
 
+@pytest.mark.slow  # the docs build
 def test_internal_links_and_resources_resolve(built):
     site, _ = built
     pages = {path: _parse(path) for path in site.rglob("*.html")}
@@ -154,6 +156,7 @@ def test_internal_links_and_resources_resolve(built):
     assert not external, "resources loaded from the network:\n" + "\n".join(external)
 
 
+@pytest.mark.slow  # the docs build
 def test_maths_is_mathml_in_the_html(built):
     site, _ = built
     page = (site / "api" / "jconv.html").read_text(encoding="utf-8")
@@ -303,6 +306,7 @@ def browser(tmp_path_factory):
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.mark.slow  # the docs build and Chromium
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("page,maths", [("index.html", 1), ("api/jconv.html", 10),
                                         ("guides/types.html", 3), ("report/index.html", 0)])
@@ -320,6 +324,7 @@ def test_pages_open_without_errors_in_chromium(built, browser, page, maths, widt
         assert any(t["wide"] for t in facts["tables"]), "the wide table should need to scroll"
 
 
+@pytest.mark.slow  # the docs build and Chromium
 @pytest.mark.parametrize("width", WIDTHS)
 def test_report_html_tables_scroll_in_their_own_box(built, browser, width):
     _, report = built

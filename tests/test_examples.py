@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the example end to end, in another process
 def test_custom_variant_runs_end_to_end():
     result = subprocess.run([sys.executable, "examples/custom_variant.py"], cwd=ROOT,
                             capture_output=True, text=True, timeout=900)

@@ -134,6 +134,7 @@ GPU_F64_ABORTS = {("conv_transpose", impl) for impl in ("shift", "hybrid", "phas
 
 # check_grads' forward mode differentiates max-pooling's VJP; on GPU JAX warns that it
 # uses reduced precision there (no pair-reductions in XLA:GPU).
+@pytest.mark.slow  # float64 numerical gradients of every op and impl
 @pytest.mark.filterwarnings("ignore:Using reduced precision for gradient of reduce-window")
 @pytest.mark.parametrize("case, impl", OP_IMPLS)
 def test_check_grads_float64(case, impl):

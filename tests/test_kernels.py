@@ -230,6 +230,7 @@ def test_phase_transpose_matches_scatter(geometry, groups, cin, cout, seed):
 JIT_CASES = [(f"{c.id}-{impl}", c, impl) for c in OPS for impl in IMPLS[c.op]]
 
 
+@pytest.mark.slow  # every op and impl, jitted and not
 class JitTest(chex.TestCase):
     """Every public op, every impl: jitted as a whole, called as is, and fully eager agree."""
 

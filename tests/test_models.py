@@ -159,6 +159,7 @@ def test_width_scaling_and_groups():
     assert mobilenet["conv_pw_13"].out_shape[-1] == 256 and mobilenet["fc"].out_shape == (1, 1000)
 
 
+@pytest.mark.slow  # every model, compiled
 def test_small_models_run_and_jit_through_split_merge():
     for name, size, kw in [("alexnet", 67, {}), ("googlenet", 64, {}),
                            ("mobilenet_v1", 64, {"variant": "per_map"})]:

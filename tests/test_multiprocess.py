@@ -78,6 +78,7 @@ def _params(workdir):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # multi-process job
 @pytest.mark.parametrize("source", ["memory", "grain"])
 def test_two_processes_train_as_one(tmp_path, source):
     two, one, killed = tmp_path / "two", tmp_path / "one", tmp_path / "killed"
@@ -111,6 +112,7 @@ def test_two_processes_train_as_one(tmp_path, source):
         np.testing.assert_array_equal(p_resumed[key], p2[key], err_msg=key)
 
 
+@pytest.mark.slow  # multi-process job
 def test_launch_command_line_errors():
     for argv in (["launch", "--processes", "2"], ["launch", "--processes", "0", "--", "demo"],
                  ["run", "configs/bench.py", "--", "demo"]):

@@ -122,6 +122,7 @@ def _compare(op, impl, arrays, call_lax, runs, seed):
         assert_like(g, g_lax, f"{op}[{impl}] gradient of array {n}")
 
 
+@pytest.mark.slow  # every op and impl with NaN and infinities
 @pytest.mark.parametrize("op, i, impl, where", CASES)
 @FEW
 @given(st.integers(1, 4), st.integers(0, 2**16))

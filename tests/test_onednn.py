@@ -300,6 +300,7 @@ def test_bad_arguments_to_the_kernel():
         onednn.conv(x, w, *window, lhs_dilation=(2, 2))
 
 
+@pytest.mark.slow  # another process
 def test_jconv_runs_without_loading_onednn_when_disabled():
     """A fresh process with the backend off: jconv imports, conv runs, libdnnl never loads."""
     code = ("import jax.numpy as jnp, jconv; "

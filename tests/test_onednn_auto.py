@@ -37,6 +37,7 @@ def _run(code: str, devices: int = 1, **env) -> str:
     return out.stdout
 
 
+@pytest.mark.slow  # another process
 def test_auto_runs_onednn_for_convs_on_cpu():
     x, w = jnp.asarray(array(0, (2, 9, 9, 8))), jnp.asarray(array(1, (3, 3, 8, 16)))
     for fn, shapes in [(jconv.conv, (x.shape, w.shape)),
@@ -73,6 +74,7 @@ print(json.dumps(dict(
 """
 
 
+@pytest.mark.slow  # another process
 def test_a_jit_over_four_devices_splits_every_pass_along_the_batch():
     """Forward and backward-data run on each device's rows; backward-weights sums the
     devices' partial gradients (one all-reduce); nothing gathers the batch."""
@@ -126,6 +128,7 @@ WAIT = ("import os, jconv; b = jconv.backends()['onednn']; "
         "print(os.environ.get('OMP_WAIT_POLICY'), '|', b.reason)")
 
 
+@pytest.mark.slow  # another process
 def test_openmp_threads_sleep_unless_told_otherwise():
     unset = "import os; [os.environ.pop(v, None) for v in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')]"
     policy, reason = _run(f"{unset}; {WAIT}").split(" | ")

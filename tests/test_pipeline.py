@@ -130,6 +130,7 @@ def test_standalone_save_and_restore(tmp_path):
                          want)
 
 
+@pytest.mark.slow  # grain worker processes
 def test_workers_give_the_same_batches_and_resume(tmp_path):
     src = make_source()
     want = take(train(src), 6)

@@ -26,6 +26,7 @@ def test_every_builtin_op_is_described(op):
 
 # check_grads' forward mode differentiates max-pooling's VJP; on GPU JAX warns that it
 # uses reduced precision there (no pair-reductions in XLA:GPU).
+@pytest.mark.slow  # every op's whole contract, every impl
 @pytest.mark.filterwarnings("ignore:Using reduced precision for gradient of reduce-window")
 @pytest.mark.parametrize("op", BUILTIN_OPS)
 def test_check_op_passes_for_every_builtin_op(op):

@@ -16,6 +16,7 @@ from jconv.summary import summarize
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "report.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.slow  # every test reads the evidence report, built end to end
 
 
 @pytest.fixture(scope="module")

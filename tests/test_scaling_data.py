@@ -53,6 +53,7 @@ def test_image_folder_checks_every_file_before_training(tmp_path):
         data.open_dataset("image_folder", image_size=16, data_dir=root)
 
 
+@pytest.mark.slow  # end-to-end training run
 def test_scaling_smoke_on_a_cifar_folder_from_the_command_line(tmp_path):
     write_cifar(tmp_path / "cifar")
     out = _run_cli("configs/scaling_alexnet.py:smoke", "--config.dataset=cifar10",
@@ -63,6 +64,7 @@ def test_scaling_smoke_on_a_cifar_folder_from_the_command_line(tmp_path):
     assert (tmp_path / "w" / "train" / "standard_w0.125" / "checkpoints" / "2" / "data").is_dir()
 
 
+@pytest.mark.slow  # end-to-end training run
 def test_scaling_smoke_on_an_image_folder(tmp_path):
     root = write_image_folder(tmp_path / "imgs", per_class=8)
     workdir = runner.run("configs/scaling_alexnet.py:smoke", ["--config.dataset=image_folder",
@@ -71,6 +73,7 @@ def test_scaling_smoke_on_an_image_folder(tmp_path):
     assert "# alexnet on image_folder 67×67" in table and "| standard | 0.125 |" in table
 
 
+@pytest.mark.slow  # end-to-end training run
 @pytest.mark.parametrize("args, message", [
     (["--config.dataset=cifar10"], "--config.dataset='cifar10': dataset 'cifar10' "
                                    "reads files: data_dir must name its folder"),

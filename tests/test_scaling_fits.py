@@ -78,6 +78,7 @@ def test_joint_law_recovered():
     assert fits.predict(r, (np.array([2e6]), np.array([3e7]))).shape == (1,)
 
 
+@pytest.mark.slow  # hundreds of fits
 def test_frontier_exponent_intervals_cover_the_truth_80_percent_of_the_time():
     # 8 widths x 3 seeds, 3% noise. Over 200 draws these 10-90% intervals covered b 82% of the
     # time (25-75% intervals: about 50%, which this test would reject).

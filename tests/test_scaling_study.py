@@ -285,6 +285,7 @@ def test_store_is_written_by_process_zero_only(tmp_path, monkeypatch):
     assert len(runner.Store(tmp_path)) == 1
 
 
+@pytest.mark.slow  # a study end to end
 def test_a_registered_variant_joins_the_study(tmp_path, monkeypatch):
     import importlib.util
 

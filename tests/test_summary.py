@@ -91,6 +91,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # another process: python -m jconv summary
 def test_cli_json_has_total():
     done = _cli("alexnet", "--config.width=0.5", "--json")
     assert done.returncode == 0, done.stderr
@@ -100,6 +101,7 @@ def test_cli_json_has_total():
     assert data["config"]["width"] == 0.5
 
 
+@pytest.mark.slow  # another process: python -m jconv summary
 def test_cli_table_and_errors():
     done = _cli("googlenet")
     assert done.returncode == 0 and "inception_3a/branch_5x5" in done.stdout

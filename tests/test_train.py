@@ -206,6 +206,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         assert np.isfinite(np.asarray(leaf)).all()
 
 
+@pytest.mark.slow  # training in other processes
 def test_same_losses_on_1_and_4_devices(tmp_path):
     procs = {n: _start(tmp_path / f"d{n}", num_devices=n, try_bad_batch=n == 4, steps=6, batch_size=16)
              for n in (1, 4)}
@@ -220,6 +221,7 @@ def test_same_losses_on_1_and_4_devices(tmp_path):
         assert_close(p4[key], p1[key], err_msg=key)
 
 
+@pytest.mark.slow  # training in other processes
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     proc = _start(killed, steps=12, checkpoint_every=3, sleep=0.25)
