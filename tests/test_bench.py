@@ -5,6 +5,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from experiments import bench
 from experiments.bench import torch_ports
@@ -15,6 +16,7 @@ from jconv.ops import registry
 NO_MODELS = "--config.models=()"
 
 
+@pytest.mark.slow  # the benchmark end to end
 def test_bench_smoke_writes_its_files(tmp_path):
     workdir = runner.run("configs/bench.py:smoke", workdir=tmp_path / "bench",
                          overrides=["--config.cases=('grouped_late', 'max_pool_late')",

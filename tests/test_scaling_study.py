@@ -60,7 +60,7 @@ def test_branch_points_and_rejected_horizons():
             runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
 
 
-@pytest.mark.parametrize("arg, decades", [(None, 1.5), ("gpu", 3.0)])
+@pytest.mark.parametrize("arg, decades", [(None, 1.5), pytest.param("gpu", 3.0, marks=pytest.mark.slow)])
 def test_every_variant_spans_the_compute_its_config_promises(arg, decades):
     """By the cost model: the default covers ≥ 1.5 decades of training compute per variant, and
     ``:gpu`` ≥ 3 for both families (narrowest width at the shortest horizon to the widest at
