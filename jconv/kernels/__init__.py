@@ -1,6 +1,8 @@
-"""Einsum convolution kernels; see :mod:`jconv.kernels.einsum_conv`."""
+"""Convolution kernels with the ``lax.conv_general_dilated`` signature
+(:mod:`jconv.kernels.general_dilated`): einsum kernels (:mod:`jconv.kernels.einsum_conv`) and
+kernels built from ``lax`` convs (:mod:`jconv.kernels.lax_conv`)."""
 
-from jconv.kernels.einsum_conv import (hybrid_conv_general_dilated, patch_conv_general_dilated,
+from jconv.kernels.general_dilated import (hybrid_conv_general_dilated, patch_conv_general_dilated,
                                        shift_conv_general_dilated, split_conv_general_dilated)
 
 __all__ = ["hybrid_conv_general_dilated", "patch_conv_general_dilated",

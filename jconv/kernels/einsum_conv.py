@@ -1,6 +1,6 @@
 """Convolution kernels written with ``jnp.einsum`` over shifted windows and patches.
 
-Four algorithms, all channels-last at their core:
+Two algorithms, channels-last at their core:
 
 * **shift** — for every kernel tap ``t`` take the strided window of the padded input
   that the tap sees, ``x[:, t*d : t*d + (H'-1)*s + 1 : s]`` of shape ``(N, H', W', C)``,
@@ -8,18 +8,11 @@ Four algorithms, all channels-last at their core:
   (one input map per group) is a broadcast multiply, not a matmul.
 * **patches** — stack the same windows into ``(N, H', W', T, C)`` (``T = kh*kw``) and
   contract taps and channels in one einsum (im2col).
-* **hybrid** — ``lax`` forward and input gradient; the weight gradient by the shift
-  algorithm (:func:`jconv.kernels.combine.differentiated_by`).
-* **split** — one ungrouped ``lax`` convolution per group on the group's slice of maps
-  and filters, concatenated: XLA's CPU grouped convolution (``feature_group_count > 1``)
-  is a slow path, its dense convolution is not.
 
-``shift_conv_general_dilated``, ``patch_conv_general_dilated``,
-``split_conv_general_dilated`` and ``hybrid_conv_general_dilated`` expose exactly the
-``lax.conv_general_dilated`` signature, so ``flax.nnx.Conv(...,
-conv_general_dilated=shift_conv_general_dilated)`` runs on them.
+The transposed conv by scatter (one strided placement per tap) is here too. The kernels
+built from ``lax`` convs (``split``, ``hybrid``) are in :mod:`jconv.kernels.lax_conv`; every
+kernel with ``lax.conv_general_dilated``'s signature in :mod:`jconv.kernels.general_dilated`.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -213,50 +206,6 @@ def patch_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precis
     return y.reshape(*y.shape[:-2], k)  # (N, *S', K)
 
 
-def split_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
-               preferred_element_type=None):
-    """Channels-last grouped conv as ``groups`` dense ``lax`` convs, one per group."""
-    dnums = channels_last_dnums(x.ndim - 2)
-    xs = jnp.split(x, groups, axis=-1)  # G x (N, *S, C/G)
-    ws = jnp.split(w, groups, axis=-1)  # G x (*k, C/G, K/G)
-    ys = [lax.conv_general_dilated(xg, wg, stride, pads, lhs_dilation=lhs_dilation,
-                                   rhs_dilation=dilation, dimension_numbers=dnums,
-                                   precision=precision,
-                                   preferred_element_type=preferred_element_type)
-          for xg, wg in zip(xs, ws)]
-    return ys[0] if groups == 1 else jnp.concatenate(ys, axis=-1)  # (N, *S', K)
-
-
-def _lax_conv(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
-              preferred_element_type):
-    return lax.conv_general_dilated(x, w, stride, pads, lhs_dilation=lhs_dilation,
-                                    rhs_dilation=dilation,
-                                    dimension_numbers=channels_last_dnums(x.ndim - 2),
-                                    feature_group_count=groups, precision=precision,
-                                    preferred_element_type=preferred_element_type)
-
-
-def _bound(core, stride, pads, dilation, groups, lhs_dilation, precision,
-           preferred_element_type):
-    """``core`` as a function of ``(x, w)`` alone."""
-    return lambda x, w: core(x, w, stride, pads, dilation, groups, lhs_dilation, precision,
-                             preferred_element_type)
-
-
-def hybrid_conv(x, w, stride, pads, dilation, groups=1, lhs_dilation=None, precision=None,
-                preferred_element_type=None):
-    """Channels-last grouped conv: ``lax`` forward, the weight gradient by shifted windows.
-
-    The tangent's ``w`` term is :func:`shift_conv`, so reverse mode computes the weight
-    gradient as one strided slice and ``(N*H'*W', C) x (N*H'*W', K)`` contraction per tap
-    instead of XLA's CPU weight-gradient convolution, a slow path for 1×1 and ``k×1``
-    kernels (about 6x and 2.5x slower). Forward and input gradient stay ``lax``.
-    """
-    static = (stride, pads, dilation, groups, lhs_dilation, precision, preferred_element_type)
-    lax_conv = _bound(_lax_conv, *static)
-    return differentiated_by(lax_conv, lax_conv, _bound(shift_conv, *static))(x, w)
-
-
 def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=None, *,
                            full=False):
     """Channels-last transposed conv as a sum of strided placements, one per tap.
@@ -298,63 +247,6 @@ def scatter_transpose_conv(x, w, stride, crops, dilation, groups=1, precision=No
     if out is None:
         out = jnp.zeros((x.shape[0], *outs, w.shape[-1]), x.dtype)
     return pad_and_dilate(out, [(-lo, -hi) for lo, hi in uncropped]) if full else out
-
-
-def _to_channels_last(lhs, rhs, dimension_numbers):
-    dnums = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    lhs_spec, rhs_spec, out_spec = dnums
-    x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # (N, *S, C)
-    w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # (*k, I, O)
-    # Output axis j of the channels-last result lands at position order[j].
-    order = (out_spec[0], *out_spec[2:], out_spec[1])
-    inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
-    return x, w, inverse
-
-
-def _lax_signature(core):
-    def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                             rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                             batch_group_count=1, precision=None, preferred_element_type=None,
-                             out_sharding=None):
-        if batch_group_count != 1:
-            raise NotImplementedError(
-                f"{core.__name__}: batch_group_count={batch_group_count}; only 1 is supported")
-        if out_sharding is not None:
-            raise NotImplementedError(
-                f"{core.__name__}: out_sharding={out_sharding!r}; only None is supported")
-        x, w, inverse = _to_channels_last(lhs, rhs, dimension_numbers)
-        nd = x.ndim - 2
-        lhs_dilation = tuple(lhs_dilation or (1,) * nd)
-        rhs_dilation = tuple(rhs_dilation or (1,) * nd)
-        if isinstance(padding, str):
-            if any(d != 1 for d in lhs_dilation):
-                raise ValueError(f"{core.__name__}: string padding={padding!r} with "
-                                 f"lhs_dilation={lhs_dilation}; give explicit (low, high) pairs")
-            extents = list(map(extent, w.shape[:-2], rhs_dilation))
-            padding = lax.padtype_to_pads(x.shape[1:-1], extents, window_strides, padding)
-        y = core(x, w, tuple(window_strides), tuple(map(tuple, padding)), rhs_dilation,
-                 feature_group_count, lhs_dilation, precision, preferred_element_type)
-        return jnp.transpose(y, inverse)
-
-    conv_general_dilated.__name__ = f"{core.__name__}_general_dilated"
-    conv_general_dilated.__qualname__ = conv_general_dilated.__name__
-    conv_general_dilated.__doc__ = (
-        f"``lax.conv_general_dilated`` computed by :func:`{core.__name__}`.\n\n"
-        "Same arguments and result as ``jax.lax.conv_general_dilated``;\n"
-        "``batch_group_count`` must be 1 and ``out_sharding`` None.\n\n"
-        ">>> import jax.numpy as jnp\n"
-        ">>> from jax import lax\n"
-        ">>> x, w = jnp.ones((1, 2, 5, 5)), jnp.ones((3, 2, 3, 3))  # NCHW, OIHW\n"
-        f">>> y = {core.__name__}_general_dilated(x, w, (1, 1), 'SAME')\n"
-        ">>> bool(jnp.allclose(y, lax.conv_general_dilated(x, w, (1, 1), 'SAME')))\n"
-        "True\n")
-    return conv_general_dilated
-
-
-shift_conv_general_dilated = _lax_signature(shift_conv)
-patch_conv_general_dilated = _lax_signature(patch_conv)
-split_conv_general_dilated = _lax_signature(split_conv)
-hybrid_conv_general_dilated = _lax_signature(hybrid_conv)
 
 
 def einsum_letters(n: int) -> str:

@@ -15,8 +15,8 @@ import jax
 from jax import lax
 
 from jconv import onednn
-from jconv.kernels.einsum_conv import (channels_last_dnums, hybrid_conv, patch_conv, shift_conv,
-                                       split_conv)
+from jconv.kernels.einsum_conv import channels_last_dnums, patch_conv, shift_conv
+from jconv.kernels.lax_conv import hybrid_conv, split_conv
 from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops._args import Window
 
