@@ -240,7 +240,7 @@ def test_read_only_workdir(files, capsys):
 def test_debug_shows_the_traceback(files, capsys, monkeypatch):
     argv = ["run", QC, "--config.repeats=0"]
     code, err = call(["--debug", *argv], capsys)
-    assert code == 2 and "Traceback" in err and "jconv.runner.ConfigError" in err
+    assert code == 2 and "Traceback" in err and "jconv.errors.ConfigError" in err
     assert err.strip().splitlines()[-1].startswith("jconv run: error: ")
     monkeypatch.setenv("JCONV_DEBUG", "1")
     code, err = call(argv, capsys)

@@ -142,6 +142,7 @@ def test_timed_network_equals_the_vmapped_network(smoke_config, variant):
     assert_close(model.timed_network(variant, params, x, impls), model.network(variant, params, x))
 
 
+@pytest.mark.slow
 def test_smoke_run_gives_every_row_a_verdict_and_every_point(smoke_config, tmp_path):
     result = quadratic_cost.run(smoke_config, tmp_path)
     rows = result["rows"]
