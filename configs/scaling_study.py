@@ -62,10 +62,10 @@ def get_config(arg=None):
     config.data_dir = ""
     config.in_channels = 0  # 0: the data's own
     config.num_classes = 10  # procedural only
-    config.difficulty = 0.5  # procedural only
+    config.difficulty = 0.3  # procedural only
     # procedural only: the share of labels (train and test) that name another class, a known
     # irreducible error for the laws' floors to recover (0: none).
-    config.label_noise = 0.0
+    config.label_noise = 0.1
     config.validation_size = 64 if smoke else 2000  # procedural only
     config.test_size = 64 if smoke else 5000  # procedural only
     config.render_workers = 2
