@@ -83,6 +83,14 @@ def test_partly_memory_bound():
     _, verdict = _verdict(_timings(lambda k: 1e-6 * k**1.5), bytes_slope=1.0,
                           intensity=[2.0, 3.0, 4.0], balance=15.0)
     assert verdict.code == "partly_memory_bound"
+    # intensity crossing the balance: memory-bound at the narrow end, compute-bound at the wide
+    _, verdict = _verdict(_timings(lambda k: 1e-6 * k**1.3), bytes_slope=1.0,
+                          intensity=[9.0, 15.0, 27.0], balance=14.5)
+    assert verdict.code == "partly_memory_bound" and "crosses the machine balance" in verdict.text
+    # above the balance throughout: not memory-bound, the efficiency verdict
+    _, verdict = _verdict(_timings(lambda k: 1e-6 * k**1.3), bytes_slope=1.0,
+                          intensity=[48.0, 90.0, 135.0], balance=14.5)
+    assert verdict.code == "efficiency"
 
 
 def test_no_interval_without_repeats_and_no_fit_without_widths():

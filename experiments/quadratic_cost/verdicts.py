@@ -17,7 +17,9 @@ the fit through the medians.
    (FLOPs per byte) is below the machine balance (peak GFLOP/s per GB/s, both measured) over
    the fitted widths or part of them; the achieved GB/s are shown.
 6. ``overhead``: the time per image does not grow with k: a fixed cost dominates.
-7. ``partly_memory_bound``: between the bytes' slope and the FLOPs', intensity below balance.
+7. ``partly_memory_bound``: between the bytes' slope and the FLOPs', the intensity below the
+   balance, or crossing it within the fitted widths (memory-bound at the narrow end, compute-bound
+   at the wide end: the roofline's time lies between the two).
 8. ``efficiency``: none of these; the GFLOP/s achieved changes with k, and the text says
    by how much (the time slope is the FLOP slope minus the slope of GFLOP/s).
 """
@@ -191,12 +193,17 @@ def verdict(fit: Fit | None, flop_slope: float, *, kernel_flop_slope: float | No
         return Verdict("overhead", f"overhead: time per image does not grow with k (slope "
                                    f"{fit.slope:.2f}); a fixed cost per image dominates"
                                    + (f" ({rate})" if rate else ""))
-    if (bytes_slope is not None and low_intensity
+    crossing = (intensity is not None and balance is not None and not low_intensity
+                and min(intensity) < balance)
+    if (bytes_slope is not None and (low_intensity or crossing)
             and min(bytes_slope, flop_slope) < fit.slope < max(bytes_slope, flop_slope)):
+        why = memory if low_intensity else (
+            f"arithmetic intensity {_range(intensity, '.1f')} FLOP/B crosses the machine balance "
+            f"{balance:.1f} FLOP/B: below it time follows the bytes, above it the FLOPs")
         return Verdict("partly_memory_bound", "partly memory-bound: slope between the bytes' "
                                               f"({bytes_slope:.2f}) and the FLOPs' "
                                               f"({flop_slope:.2f}); " + "; ".join(
-                                                  t for t in (memory, rate) if t))
+                                                  t for t in (why, rate) if t))
     gflop_slope = flop_slope - fit.slope
     direction = "fall" if gflop_slope < 0 else "rise"
     held = (f"; arithmetic intensity {_range(intensity, '.1f')} FLOP/B"
