@@ -34,41 +34,6 @@ from jconv.data.errors import DataError
 from jconv.runner import ConfigError, Store, progress, setting_error
 
 
-def make_config(model: str, *, input_size: int, smoke_input_size: int, arg=None):
-    """The scaling config of ``model`` (``configs/scaling_<model>.py``); ``arg="smoke"`` shrinks it."""
-    import ml_collections
-
-    if arg not in (None, "smoke"):
-        raise ValueError(f"arg={arg!r}; expected None or 'smoke'")
-    smoke = arg == "smoke"
-    config = ml_collections.ConfigDict()
-    config.model = model
-    config.dataset = "digits"
-    config.data_dir = ""
-    config.input_size = smoke_input_size if smoke else input_size
-    config.in_channels = 0
-    config.train_size = 256 if smoke else 0
-    config.test_size = 64 if smoke else 0
-    config.data_workers = 0
-    config.variants = (("standard",) if smoke else
-                       ("standard", "grouped", "per_map", "shared_filter", "separable"))
-    # GoogLeNet compiles for half a minute a width: its smoke run trains one.
-    config.widths = (((0.125,) if model == "googlenet" else (0.125, 0.25)) if smoke
-                     else (0.25, 0.5, 1.0))
-    config.steps = 2 if smoke else 150
-    config.batch_size = 8 if smoke else 32
-    config.learning_rate = 1e-3
-    config.optimizer = "adam"
-    config.schedule = "constant"
-    config.warmup_steps = 0
-    config.log_every = 1 if smoke else 10
-    config.checkpoint_every = 0 if smoke else 50
-    config.seed = 0
-    config.dtype = "float32"
-    config.lock()
-    return config
-
-
 def train_config(config) -> train.TrainConfig:
     """The :class:`jconv.train.TrainConfig` of a scaling config's training fields."""
     return train.TrainConfig(
