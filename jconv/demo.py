@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jconv
-from jconv import onednn
-from jconv.measure import median_seconds, xla_flops
+from jconv.measure import counting, median_seconds, xla_flops
 
 KERNEL = 5  # layer 2's filters are KERNEL×KERNEL
 REPEATS = 5  # timed calls per variant; the table shows their median
@@ -132,7 +131,7 @@ def random_kernels(seed: int, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arr
 def measure(variant: Variant, x, weights: Sequence, repeats: int = REPEATS) -> dict:
     """One table row: compiles ``variant`` on ``x``, counts and times it."""
     compiled = jax.jit(variant.call).lower(x, *weights).compile()
-    with onednn.disabled():  # XLA counts nothing inside oneDNN's calls: count XLA's kernels
+    with counting():  # XLA counts nothing inside oneDNN's calls: count XLA's kernels
         counted = jax.jit(lambda *a: variant.call(*a)).lower(x, *weights).compile()
     y = compiled(x, *weights)
     shape = tuple(y.shape)

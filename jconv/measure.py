@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -21,6 +22,19 @@ import time
 from collections.abc import Callable
 
 import jax
+
+
+@contextlib.contextmanager
+def counting():
+    """Functions traced inside are traced for XLA's FLOP count: with oneDNN off
+    (:func:`jconv.onednn.disabled`: XLA sees nothing inside oneDNN's calls, and XLA's kernels
+    have the same FLOPs) and lax's NaN masks left out (:func:`jconv.kernels.lax_nans.left_out`:
+    they run only where a weight is not finite, but XLA counts every branch of a ``cond``)."""
+    from jconv import onednn  # noqa: PLC0415
+    from jconv.kernels import lax_nans  # noqa: PLC0415
+
+    with onednn.disabled(), lax_nans.left_out():
+        yield
 
 
 def xla_flops(compiled) -> int | None:

@@ -162,16 +162,17 @@ def test_vmap_over_kernels_is_one_wider_call(groups, in_axes):
 
 
 def test_disabled_context_lets_xla_count_the_flops():
-    """XLA's cost analysis sees nothing inside oneDNN's calls; ``onednn.disabled()`` traces
-    the same call with XLA's kernels, whose count is the cost model's."""
-    from jconv import onednn
-    from jconv.measure import xla_flops
+    """XLA's cost analysis sees nothing inside oneDNN's calls; ``measure.counting()`` traces
+    the same call with XLA's kernels (oneDNN off), whose count is the cost model's."""
+    from jconv.kernels import lax_nans
+    from jconv.measure import counting, xla_flops
     shapes = (2, 8, 8, 4), (3, 3, 4, 8)
     args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
     fn = lambda x, w: jconv.conv(x, w, padding="VALID")
     assert jconv.which_impl("conv", *shapes, padding="VALID").impl == "onednn"
-    opaque = xla_flops(jax.jit(fn).lower(*args).compile())
-    with onednn.disabled():
+    with lax_nans.left_out():  # the kernel alone, without the NaN masks' cond
+        opaque = xla_flops(jax.jit(fn).lower(*args).compile())
+    with counting():
         impl = jconv.which_impl("conv", *shapes, padding="VALID").impl
         counted = xla_flops(jax.jit(lambda *a: fn(*a)).lower(*args).compile())  # not cached
     assert impl != "onednn"

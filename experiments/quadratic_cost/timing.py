@@ -23,8 +23,7 @@ import numpy as np
 
 import jconv
 from experiments.quadratic_cost import model
-from jconv import onednn
-from jconv.measure import blocking, interleaved, xla_flops
+from jconv.measure import blocking, counting, interleaved, xla_flops
 
 PASSES = {"fwd": "forward", "fwd_bwd": "forward+backward"}
 PASS_FLOPS = {"fwd": 1, "fwd_bwd": 3}
@@ -92,7 +91,7 @@ def counted_flops(variant: str, k1: int, k2: int, impls: dict, config) -> int | 
     params = {name: jax.ShapeDtypeStruct(shape, jnp.float32)
               for name, shape in model.weight_shapes(variant, k1, k2, config).items()}
     x = jax.ShapeDtypeStruct((1, config.height, config.width, 1), jnp.float32)
-    with onednn.disabled():
+    with counting():
         fn = jax.jit(lambda p, x: model.network(variant, p, x, impls))
         return xla_flops(fn.lower(params, x).compile())
 

@@ -41,9 +41,11 @@ def xla_cost(op: str, *shapes_, impl: str = "lax", dtype="float32", **kwargs) ->
         full = [next(it) if is_a else a for a, is_a in zip(args, is_array)]
         return fn(*full, impl=impl, **kwargs)
 
+    from jconv.kernels import lax_nans  # noqa: PLC0415
     from jconv.measure import xla_flops  # noqa: PLC0415
 
-    flops = xla_flops(jax.jit(call).lower(*arrays).compile())
+    with lax_nans.left_out():  # the kernel's FLOPs, without the masks of non-finite weights
+        flops = xla_flops(jax.jit(call).lower(*arrays).compile())
     return None if flops is None else float(flops)
 
 

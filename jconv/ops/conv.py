@@ -15,15 +15,23 @@ import jax
 from jax import lax
 
 from jconv import onednn
+from jconv.kernels import lax_nans
 from jconv.kernels.einsum_conv import channels_last_dnums, patch_conv, shift_conv
 from jconv.kernels.lax_conv import hybrid_conv, split_conv
+from jconv.kernels.lax_nans import conv_like_lax
 from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops._args import Window
 
 
-@functools.partial(jax.jit, static_argnames=("window", "groups", "mode", "impl", "precision"))
-def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precision=None):
-    """Channels-last grouped conv of a resolved ``window``; the engine of every conv op."""
+@functools.partial(jax.jit, static_argnames=("window", "groups", "mode", "impl", "precision", "like_lax"))
+def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precision=None,
+             like_lax: bool = True):
+    """Channels-last grouped conv of a resolved ``window``; the engine of every conv op.
+
+    Every ``impl`` puts NaN where lax's conv has it from a non-finite weight meeting lax's
+    zeros (:func:`jconv.kernels.lax_nans.conv_like_lax`); ``like_lax=False`` leaves that to
+    a caller whose lax form is another conv, or out (:func:`jconv.kernels.lax_nans.left_out`).
+    """
     x, pads = padding.apply_mode(x, window.pads, mode)
     if impl == "lax":
         return lax.conv_general_dilated(
@@ -32,14 +40,16 @@ def run_conv(x, w, *, window: Window, groups: int, mode: str, impl: str, precisi
             precision=precision)
     core = {"shift": shift_conv, "patches": patch_conv, "split": split_conv,
             "hybrid": hybrid_conv, "onednn": onednn.conv}[impl]
-    return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
+    if not like_lax:
+        return core(x, w, window.stride, pads, window.dilation, groups, precision=precision)
+    return conv_like_lax(core, x, w, window.stride, pads, window.dilation, groups, precision=precision)
 
 
 def _run(op, x, w, plan: shapes.Plan, impl, precision):
     """Resolves ``impl`` for ``plan`` and runs the conv under the ``op[impl]`` scope."""
     with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
         return run_conv(x, w, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
-                        impl=impl, precision=precision)
+                        impl=impl, precision=precision, like_lax=lax_nans.enabled())
 
 
 def conv(x, w, stride=1, padding="SAME", dilation=1, groups=1, *, padding_mode="zeros",
@@ -198,13 +208,14 @@ def separable_conv(x, w_depthwise, w_pointwise, stride=1, padding="SAME", dilati
                                  dilation=dilation, padding_mode=padding_mode)
     nd = x.ndim - 2
     with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
+        like_lax = lax_nans.enabled()
         y = run_conv(x, wd, window=plan.window, groups=plan.groups, mode=plan.padding_mode,
-                     impl=impl, precision=precision)
+                     impl=impl, precision=precision, like_lax=like_lax)
         pointwise = shapes.pointwise_conv(y.shape, wp.shape)
         pointwise_impl = {"patches": "shift"}.get(impl, impl)  # one tap: patches == shift
         return run_conv(y, wp.reshape((1,) * nd + wp.shape),  # (1, 1, C*M, K)
                         window=pointwise.window, groups=1, mode="zeros", impl=pointwise_impl,
-                        precision=precision)
+                        precision=precision, like_lax=like_lax)
 
 
 def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation=1, *,
@@ -253,7 +264,7 @@ def spatially_separable_conv(x, ws: Sequence, stride=1, padding="SAME", dilation
         for a, w in enumerate(ws):
             stage = win.stage(a, x.shape[1:-1])
             x = run_conv(x, w, window=stage, groups=1, mode=plan.padding_mode, impl=impl,
-                         precision=precision)
+                         precision=precision, like_lax=lax_nans.enabled())
     return x
 
 

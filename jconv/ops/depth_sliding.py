@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 
+from jconv.kernels import lax_nans
 from jconv.kernels.combine import differentiated_by
+from jconv.kernels.lax_nans import lax_masks, with_masks
 from jconv.kernels.window import Window
 from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops.conv import run_conv
@@ -33,8 +36,19 @@ def _depth_taps_conv(x, w, *, window: Window, mode: str, precision=None):
     spatial = Window(*(field[1:] for field in (window.in_sizes, window.kernel, window.stride,
                                                window.dilation, window.pads, window.out_sizes)))
     y = run_conv(taps, jnp.moveaxis(w, 0, -2), window=spatial, groups=1, mode=mode,
-                 impl="onednn", precision=precision)  # (N*D', *S', K)
+                 impl="onednn", precision=precision, like_lax=False)  # (N*D', *S', K)
     return y.reshape(n, depth, *y.shape[1:])  # (N, D', *S', K)
+
+
+def _like_lax_taps_conv(volume, w, plan: shapes.Plan, precision):
+    """:func:`_depth_taps_conv` of ``volume`` ``(N, C, H, W, 1)``, with the NaNs that lax's 3-D
+    conv of it gets from its zeros (:func:`jconv.kernels.lax_nans.lax_masks`)."""
+    volume, pads = padding.apply_mode(volume, plan.window.pads, plan.padding_mode)
+    win = dataclasses.replace(plan.window, in_sizes=volume.shape[1:-1], pads=pads)
+    masks = (lax_masks(w[..., None, :], volume.shape[1:-1], win.stride, pads, win.dilation)
+             if lax_nans.enabled() else None)
+    return with_masks(lambda v: _depth_taps_conv(jnp.moveaxis(v[..., 0], 1, -1), w, window=win,
+                                                 mode="zeros", precision=precision), volume, masks)
 
 
 def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_mode="zeros",
@@ -87,12 +101,12 @@ def depth_sliding_conv(x, w, stride=1, padding="VALID", dilation=1, *, padding_m
     plan = shapes.depth_sliding_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
     with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
-        if impl == "onednn":
-            return _depth_taps_conv(x, w, window=plan.window, mode=plan.padding_mode,
-                                    precision=precision)
         volume = jnp.moveaxis(x, -1, 1)[..., None]  # (N, C, H, W, 1)
+        if impl == "onednn":
+            return _like_lax_taps_conv(volume, w, plan, precision)
         forms = {name: functools.partial(run_conv, window=plan.window, groups=1,
-                                         mode=plan.padding_mode, impl=name, precision=precision)
+                                         mode=plan.padding_mode, impl=name, precision=precision,
+                                         like_lax=lax_nans.enabled())
                  for name in ("lax", "shift")}
         conv = (differentiated_by(forms["shift"], forms["lax"], forms["lax"])
                 if impl == "shift_fwd" else forms[impl])

@@ -13,13 +13,17 @@ After a first layer has produced ``C`` maps, a second layer of ``K`` filters of 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from jconv.kernels import lax_nans
 from jconv.kernels.combine import differentiated_by
-from jconv.kernels.einsum_conv import pad_and_dilate, shifted_windows
+from jconv.kernels.einsum_conv import channels_last_dnums, pad_and_dilate, shifted_windows
+from jconv.kernels.lax_nans import lax_masks, nan_where, with_masks
 from jconv.ops import _args, dispatch, padding, registry, shapes
 from jconv.ops.conv import run_conv
 
@@ -57,18 +61,40 @@ def _per_map_onednn(x, w, plan, precision):
     tiled = jnp.broadcast_to(w[..., None, None, :], (*w.shape[:-1], 1, c, k))  # (*k, 1, C, K)
     tiled = tiled.reshape(*w.shape[:-1], 1, c * k)  # (*k, 1, C*K): filter k at c*K + k
     return run_conv(x, tiled, window=plan.window, groups=c, mode=plan.padding_mode,
-                    impl="onednn", precision=precision)  # (N, *S', C*K)
+                    impl="onednn", precision=precision, like_lax=False)  # (N, *S', C*K)
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
-def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+def _like_lax_per_map(form, x, w, plan, like_lax: bool):
+    """``form(x)`` with the NaNs that lax's one-map convs get from their zeros
+    (:func:`jconv.kernels.lax_nans.lax_masks`): each map's masks, tiled over the maps.
+    """
+    if not like_lax:
+        return form(x, w, plan)
+    win = plan.window
+    if plan.padding_mode != "zeros":  # no padding zeros: the masks of the padded maps
+        x, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+        plan = dataclasses.replace(plan, padding_mode="zeros", window=dataclasses.replace(
+            win, in_sizes=x.shape[1:-1], pads=pads))
+    masks = lax_masks(w[..., None, :], x.shape[1:-1], win.stride, plan.window.pads, win.dilation)
+    if masks is not None:
+        masks = (jnp.tile(masks[0], x.shape[-1]), masks[1])  # filter k at c*K + k; any map
+    return with_masks(lambda x: form(x, w, plan), x, masks)
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision", "like_lax"))
+def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None, like_lax: bool = True):
+    if impl == "lax":
+        return _per_map_lax(x, w, plan, precision)
     if impl == "onednn":
-        return _per_map_onednn(x, w, plan, precision)
-    lax_form, shift_form = (functools.partial(f, plan=plan, precision=precision)
-                            for f in (_per_map_lax, _per_map_shift))
-    if impl == "shift_fwd":
-        return differentiated_by(shift_form, lax_form, lax_form)(x, w)
-    return {"lax": lax_form, "shift": shift_form}[impl](x, w)
+        return _like_lax_per_map(functools.partial(_per_map_onednn, precision=precision), x, w, plan,
+                                 like_lax)
+
+    def shift_form(x, w, plan):
+        forms = (functools.partial(f, plan=plan, precision=precision)
+                 for f in (_per_map_shift, _per_map_lax))
+        shift, lax_form = forms
+        return differentiated_by(shift, lax_form, lax_form)(x, w) if impl == "shift_fwd" else shift(x, w)
+    return _like_lax_per_map(shift_form, x, w, plan, like_lax)
 
 
 def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -108,7 +134,7 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
     plan = shapes.per_map_conv(x.shape, w.shape, stride=stride, padding=padding,
                                dilation=dilation, padding_mode=padding_mode)
     with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
-        return _per_map(x, w, plan=plan, impl=impl, precision=precision)
+        return _per_map(x, w, plan=plan, impl=impl, precision=precision, like_lax=lax_nans.enabled())
 
 
 def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="zeros",
@@ -142,11 +168,12 @@ def shared_filter_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mo
     plan = shapes.shared_filter_conv(x.shape, w.shape, stride=stride, padding=padding,
                                      dilation=dilation, padding_mode=padding_mode)
     with dispatch.chosen(op, impl, plan, x.shape) as impl:
-        return _shared_filter(x, w, plan=plan, impl=impl, precision=precision)
+        return _shared_filter(x, w, plan=plan, impl=impl, precision=precision,
+                              like_lax=lax_nans.enabled())
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
-def _shared_filter(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision", "like_lax"))
+def _shared_filter(x, w, *, plan: shapes.Plan, impl: str, precision=None, like_lax: bool = True):
     c = x.shape[-1]
     if impl == "lax":
         w3 = jnp.broadcast_to(w[..., None, :], (*w.shape[:-1], c, w.shape[-1]))  # (kh, kw, C, K)
@@ -155,7 +182,28 @@ def _shared_filter(x, w, *, plan: shapes.Plan, impl: str, precision=None):
     total = jnp.sum(x, axis=-1, keepdims=True)  # (N, H, W, 1)
     # The one-map conv of the sum is a per-map conv of one map: shifted windows forward,
     # lax gradients (a one-channel shift conv's weight gradient is a slow reduction on CPU).
-    return _per_map(total, w, plan=plan, impl="shift_fwd", precision=precision)
+    y = _per_map(total, w, plan=plan, impl="shift_fwd", precision=precision, like_lax=like_lax)
+    if not like_lax:
+        return y
+    off = jnp.zeros(y.shape, bool)
+    return nan_where(y, lax.cond(jnp.any(~jnp.isfinite(w)),
+                                 functools.partial(_unsummable, plan=plan), lambda x, w: off, x, w))
+
+
+def _unsummable(x, w, plan):
+    """Where lax's sum over the maps of ``x · w`` is NaN and ``(Σ x) · w`` is not.
+
+    With an infinite weight at tap ``t``, lax forms ``x[c] · inf`` for every map ``c`` at
+    that tap's pixel, and their sum is NaN where one is 0 or NaN, or where the signs differ;
+    summing the maps first gives a signed infinity there; ``(N, *S', K)`` booleans.
+    """
+    mixed = (jnp.any((x == 0) | jnp.isnan(x), axis=-1, keepdims=True)
+             | (jnp.any(x > 0, axis=-1, keepdims=True) & jnp.any(x < 0, axis=-1, keepdims=True)))
+    win = plan.window
+    mixed, pads = padding.apply_mode(mixed.astype(jnp.float32), win.pads, plan.padding_mode)
+    bad = (~jnp.isfinite(w)).astype(jnp.float32)[..., None, :]  # (*k, 1, K)
+    return lax.conv_general_dilated(mixed, bad, win.stride, pads, rhs_dilation=win.dilation,
+                                    dimension_numbers=channels_last_dnums(x.ndim - 2)) > 0
 
 
 _X = (2, 9, 9, 3)

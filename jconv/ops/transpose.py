@@ -10,7 +10,9 @@ from jax import lax
 
 from jconv import onednn
 from jconv.kernels.combine import differentiated_by
+from jconv.kernels import lax_nans
 from jconv.kernels.einsum_conv import channels_last_dnums, scatter_transpose_conv
+from jconv.kernels.lax_nans import lax_masks, with_masks
 from jconv.kernels.phase_transpose import phase_transpose_conv
 from jconv.ops import _args, dispatch, registry, shapes
 
@@ -68,12 +70,22 @@ _KERNELS = {
 }
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision"))
-def _conv_transpose(x, w, *, plan: shapes.Plan, impl: str, precision=None):
+@functools.partial(jax.jit, static_argnames=("plan", "impl", "precision", "like_lax"))
+def _conv_transpose(x, w, *, plan: shapes.Plan, impl: str, precision=None, like_lax: bool = True):
     win = plan.window  # the forward conv whose input-VJP this is
     kernels = [functools.partial(k, win=win, groups=plan.groups, precision=precision)
                for k in _KERNELS[impl]]
-    return differentiated_by(*kernels)(x, w) if len(kernels) > 1 else kernels[0](x, w)
+    run = differentiated_by(*kernels) if len(kernels) > 1 else kernels[0]
+    if impl == "lax" or not like_lax:
+        return run(x, w)
+    # lax's NaNs from its zeros: this op is the input gradient of the forward conv ``win``,
+    # whose kernel has the maps and filters swapped, and its input gradient is that conv.
+    *k, cg, out = w.shape
+    groups = plan.groups
+    w_forward = jnp.swapaxes(w.reshape(*k, cg, groups, out // groups), -1, -3)  # (*k, K/G, G, C/G)
+    masks = lax_masks(w_forward.reshape(*k, out // groups, cg * groups), win.in_sizes,
+                      win.stride, win.pads, win.dilation, groups)
+    return with_masks(lambda x: run(x, w), x, masks and masks[::-1])
 
 
 def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, groups=1, *,
@@ -142,7 +154,8 @@ def conv_transpose(x, w, stride=1, padding=0, output_padding=0, dilation=1, grou
     plan = shapes.conv_transpose(x.shape, w.shape, stride=stride, padding=padding,
                                  output_padding=output_padding, dilation=dilation, groups=groups)
     with dispatch.chosen(op, impl, plan, x.shape, x.dtype) as impl:
-        return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision)
+        return _conv_transpose(x, w, plan=plan, impl=impl, precision=precision,
+                               like_lax=lax_nans.enabled())
 
 
 registry.register(registry.OpSpec(

@@ -110,15 +110,14 @@ def init_state(model, config, placement, num_classes, traces):
 def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int | None:
     """XLA's FLOP count of one compiled train step of ``model`` on a batch of ``config.batch_size``.
 
-    The step is traced with oneDNN off (:func:`jconv.onednn.disabled`), so XLA sees the
-    convolutions it would otherwise hand to oneDNN; the count covers the forward and backward
+    The step is traced for counting (:func:`jconv.measure.counting`: oneDNN off, so XLA sees the
+    convolutions it would otherwise hand to oneDNN, and no NaN masks); the count covers the forward and backward
     passes, the loss and the optimizer update, on one device. None where XLA does not count.
     """
-    from jconv import onednn
-    from jconv.measure import xla_flops
+    from jconv.measure import counting, xla_flops
 
     placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
-    with onednn.disabled():
+    with counting():
         state, _, train_step, _ = init_state(model, config, placement, num_classes,
                                               {"train_step": 0, "eval_step": 0})
         args = (jax.ShapeDtypeStruct(placement.batch_shape, jnp.float32),
