@@ -7,9 +7,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from jconv import data
 from jconv.data import pipeline
+from jconv.data.sources import ArraySource as TakingSource
 
-N = 20  # not a multiple of the batch sizes below: global steps span epoch ends
+N = 20  # not a multiple of 8: the ragged end of an epoch is dropped
 
 
 @dataclasses.dataclass
@@ -60,12 +62,36 @@ def assert_batches_equal(a, b):
 
 
 @pytest.mark.parametrize("augment", [None, "cifar", "folder"])
-def test_batch_shapes_dtypes_ranges(augment):
-    batch = next(train(make_source(), augment=augment))
-    assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.float32
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_batch_shapes_dtypes_ranges(augment, dtype):
+    source = make_source()
+    source.images = source.images.astype(dtype)
+    batch = next(train(source, augment=augment))
+    assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == dtype
     assert batch["label"].shape == (8,) and batch["label"].dtype == np.int32
-    assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+    assert 0 <= batch["image"].min() and batch["image"].max() <= 255
     assert set(batch["label"].tolist()) <= set(range(N))
+
+
+def test_steps_follow_batch_indices_and_drop_the_ragged_end():
+    src = make_source()
+    labels = [b["label"] for b in take(train(src, batch_size=8, seed=3, augment=None), 6)]
+    want = [row for epoch in range(3) for row in data.batch_indices(N, 8, seed=3, epoch=epoch)]
+    np.testing.assert_array_equal(np.stack(labels), np.stack(want))  # labels name the examples
+
+
+def test_a_source_that_takes_batches_gives_the_batches_read_item_by_item():
+    src = make_source()
+    taking = TakingSource(src.images, np.arange(N), num_classes=N, name="a", value_range=None)
+    for augment in (None, "cifar"):
+        assert_batches_equal(take(train(taking, augment=augment), 5), take(train(src, augment=augment), 5))
+    assert_batches_equal(list(pipeline.eval_iterator(taking, batch_size=8, process_index=0, process_count=1)),
+                         list(pipeline.eval_iterator(src, batch_size=8, process_index=0, process_count=1)))
+
+
+def test_an_iterator_from_a_later_step_continues_one_from_the_start():
+    src = make_source()
+    assert_batches_equal(take(train(src, start=5), 4), take(train(src), 9)[5:])
 
 
 def test_same_seed_same_batches_other_seed_differs():
@@ -76,7 +102,7 @@ def test_same_seed_same_batches_other_seed_differs():
 
 
 def test_each_epoch_is_a_permutation_and_epochs_differ():
-    src = make_source()
+    src = make_source()  # batch 4 divides N: nothing dropped
     labels = np.concatenate([b["label"] for b in take(train(src, batch_size=4), 3 * N // 4)])
     epochs = labels.reshape(3, N)  # (epochs, N)
     for epoch in epochs:
@@ -206,6 +232,8 @@ def test_eval_counts_every_example_once(count):
     ({"seed": -1}, "seed must be an int >= 0, got -1"),
     ({"augment": "mnist"}, "augment must be None or one of \\['cifar', 'folder'\\], got 'mnist'"),
     ({"worker_count": -1}, "worker_count must be an int >= 0, got -1"),
+    ({"start": -1}, "start must be an int >= 0, got -1"),
+    ({"batch_size": 24}, "batch_size 24 is larger than the 20 examples"),
 ])
 def test_bad_arguments_name_argument_value_and_expected(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -213,7 +241,7 @@ def test_bad_arguments_name_argument_value_and_expected(kwargs, match):
 
 
 def test_bad_source_is_named():
-    with pytest.raises(ValueError, match=r"source\[0\] image must be a uint8 \(H, W, C\) array, got float32"):
-        train(ArraySource(np.zeros((4, 8, 8, 3), np.float32)))
+    with pytest.raises(ValueError, match=r"source\[0\] image must be a uint8 or float32 \(H, W, C\) array, got float64"):
+        train(ArraySource(np.zeros((4, 8, 8, 3), np.float64)))
     with pytest.raises(ValueError, match="len\\(source\\)=0"):
         pipeline.eval_iterator(make_source(n=0), batch_size=4, process_index=0, process_count=1)

@@ -1,20 +1,21 @@
-"""Training and evaluation batches streamed with grain, checkpointable with orbax.
+"""Training and evaluation batches streamed with grain: every kind of data, one path.
 
 A *source* is a grain ``RandomAccessDataSource``: ``len(source)`` and ``source[i] -> (image,
-label)``, the image a uint8 ``(H, W, C)`` NumPy array and the label an int.
+label)``, the image a uint8 or float32 ``(H, W, C)`` NumPy array and the label an int. A source
+may also have ``take(indices) -> (images, labels)``, a whole batch at once (arrays in memory:
+:class:`jconv.data.sources.ArraySource`); otherwise batches are read item by item.
 
-:func:`train_iterator` yields ``{"image": float32 (B, H, W, C) in [0, 1], "label": int32 (B,)}``
-forever, where ``B = batch_size // process_count`` is this process's part of the global batch.
-How it is built, in grain terms::
+:func:`train_iterator` yields ``{"image": (B, H, W, C) in the source's dtype, "label": int32
+(B,)}`` forever, where ``B = batch_size // process_count`` is this process's part of the global
+batch. Global step ``t`` is batch ``t mod E`` of epoch ``t // E`` of
+:func:`jconv.data.batch_indices` (``E = len(source) // batch_size`` steps per epoch: a
+permutation of ``(seed, epoch)``, the ragged end dropped), so a batch is a pure function of
+``(seed, t)``: a process reads only its own rows, worker processes change nothing, and a run
+resumed at step ``t`` starts its iterator there (``start=t``). In grain terms::
 
-    MapDataset.source(source).shuffle(seed=s).repeat()   # the global stream, epoch after epoch
-      .random_map(augment-and-scale, seed=a)             # RNG = f(a, position in the stream)
-      .batch(B)[process_index::process_count]            # global step t: stream rows [tG, (t+1)G)
-      .to_iter_dataset(ReadOptions(...)).mp_prefetch(...)
-
-Every element is a pure function of ``(seed, position in the global stream)``, so a process reads
-only its own rows, worker processes change nothing, and the iterator's state is one integer
-per process (plus worker bookkeeping when ``worker_count > 0``).
+    MapDataset.range(E).repeat()                       # global steps
+      .map_with_index(rows of batch t, augmented)      # RNG = f(seed, t, row)
+      [start:].to_iter_dataset(ReadOptions(...)).mp_prefetch(...)
 
 :func:`eval_iterator` goes over a split once, the last batch padded and masked.
 :func:`save_args` / :func:`restore_args` put an iterator into an ``ocp.CheckpointManager`` step
@@ -25,7 +26,7 @@ beside the model (``ocp.args.Composite``); :func:`save` / :func:`restore` write 
 >>> it = train_iterator(src, batch_size=4, seed=0, process_index=0, process_count=1)
 >>> batch = next(it)
 >>> batch["image"].shape, batch["image"].dtype, batch["label"].dtype
-((4, 4, 4, 1), dtype('float32'), dtype('int32'))
+((4, 4, 4, 1), dtype('uint8'), dtype('int32'))
 """
 
 from __future__ import annotations
@@ -119,13 +120,6 @@ AUGMENTATIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]
 }
 
 
-def _example(element, rng=None, *, augment=None):
-    image, label = element
-    if augment is not None:
-        image = augment(image, rng)
-    return {"image": np.asarray(image, np.float32) / 255, "label": np.int32(label)}
-
-
 def _check_int(name, value, low, high=None):
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
     if not ok or (high is not None and value >= high):
@@ -153,10 +147,57 @@ def _check_source(source):
     if len(source) == 0:
         raise ValueError(f"source must hold at least one example, got len(source)=0 ({source!r})")
     image, _ = source[0]
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.uint8):
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype in (np.uint8, np.float32)):
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"source[0] image must be a uint8 (H, W, C) array, got {got}")
+        raise ValueError(f"source[0] image must be a uint8 or float32 (H, W, C) array, got {got}")
     return image
+
+
+def _epoch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """:func:`jconv.data.batch_indices` of one epoch, the last two epochs kept per process."""
+    return _cached_order(n, batch_size, seed, epoch)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_order(n, batch_size, seed, epoch):
+    from jconv.data import batch_indices
+
+    return batch_indices(n, batch_size, seed=seed, epoch=epoch)
+
+
+def _take(source, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (B, H, W, C), labels (B,))`` of ``source`` at ``idx``: its ``take`` where it has
+    one (arrays in memory: one gather), else item by item."""
+    take = getattr(source, "take", None)
+    if take is not None:
+        return take(idx)
+    items = [source[int(i)] for i in idx]
+    return np.stack([image for image, _ in items]), np.array([label for _, label in items])
+
+
+def _train_batch(step, _, *, source, batch_size, seed, rows, augment, augment_seed):
+    """This process's ``rows`` of global batch ``step`` (module docstring)."""
+    epoch, i = divmod(step, len(source) // batch_size)
+    idx = _epoch_order(len(source), batch_size, seed, epoch)[i, rows[0]:rows[1]]
+    images, labels = _take(source, idx)
+    if augment is not None:
+        images = np.stack([augment(image, np.random.default_rng([augment_seed, step, row]))
+                           for row, image in zip(range(*rows), images)])
+    return {"image": images, "label": labels.astype(np.int32)}
+
+
+def _eval_batch(b, _, *, source, batch_size, rows, blank):
+    """This process's ``rows`` of evaluation batch ``b``, past the end padded (``blank``: a
+    ``(0, H, W, C)`` array of the images' dtype) and masked."""
+    n = len(source)
+    idx = np.arange(b * batch_size + rows[0], b * batch_size + rows[1])
+    real = idx[idx < n]
+    images, labels = _take(source, real) if len(real) else (blank, np.zeros(0, np.int32))
+    pad = len(idx) - len(real)
+    if pad:
+        images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+        labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+    return {"image": images, "label": labels.astype(np.int32), "mask": idx < n}
 
 
 def _make_worker_flag_readable():
@@ -181,30 +222,28 @@ def _iterate(ds, worker_count, prefetch):
 
 def train_iterator(source, *, batch_size: int, seed: int, augment: str | None = None,
                    process_index: int | None = None, process_count: int | None = None,
-                   worker_count: int = 0, prefetch: int = 2) -> grain.DatasetIterator:
-    """Endless shuffled, augmented training batches: this process's rows of each global batch.
+                   worker_count: int = 0, prefetch: int = 2, start: int = 0) -> grain.DatasetIterator:
+    """Endless shuffled, augmented training batches from step ``start``: this process's rows of
+    each global batch.
 
-    The global stream is epoch 0's permutation of the source, then epoch 1's, and so on; epoch
-    ``e`` is grain's index shuffle with seed ``s + e`` (``s`` derived from ``seed``), so an epoch
-    holds every example exactly once. Global step ``t`` is stream positions ``[t G, (t + 1) G)``
-    with ``G = batch_size``; process ``p`` yields rows ``[p B, (p + 1) B)`` of it, ``B = G /
-    process_count``. No example is dropped: when ``G`` does not divide ``len(source)`` a step
-    spans the end of one epoch and the start of the next. Augmentation draws from grain's
-    per-element RNG, seeded by ``seed`` and the stream position.
+    Global step ``t`` is batch ``t mod E`` of epoch ``t // E`` of
+    :func:`jconv.data.batch_indices` with ``seed`` (``E = len(source) // batch_size``; every
+    epoch has its own permutation and holds each example at most once, the ragged end dropped);
+    process ``p`` yields rows ``[p B, (p + 1) B)`` of it, ``B = batch_size / process_count``.
+    Augmentation draws from ``np.random.default_rng([a, t, row])``, ``a`` derived from ``seed``.
 
     Invariant, for one ``seed``, ``batch_size``, ``augment`` and source: the global batch of
     each step (the processes' batches concatenated in process order) is the same array, rows,
     augmentations and order, for every ``process_count`` dividing ``batch_size``, every
-    ``worker_count`` and every ``prefetch``; a restored iterator continues it exactly. Not
-    invariant: which rows a process gets (they depend on ``process_count``); anything under
-    another ``batch_size`` (steps regroup the same stream), another ``seed`` or another source
-    length (the shuffle and the RNG depend on both); a saved state restored with another
-    ``worker_count`` or process count.
+    ``worker_count``, every ``prefetch`` and every ``start`` (an iterator from ``start = t``
+    continues one from 0 exactly). Not invariant: which rows a process gets (they depend on
+    ``process_count``); anything under another ``batch_size``, ``seed`` or source length.
 
     Args:
-      source: random-access source of ``(uint8 (H, W, C), int)`` pairs.
-      batch_size: global batch size ``G``, a multiple of ``process_count``.
-      seed: non-negative int; the shuffle and augmentation seeds are derived from it.
+      source: random-access source of ``(uint8 or float32 (H, W, C), int)`` pairs (module
+        docstring).
+      batch_size: global batch size ``G``, a multiple of ``process_count``, at most ``len(source)``.
+      seed: non-negative int; the shuffle and the augmentation seed come from it.
       augment: ``None``, ``"cifar"`` (:func:`cifar_augment`) or ``"folder"``
         (:func:`folder_augment`).
       process_index: this process, in ``[0, process_count)``; with ``process_count``, or both
@@ -212,37 +251,30 @@ def train_iterator(source, *, batch_size: int, seed: int, augment: str | None = 
       process_count: number of processes sharing each global batch.
       worker_count: grain worker processes preparing batches (0: threads in this process).
       prefetch: batches prepared ahead, per process and per worker.
+      start: the first global step.
 
     Returns:
-      A grain ``DatasetIterator`` of ``{"image": float32 (B, H, W, C) in [0, 1], "label": int32
-      (B,)}``, with ``get_state``/``set_state``.
+      A grain ``DatasetIterator`` of ``{"image": (B, H, W, C) in the source's dtype, "label":
+      int32 (B,)}``, with ``get_state``/``set_state``.
 
     Raises:
-      ValueError: an argument is out of range, or ``source[0]`` is not a uint8 ``(H, W, C)``
-        image.
+      ValueError: an argument is out of range, or ``source[0]`` is not a uint8 or float32
+        ``(H, W, C)`` image.
     """
     index, count, local = _shard(batch_size, process_index, process_count)
     _check_int("seed", seed, 0)
+    _check_int("start", start, 0)
     if augment is not None and augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
     _check_source(source)
-    shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat()
-    if augment is None:
-        ds = ds.map(_example)
-    else:
-        ds = ds.random_map(functools.partial(_example, augment=AUGMENTATIONS[augment]),
-                           seed=augment_seed)
-    ds = ds.batch(local)[index::count]
-    return _iterate(ds, worker_count, prefetch)
-
-
-def _padded_example(i, *, source, n, blank):
-    if i < n:
-        image, label = source[i]
-        return {"image": np.asarray(image, np.float32) / 255, "label": np.int32(label),
-                "mask": np.True_}
-    return {"image": blank, "label": np.int32(0), "mask": np.False_}
+    if len(source) < batch_size:
+        raise ValueError(f"batch_size {batch_size} is larger than the {len(source)} examples of {source!r}")
+    augment_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    batch = functools.partial(_train_batch, source=source, batch_size=batch_size, seed=seed,
+                              rows=(index * local, (index + 1) * local),
+                              augment=AUGMENTATIONS.get(augment), augment_seed=augment_seed)
+    ds = grain.MapDataset.range(len(source) // batch_size).repeat().map_with_index(batch)
+    return _iterate(ds[start:] if start else ds, worker_count, prefetch)
 
 
 def eval_iterator(source, *, batch_size: int, process_index: int | None = None,
@@ -257,7 +289,7 @@ def eval_iterator(source, *, batch_size: int, process_index: int | None = None,
     examples exactly once.
 
     Args:
-      source: random-access source of ``(uint8 (H, W, C), int)`` pairs.
+      source: as in :func:`train_iterator`.
       batch_size: global batch size ``G``, a multiple of ``process_count``.
       process_index: as in :func:`train_iterator`.
       process_count: as in :func:`train_iterator`.
@@ -265,19 +297,18 @@ def eval_iterator(source, *, batch_size: int, process_index: int | None = None,
       prefetch: as in :func:`train_iterator`.
 
     Returns:
-      A grain ``DatasetIterator`` of ``{"image": float32 (B, H, W, C) in [0, 1], "label": int32
+      A grain ``DatasetIterator`` of ``{"image": (B, H, W, C) in the source's dtype, "label": int32
       (B,), "mask": bool (B,)}``.
 
     Raises:
       ValueError: as :func:`train_iterator`.
     """
     index, count, local = _shard(batch_size, process_index, process_count)
-    blank = np.zeros(_check_source(source).shape, np.float32)  # (H, W, C)
-    n = len(source)
-    padded = -(-n // batch_size) * batch_size
-    ds = grain.MapDataset.range(padded).map(
-        functools.partial(_padded_example, source=source, n=n, blank=blank))
-    ds = ds.batch(local)[index::count]
+    image = _check_source(source)
+    batch = functools.partial(_eval_batch, source=source, batch_size=batch_size,
+                              rows=(index * local, (index + 1) * local),
+                              blank=np.zeros((0, *image.shape), image.dtype))
+    ds = grain.MapDataset.range(-(-len(source) // batch_size)).map_with_index(batch)
     return _iterate(ds, worker_count, prefetch)
 
 

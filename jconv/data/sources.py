@@ -64,33 +64,42 @@ class Selection(NamedTuple):
 
 
 class ArraySource:
-    """In-memory ``(N, H, W, C)`` float images and ``(N,)`` labels as a uint8 source.
+    """In-memory ``(N, H, W, C)`` images and ``(N,)`` labels as a source.
 
-    ``source[i]`` is ``(q[i], int(labels[i]))`` with ``q = clip(round(255 (images - lo) / (hi -
-    lo)), 0, 255)`` as uint8, computed once.
+    With ``value_range=None`` the images are kept as they are (uint8 or float32); with ``(lo,
+    hi)``, float images become uint8 ``q = clip(round(255 (images - lo) / (hi - lo)), 0, 255)``,
+    computed once. ``source[i]`` is ``(images[i], int(labels[i]))`` and ``take(idx)`` a whole
+    batch, ``(images[idx], labels[idx])``, in one gather (:mod:`jconv.data.pipeline`).
 
     Args:
-      images: ``(N, H, W, C)`` float images.
+      images: ``(N, H, W, C)`` images.
       labels: ``(N,)`` integer labels in ``[0, num_classes)``.
       num_classes: number of classes.
       name: the data set's name.
-      value_range: ``(lo, hi)`` mapped to 0 and 255, ``lo < hi``.
+      value_range: ``(lo, hi)`` mapped to 0 and 255, ``lo < hi``; or None.
+
+    >>> src = ArraySource(np.zeros((5, 2, 2, 1), np.float32), np.arange(5) % 2, num_classes=2,
+    ...                   name="zeros", value_range=None)
+    >>> images, labels = src.take(np.array([4, 0]))
+    >>> images.shape, images.dtype, labels.tolist()
+    ((2, 2, 2, 1), dtype('float32'), [0, 0])
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, num_classes: int, name: str,
-                 value_range: tuple[float, float] = (0.0, 1.0)):
+                 value_range: tuple[float, float] | None = (0.0, 1.0)):
         images = np.asarray(images)
         if images.ndim != 4:
             raise ValueError(f"images must be (N, H, W, C), got shape {images.shape}")
         if len(labels) != len(images):
             raise ValueError(f"labels must have one entry per image: {len(labels)} vs {len(images)}")
-        lo, hi = (float(v) for v in value_range)
-        if not lo < hi:
-            raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}")
-        scaled = (images.astype(np.float32) - np.float32(lo)) * np.float32(255 / (hi - lo))
-        self.images = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)  # (N, H, W, C)
-        self.labels = np.asarray(labels, np.int64)
-        self.num_classes, self.name, self.value_range = int(num_classes), name, (lo, hi)
+        if value_range is not None:
+            lo, hi = (float(v) for v in value_range)
+            if not lo < hi:
+                raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}")
+            scaled = (images.astype(np.float32) - np.float32(lo)) * np.float32(255 / (hi - lo))
+            images, value_range = np.clip(np.rint(scaled), 0, 255).astype(np.uint8), (lo, hi)
+        self.images, self.labels = images, np.asarray(labels)  # (N, H, W, C), (N,)
+        self.num_classes, self.name, self.value_range = int(num_classes), name, value_range
         self.class_names = tuple(str(k) for k in range(self.num_classes))
         self.image_shape = tuple(self.images.shape[1:])
 
@@ -100,6 +109,10 @@ class ArraySource:
     def __getitem__(self, index) -> tuple[np.ndarray, int]:
         index = operator.index(index)
         return self.images[index], int(self.labels[index])
+
+    def take(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(images[indices], labels[indices])``."""
+        return self.images[indices], self.labels[indices]
 
     def __repr__(self):
         return f"ArraySource({self.name!r}, size={len(self)}, image_shape={self.image_shape})"

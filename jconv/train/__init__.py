@@ -47,14 +47,15 @@ exactly that on one host too. Orbax writes one checkpoint from all hosts, so ``w
 a file system every host sees. ``jconv launch`` (:mod:`jconv.launch`) runs the same path with
 several processes on one machine; ``tests/test_multiprocess.py`` checks it against one process.
 
-Data in memory or streamed
---------------------------
-``dataset`` is either a :class:`jconv.data.Dataset` (arrays in memory; batches are
-:func:`jconv.data.batch_indices` of seed and epoch, the ragged end of an epoch dropped) or a pair
+Data: one path
+--------------
+``dataset`` is either a :class:`jconv.data.Dataset` (arrays in memory) or a pair
 ``(train_source, test_source)`` of grain sources, optionally with the augmentation name as a third
-item, as :func:`jconv.data.open_dataset` returns. Sources are streamed by
-:func:`jconv.data.pipeline.train_iterator` (this process's rows of each global batch, shuffled by
-seed and epoch, augmented) and evaluated once over the whole test split by
+item, as :func:`jconv.data.open_dataset` returns. Both become one
+:class:`jconv.train.data.TrainData` of two sources (a ``Dataset``'s arrays as they are, uint8 or
+float32), read by one path: :func:`jconv.data.pipeline.train_iterator` (this process's rows of
+each global batch: :func:`jconv.data.batch_indices` of seed and epoch, the ragged end of an epoch
+dropped, augmented) and, once over the whole test split,
 :func:`jconv.data.pipeline.eval_iterator` (last batch padded and masked). ``data_workers`` sets
 grain's worker processes.
 
@@ -63,8 +64,8 @@ Checkpoints and resume
 Orbax ``CheckpointManager`` under ``workdir/checkpoints``: every ``checkpoint_every`` steps and at
 the end. A checkpoint holds parameters, the rest of the model state (BatchNorm statistics, RNG
 keys and counts), the optimizer state, the step and the data position (epoch, batch in epoch; the
-batch order is a pure function of seed and epoch), and for streamed data the grain iterator's
-state, in the same orbax step (``ocp.args.Composite``). Running again in the same ``workdir`` resumes
+batch order is a pure function of seed and epoch, so the data need no state of their own), in
+the same orbax step (``ocp.args.Composite``). Running again in the same ``workdir`` resumes
 from the latest checkpoint and ends with the same parameters, bit for bit, as a run that was never
 interrupted. A non-finite loss (or non-finite parameters after an update) raises
 :class:`NonFiniteLossError` naming the step and the loss; parameters are checked before every

@@ -2,10 +2,9 @@
 
 A checkpoint is a composite of two items: ``state``, the :class:`TrainState` as a dict (typed PRNG
 keys stored as their uint32 key data), and ``meta``, JSON with the step, the loss, the seed, the
-batch size, the kind of data (``"memory"`` or ``"grain"``) and the data position (epoch, batch in
-epoch, steps per epoch). A run on grain sources adds a third item, ``data``: the train iterator's
-state (:func:`jconv.data.pipeline.save_args`), so a resumed run reads exactly the batches an
-uninterrupted one would.
+batch size and the data position (epoch, batch in epoch, steps per epoch). The data need no state
+of their own: batch ``t`` is a pure function of the seed and ``t`` (:mod:`jconv.data.pipeline`),
+so a resumed run reads exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from jconv.data import pipeline
 from jconv.train.config import TrainConfig
 
 
@@ -52,7 +50,7 @@ def make_manager(workdir: Path, max_to_keep: int) -> ocp.CheckpointManager:
 
 
 def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConfig,
-            workdir: Path, iterator=None, start_from: tuple[Path, int] | None = None
+            workdir: Path, start_from: tuple[Path, int] | None = None
             ) -> tuple[TrainState, int, float] | None:
     """The latest checkpoint as ``(state, step, loss)``, or None if there is none.
 
@@ -62,18 +60,16 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
         and key types.
       config: the run's config; its seed and batch size must match the checkpoint's.
       workdir: named in the error.
-      iterator: the grain train iterator of a streamed run, set in place to the saved state; None
-        for data in memory.
       start_from: ``(other_workdir, step)``: where ``manager`` holds no checkpoint, checkpoint
         ``step`` of the run in ``other_workdir`` (a branch of that run starts there).
 
     Raises:
-      ValueError: the checkpoint is from a run with another seed or batch size, or with data of
-        the other kind (in memory vs streamed); ``start_from`` names a missing checkpoint.
+      ValueError: the checkpoint is from a run with another seed or batch size; ``start_from``
+        names a missing checkpoint.
     """
     latest = manager.latest_step()
     if latest is not None:
-        return _restore(manager, latest, state, config, workdir, iterator)
+        return _restore(manager, latest, state, config, workdir)
     if start_from is None:
         return None
     other, step = Path(start_from[0]).resolve(), int(start_from[1])
@@ -83,12 +79,12 @@ def restore(manager: ocp.CheckpointManager, state: TrainState, config: TrainConf
         if step not in source.all_steps():
             raise ValueError(f"start_from: {other / 'checkpoints'} has no checkpoint of step {step} "
                              f"(it has {sorted(source.all_steps())})")
-        return _restore(source, step, state, config, other, iterator)
+        return _restore(source, step, state, config, other)
     finally:
         source.close()
 
 
-def _restore(manager, step, state, config, workdir, iterator):
+def _restore(manager, step, state, config, workdir):
     template = state._asdict()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -96,32 +92,18 @@ def _restore(manager, step, state, config, workdir, iterator):
         if meta[key] != getattr(config, key):
             raise ValueError(f"{workdir} holds a run with {key}={meta[key]}, this config has "
                              f"{key}={getattr(config, key)}; use another workdir")
-    kind = _kind(iterator)
-    if meta.get("data", "memory") != kind:
-        raise ValueError(f"{workdir} holds a run on data={meta.get('data', 'memory')!r}, this run has "
-                         f"data={kind!r}; use another workdir")
-    items = {"state": ocp.args.StandardRestore(abstract)}
-    if iterator is not None:
-        items["data"] = pipeline.restore_args(iterator)
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return TrainState(**_from_saveable(restored["state"], template)), int(meta["step"]), meta["loss"]
 
 
 def save(manager: ocp.CheckpointManager, step: int, loss: float | None, state: TrainState,
-         config: TrainConfig, steps_per_epoch: int, iterator=None) -> None:
-    """Saves ``state`` (and the grain ``iterator``'s state, if given) as the checkpoint of ``step``."""
+         config: TrainConfig, steps_per_epoch: int) -> None:
+    """Saves ``state`` as the checkpoint of ``step``."""
     meta = {"step": step, "loss": loss, "seed": config.seed, "batch_size": config.batch_size,
             "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
             "steps_per_epoch": steps_per_epoch}
-    items = {"state": ocp.args.StandardSave(_to_saveable(state._asdict()))}
-    if iterator is not None:
-        meta["data"] = "grain"
-        items["data"] = pipeline.save_args(iterator)
-    manager.save(step, force=True, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **items))
-
-
-def _kind(iterator) -> str:
-    return "memory" if iterator is None else "grain"
+    manager.save(step, force=True, args=ocp.args.Composite(
+        meta=ocp.args.JsonSave(meta), state=ocp.args.StandardSave(_to_saveable(state._asdict()))))
 
 
 def describe_latest(manager: ocp.CheckpointManager, workdir: Path) -> str:

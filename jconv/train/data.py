@@ -1,29 +1,29 @@
 """Training data for :mod:`jconv.train`: batches in seed/epoch order, placed on a data-parallel mesh.
 
 The mesh is 1-D, ``Mesh(devices, ("batch",))``: batches are sharded along their first axis
-(``P("batch")``), everything else is replicated (``P()``). Each process takes the rows its own
-devices hold and builds the global batch with ``jax.make_array_from_process_local_data``, so the
-same code runs on one host or many.
+(``P("batch")``), everything else is replicated (``P()``). Each process reads only the rows its
+own devices hold and builds the global batch with ``jax.make_array_from_process_local_data``, so
+the same code runs on one host or many.
 
-Two kinds of data feed a run, behind one interface (``n_train``, ``n_test``, ``image_shape``,
-``num_classes``, ``iterator``, ``train_batches``, ``eval_batches``): :class:`InMemory`, a
-:class:`jconv.data.Dataset` whose full host batches are sliced to this process's rows, and
-:class:`Streamed`, a pair of grain sources read by :mod:`jconv.data.pipeline`, whose iterators
-yield only this process's rows and whose train iterator is checkpointed with the model.
+Whatever :func:`jconv.train.train` is given reaches it as one :class:`TrainData`: a pair of
+sources, read by :mod:`jconv.data.pipeline` (one batching path: batch ``t`` is a pure function
+of the seed and ``t``, so a resumed run starts its iterator at its step). :func:`as_data` makes
+it: a :class:`jconv.data.Dataset` becomes two :class:`jconv.data.sources.ArraySource` of its arrays as
+they are; ``(train, test[, augment])`` sources (``jconv.data.open_dataset``'s result) are taken
+as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jconv.data import Dataset, batch_indices
-from jconv.data import pipeline
+from jconv.data import Dataset, pipeline
+from jconv.data.sources import ArraySource
 
 
 def check_dataset(dataset: Dataset) -> None:
@@ -47,39 +47,6 @@ def check_dataset(dataset: Dataset) -> None:
             raise ValueError(f"dataset {dataset.name!r}: {split} labels must be integers, got {labels.dtype}")
         if labels.size and not 0 <= labels.min() <= labels.max() < dataset.num_classes:
             raise ValueError(f"dataset {dataset.name!r}: {split} labels outside [0, {dataset.num_classes})")
-
-
-def train_batches(dataset: Dataset, batch_size: int, seed: int, start: int, stop: int,
-                  steps_per_epoch: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(step, x, y)`` for steps ``start`` to ``stop``, with int32 labels.
-
-    The batch order is a pure function of seed and epoch (:func:`jconv.data.batch_indices`), so a
-    resumed run sees the same batches as one that was never interrupted.
-    """
-    epoch_cache = (None, None)
-    for step in range(start, stop):
-        epoch, i = divmod(step, steps_per_epoch)
-        if epoch_cache[0] != epoch:
-            epoch_cache = (epoch, batch_indices(len(dataset.train_y), batch_size, seed=seed, epoch=epoch))
-        idx = epoch_cache[1][i]
-        yield step, dataset.train_x[idx], dataset.train_y[idx].astype(np.int32)
-
-
-def eval_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(x, y, weight)`` over the test split in batches of ``batch_size``, int32 labels.
-
-    The last batch is padded with zeros to ``batch_size``; ``weight`` is 1 on real rows, 0 on padding.
-    """
-    n_test = len(dataset.test_y)
-    for b0 in range(0, n_test, batch_size):
-        xb, yb = dataset.test_x[b0:b0 + batch_size], dataset.test_y[b0:b0 + batch_size].astype(np.int32)
-        m = len(yb)
-        weight = np.zeros(batch_size, np.float32)
-        weight[:m] = 1.0
-        if m < batch_size:
-            xb = np.concatenate([xb, np.zeros((batch_size - m, *xb.shape[1:]), xb.dtype)])
-            yb = np.concatenate([yb, np.zeros(batch_size - m, np.int32)])
-        yield xb, yb, weight
 
 
 def host_scalar(x) -> float:
@@ -129,21 +96,6 @@ class Placement:
             return jax.make_array_from_process_local_data(self.replicated, np.asarray(a), a.shape)
         return jax.tree.map(put, tree)
 
-    def _put(self, rows, b, x, y):
-        xs = jax.make_array_from_process_local_data(self.batch_sharding, x[rows[0]:rows[1]], (b, *x.shape[1:]))
-        ys = jax.make_array_from_process_local_data(self.batch_sharding, y[rows[0]:rows[1]], (b,))
-        return xs, ys
-
-    def train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
-        """The global training batch from the full host batch ``x, y``."""
-        return self._put(self._rows, self.batch_shape[0], x, y)
-
-    def eval_batch(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[jax.Array, ...]:
-        """The global evaluation batch ``(x, y, weight)`` from the full host batch."""
-        (lo, hi), b = self._eval_rows, self.eval_batch_size
-        xs, ys = self._put((lo, hi), b, x, y)
-        return xs, ys, jax.make_array_from_process_local_data(self.batch_sharding, weight[lo:hi], (b,))
-
     def _put_local(self, rows, b, arrays):
         lo, hi = rows
         if arrays[0].shape[0] != hi - lo:
@@ -161,40 +113,16 @@ class Placement:
         return self._put_local(self._eval_rows, self.eval_batch_size, (x, y, weight))
 
 
-class InMemory:
-    """A :class:`jconv.data.Dataset`: every process computes the global batch and takes its rows."""
-
-    iterator = None
-
-    def __init__(self, dataset: Dataset):
-        check_dataset(dataset)
-        self.dataset = dataset
-        self.n_train, self.n_test = len(dataset.train_y), len(dataset.test_y)
-        self.image_shape, self.num_classes = tuple(dataset.train_x.shape[1:]), dataset.num_classes
-
-    def train_batches(self, placement, config, start, stop, steps_per_epoch):
-        """``(step, x, y)`` placed on the mesh, for steps ``start`` to ``stop``."""
-        for step, x, y in train_batches(self.dataset, config.batch_size, config.seed, start, stop,
-                                        steps_per_epoch):
-            yield step, *placement.train_batch(x, y)
-
-    def eval_batches(self, placement):
-        """``(x, y, weight)`` placed on the mesh, over the test split."""
-        for xb, yb, weight in eval_batches(self.dataset, placement.eval_batch_size):
-            yield placement.eval_batch(xb, yb, weight)
-
-
-class Streamed:
-    """Train and test sources streamed by grain (:mod:`jconv.data.pipeline`).
-
-    Call :meth:`open` before training: it makes the train iterator (``self.iterator``), which a
-    checkpoint restore then moves to where the saved run stopped.
+class TrainData:
+    """A run's train and test sources, batched by :mod:`jconv.data.pipeline` (module docstring).
 
     Args:
-      train: a random-access source of ``(uint8 (H, W, C), int)``.
-      test: the same for the test split.
+      train: a random-access source of ``(uint8 or float32 (H, W, C), int)`` with
+        ``num_classes``.
+      test: the same for the test split (it may be empty).
       augment: ``None``, ``"cifar"`` or ``"folder"``.
-      workers: grain worker processes (0: threads of this process).
+      workers: grain worker processes (0: threads of this process; arrays in memory are copied
+        to each worker).
     """
 
     def __init__(self, train, test, augment: str | None = None, workers: int = 0):
@@ -206,21 +134,17 @@ class Streamed:
         if test_shape != self.image_shape:
             raise ValueError(f"train images {self.image_shape} vs test images {test_shape}")
         self.num_classes = int(train.num_classes)
-        self.iterator = None
 
-    def open(self, config) -> None:
-        """Makes the train iterator of ``config``'s batch size and seed."""
-        self.iterator = pipeline.train_iterator(self.train, batch_size=config.batch_size, seed=config.seed,
-                                                augment=self.augment, worker_count=self.workers)
-
-    def train_batches(self, placement, config, start, stop, steps_per_epoch):
-        """``(step, x, y)`` placed on the mesh: the iterator's next batch for each step."""
+    def train_batches(self, placement, config, start, stop):
+        """``(step, x, y)`` placed on the mesh, for steps ``start`` to ``stop``."""
+        iterator = pipeline.train_iterator(self.train, batch_size=config.batch_size, seed=config.seed,
+                                           augment=self.augment, worker_count=self.workers, start=start)
         for step in range(start, stop):
-            batch = next(self.iterator)
+            batch = next(iterator)
             yield step, *placement.local_train_batch(batch["image"], batch["label"])
 
     def eval_batches(self, placement):
-        """``(x, y, weight)`` placed on the mesh, once over the test split, padding masked out."""
+        """``(x, y, weight)`` placed on the mesh, once over the test split, padding weighted 0."""
         if not self.n_test:
             return
         for batch in pipeline.eval_iterator(self.test, batch_size=placement.eval_batch_size,
@@ -263,13 +187,21 @@ def layout(n_train: int, config) -> Layout:
     return Layout(n, eval_b, n_train // config.batch_size)
 
 
-def make_data(dataset, augment=None, workers=0):
-    """:class:`InMemory` for a ``Dataset``; :class:`Streamed` for ``(train, test[, augment])``."""
+def as_data(dataset, workers: int = 0) -> TrainData:
+    """The :class:`TrainData` of a :class:`jconv.data.Dataset` (checked by :func:`check_dataset`,
+    its arrays as they are) or of ``(train, test[, augment])`` sources.
+
+    Raises:
+      ValueError: a ``Dataset`` that cannot be trained on.
+      TypeError: anything else.
+    """
     if isinstance(dataset, Dataset):
-        return InMemory(dataset)
+        check_dataset(dataset)
+        return TrainData(*(ArraySource(x, y, num_classes=dataset.num_classes, name=dataset.name,
+                                       value_range=None)
+                           for x, y in ((dataset.train_x, dataset.train_y),
+                                        (dataset.test_x, dataset.test_y))), None, workers)
     if isinstance(dataset, (tuple, list)) and len(dataset) in (2, 3):
-        if len(dataset) == 3:
-            augment = dataset[2]
-        return Streamed(dataset[0], dataset[1], augment, workers)
+        return TrainData(*dataset, workers=workers)
     raise TypeError(f"dataset must be a jconv.data.Dataset or a (train, test[, augment]) pair of sources, "
                     f"got {type(dataset).__name__}")

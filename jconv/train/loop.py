@@ -21,7 +21,7 @@ from jconv.data import Dataset
 from jconv.train import checkpoint
 from jconv.train.checkpoint import TrainState
 from jconv.train.config import NonFiniteLossError, TrainConfig
-from jconv.train.data import Placement, host_scalar, layout, make_data
+from jconv.train.data import Placement, as_data, host_scalar, layout
 from jconv.train.log import Logger, Monitor
 from jconv.train.step import evaluated, init_state
 
@@ -56,7 +56,7 @@ def _run_steps(train_step, state, start, *, config, schedule, data, placement, s
     steps = jnp.arange(config.steps)
     rates = np.broadcast_to(np.asarray(schedule(steps), np.float32), steps.shape)
     try:
-        for step, x, y in data.train_batches(placement, config, start, config.steps, steps_per_epoch):
+        for step, x, y in data.train_batches(placement, config, start, config.steps):
             *new, loss, finite = train_step(*state, x, y, rates[step])
             state = TrainState(*new)
             done = step + 1
@@ -68,8 +68,7 @@ def _run_steps(train_step, state, start, *, config, schedule, data, placement, s
                 monitor.check_and_log(force_log=done == config.steps)
             if is_ckpt:
                 t = time.perf_counter()
-                checkpoint.save(manager, done, monitor.final_loss, state, config, steps_per_epoch,
-                                      data.iterator)
+                checkpoint.save(manager, done, monitor.final_loss, state, config, steps_per_epoch)
                 monitor.saved(time.perf_counter() - t)
         jax.block_until_ready(state.params)
         return state, time.perf_counter()
@@ -120,11 +119,11 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
 
     Raises:
       ValueError: bad config or data, batch size not a multiple of the device count, or a
-        ``workdir`` holding a run with another seed or batch size, or of the other kind of data.
+        ``workdir`` holding a run with another seed or batch size.
       TypeError: ``dataset`` is neither a ``Dataset`` nor a pair of sources.
       NonFiniteLossError: the loss or the parameters became NaN/inf.
     """
-    data = make_data(dataset, workers=config.data_workers)
+    data = as_data(dataset, workers=config.data_workers)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     plan = layout(data.n_train, config)
@@ -132,14 +131,12 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
                           data.image_shape)
     traces = {"train_step": 0, "eval_step": 0}
     state, schedule, train_step, eval_step = init_state(model, config, placement, data.num_classes, traces)
-    if hasattr(data, "open"):
-        data.open(config)
     _write_config(workdir, config)
     manager = checkpoint.make_manager(workdir, config.max_checkpoints)
     logger = Logger(workdir / "train_log.jsonl")
     try:
         state, start, final_loss = checkpoint.restore(
-            manager, state, config, workdir, data.iterator, start_from) or (state, 0, None)
+            manager, state, config, workdir, start_from) or (state, 0, None)
         monitor = Monitor(logger, config, schedule, plan.steps_per_epoch,
                           functools.partial(_nonfinite_error, manager, workdir), final_loss, progress)
         state, t_end = _run_steps(train_step, state, start, config=config, schedule=schedule, data=data,
