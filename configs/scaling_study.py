@@ -66,8 +66,8 @@ def get_config(arg=None):
     # procedural only: the share of labels (train and test) that name another class, a known
     # irreducible error for the laws' floors to recover (0: none).
     config.label_noise = 0.1
-    config.validation_size = 64 if smoke else 5000  # procedural only
-    config.test_size = 64 if smoke else 20000  # procedural only
+    config.validation_size = 64 if smoke else 2000  # procedural only
+    config.test_size = 64 if smoke else 5000  # procedural only
     config.render_workers = 2
     config.seed = 0
     config.data_workers = 0
