@@ -61,7 +61,7 @@ def test_scaling_smoke_on_a_cifar_folder_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "w" / "table.md").read_text()
     assert "# alexnet on cifar10 67×67" in table and table.count("| standard | 0.") == 2
-    assert (tmp_path / "w" / "train" / "standard_w0.125" / "checkpoints" / "2" / "data").is_dir()
+    assert (tmp_path / "w" / "train" / "standard_w0.125" / "checkpoints" / "2" / "state").is_dir()
 
 
 @pytest.mark.slow  # end-to-end training run

@@ -8,17 +8,21 @@ through such a weight. Kernels that leave the zeros out (shifted windows, patche
 give a number there instead. :func:`conv_like_lax` puts lax's NaNs back, so every
 implementation propagates non-finite values exactly as ``lax`` does.
 
-Which positions get NaN depends on the weights' non-finite pattern and the window only, not
-on the data, so a probe finds them: ``lax`` itself, run on one image of ones with the weights
-mapped to ``0`` (finite) or ``+inf`` (not). Its interior products are ``1 * w`` (``0`` or
-``+inf``, never ``inf - inf``) and its zeros give ``0 * inf = NaN``, so the probe is NaN exactly
-where lax's own result is. The probe reduces the weights over the channels it may (one input
-map per group forward, one output map per group for the input gradient), so it costs about
-``1 / (N · C/G)`` of the conv, and it runs only when some weight is not finite (a
-``lax.cond``; under ``vmap`` a select that runs it always, still at that small cost).
+Which positions get NaN depends on the window and on where the weights are not finite, not
+on the data, so masks say where: a position and a tap meet one of lax's zeros where they do
+along any axis (:func:`_valid`), and a position is NaN where a tap with a non-finite weight
+meets a zero there, over the input maps of a filter's group (forward) or the filters of an input
+map's group (input gradient). XLA:CPU decides which zeros it multiplies: the forward pass and a
+stride-1 input gradient multiply the padding; a strided input gradient multiplies the inserted
+zeros and the padding when the conv is grouped or 3-D, and a dense 1-D or 2-D one skips them all
+(measured; ``tests/test_nonfinite.py`` checks every op against lax). The masks are computed only
+when some weight is not finite: a ``lax.cond`` whose branch computes them on the host
+(``jax.pure_callback``, one call for XLA to compile; under ``vmap`` a select that calls it
+every time). Where every weight is finite they cost one select on the output and one multiply
+on the input gradient.
 
 The data-dependent cases (an ``inf`` input times a zero weight, ``inf - inf`` in a sum) need no
-probe: every kernel forms those products as lax does.
+mask: every kernel forms those products as lax does.
 
 >>> import jax.numpy as jnp, numpy as np
 >>> from jconv.kernels.einsum_conv import shift_conv
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -118,38 +123,46 @@ def _valid(spatial, w_shape, stride, pads, dilation, input_gradient: bool) -> li
     return valid
 
 
-def _meets_zero(valid: list[np.ndarray], bad):
+def _meets_zero(valid: list[np.ndarray], bad: np.ndarray) -> np.ndarray:
     """``(*P, C)``: whether some tap with a ``bad`` ``(*k, C)`` entry meets a zero there.
 
-    Counts the bad taps that meet values, axis by axis (``Σ_t bad[t] Π_a valid_a``, exact in
-    float32), and compares with all the bad taps: ``(*P, C)`` memory, never ``(*P, *k)``.
+    Counts the bad taps that meet values, axis by axis (``Σ_t bad[t] Π_a valid_a``), and
+    compares with all the bad taps: ``(*P, C)`` memory, never ``(*P, *k)``.
     """
-    count = bad.astype(jnp.float32)  # (*k, C)
+    count = bad.astype(np.int64)  # (*k, C)
     for ok in valid:  # contract the leading tap axis, append its positions at the end
-        count = jnp.tensordot(count, jnp.asarray(ok, jnp.float32), axes=((0,), (1,)))
-    count = jnp.moveaxis(count, 0, -1)  # (*P, C)
-    total = jnp.sum(bad, axis=tuple(range(len(valid))), dtype=jnp.float32)  # (C,)
-    return count < total.reshape((1,) * len(valid) + total.shape)
+        count = np.tensordot(count, ok.astype(np.int64), axes=((0,), (1,)))
+    count = np.moveaxis(count, 0, -1)  # (*P, C)
+    return count < bad.sum(axis=tuple(range(len(valid))))
 
 
-def _masks(w, spatial, stride, pads, dilation, groups):
-    """``(forward, input_gradient)``: where lax's output and input gradient are NaN from its
-    zeros, shapes ``(1, *S', K)`` and ``(1, *S, C)`` (module docstring).
+def _masks(w: np.ndarray, spatial, stride, pads, dilation, groups) -> tuple[np.ndarray, np.ndarray]:
+    """``(forward, input_gradient)``, NumPy: where lax's output and input gradient are NaN from
+    its zeros, shapes ``(1, *S', K)`` and ``(1, *S, C)`` (module docstring).
     """
     *k, cg, out = w.shape
-    bad = ~jnp.isfinite(w)
+    bad = ~np.isfinite(w)
     # Forward: filter o has a bad weight at tap t, over its group's input maps.
     forward = _meets_zero(_valid(spatial, w.shape, stride, pads, dilation, False),
-                          jnp.any(bad, axis=-2))  # (*S', K)
+                          bad.any(axis=-2))  # (*S', K)
     # Input gradient: input map i has a bad weight at tap t, over its group's filters.
-    bad_i = jnp.any(bad.reshape(*k, cg, groups, out // groups), axis=-1)  # (*k, C/G, G)
-    bad_i = jnp.moveaxis(bad_i, -1, -2).reshape(*k, cg * groups)  # (*k, C)
+    bad_i = bad.reshape(*k, cg, groups, out // groups).any(axis=-1)  # (*k, C/G, G)
+    bad_i = np.moveaxis(bad_i, -1, -2).reshape(*k, cg * groups)  # (*k, C)
     if groups == 1 and len(k) <= 2 and any(s > 1 for s in stride):
         # XLA:CPU's strided dense 1-D and 2-D input gradient skips its zeros
-        backward = jnp.zeros((*spatial, cg * groups), bool)
+        backward = np.zeros((*spatial, cg * groups), bool)
     else:
         backward = _meets_zero(_valid(spatial, w.shape, stride, pads, dilation, True), bad_i)
     return forward[None], backward[None]
+
+
+def _host_masks(w, *, spatial, stride, pads, dilation, groups):
+    """:func:`_masks` of ``w``, or of each of a leading batch of weights (``vmap``)."""
+    w = np.asarray(w, np.float32)
+    lead = w.shape[:w.ndim - len(spatial) - 2]
+    out = [_masks(wb, spatial, stride, pads, dilation, groups)
+           for wb in w.reshape(-1, *w.shape[len(lead):])]
+    return tuple(np.stack([o[i] for o in out]).reshape(*lead, *out[0][i].shape) for i in range(2))
 
 
 def _no_zeros(w_shape, pads, stride) -> bool:
@@ -162,7 +175,7 @@ def lax_masks(w, spatial, stride, pads, dilation, groups=1):
     """Where lax's conv of ``(N, *spatial, C)`` by ``w`` (``(*k, C/G, K)``) has NaN from its zeros.
 
     Returns ``(forward, input_gradient)`` boolean masks of shapes ``(1, *S', K)`` and
-    ``(1, *S, C)``, all False unless some weight is not finite (then computed under a
+    ``(1, *S, C)``, all False unless some weight is not finite (then computed on the host, in a
     ``lax.cond``); or None where lax meets no zero (one tap, no padding, stride 1).
     """
     if _no_zeros(w.shape, pads, stride):
@@ -171,8 +184,13 @@ def lax_masks(w, spatial, stride, pads, dilation, groups=1):
            for n, k, st, p, d in zip(spatial, w.shape[:-2], stride, pads, dilation)]
     off = (jnp.zeros((1, *out, w.shape[-1]), bool),
            jnp.zeros((1, *spatial, w.shape[-2] * groups), bool))
+    w = lax.stop_gradient(w)  # the masks have no derivative
+    host = functools.partial(_host_masks, spatial=spatial, stride=stride, pads=pads,
+                             dilation=dilation, groups=groups)
+    shapes = tuple(jax.ShapeDtypeStruct(o.shape, bool) for o in off)
     return lax.cond(jnp.any(~jnp.isfinite(w)),
-                    lambda w: _masks(w, spatial, stride, pads, dilation, groups), lambda w: off, w)
+                    lambda w: jax.pure_callback(host, shapes, w, vmap_method="expand_dims"),
+                    lambda w: off, w)
 
 
 def with_masks(fn, x, masks):
