@@ -49,9 +49,12 @@ def get_config(arg=None):
     # Whole-model training steps, auto against lax: the papers' input sizes (0) at a small
     # batch; smoke: the smallest model, a quarter wide, at a reduced input size.
     config.models = ("alexnet",) if smoke else ("alexnet", "googlenet", "mobilenet_v1")
-    config.model_batch = 2 if smoke else 4
+    config.model_batch = 2 if smoke else 16
     config.model_input_size = 67 if smoke else 0  # 0: the paper's
     config.model_width = 0.25 if smoke else 1.0
     config.model_repeats = 1 if smoke else 3
+    # Where each step's time goes, from a profiler trace (categories of
+    # experiments/bench/breakdown.py), for these implementations.
+    config.model_breakdown = ("auto",)
     config.lock()
     return config

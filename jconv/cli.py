@@ -31,6 +31,8 @@ import os
 import sys
 import traceback
 
+from jconv.platform import keep_freed_memory
+
 
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (and exit status 2)."""
@@ -195,6 +197,7 @@ def main(argv=None) -> int:
     if "--" in argv:
         argv, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     debug = "--debug" in argv or os.environ.get("JCONV_DEBUG", "") not in ("", "0")
+    keep_freed_memory()  # large buffers reused, not faulted in again at every step
     args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
     try:
         return _command(parser, args, extra, command, debug)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import bench
-from experiments.bench import torch_ports
+from experiments.bench import breakdown, torch_ports
 from jconv import models, runner
 from jconv.models import alexnet
 from jconv.ops import registry
@@ -126,7 +126,13 @@ def test_nine_bfloat16_and_models_without_torch(tmp_path, monkeypatch):
     step = keys["model_tiny", "train_step", "auto"]
     assert step["images_per_s"] > 0 and step["finite"] and step["traces"] == 1
     assert step["compile_s"] > 0 and len(step["times_s"]) == 1
+    # The profiled step: its ops sorted by scope; the conv and the linear layer are there.
+    ms = step["breakdown_ms"]
+    assert "breakdown_ms" not in keys["model_tiny", "train_step", "lax"]
+    assert ms["conv forward"] > 0 and ms["conv backward"] > 0 and ms["linear"] > 0
+    assert ms["total"] == pytest.approx(sum(ms[c] for c in breakdown.CATEGORIES))
     table = (workdir / "table.md").read_text()
+    assert "### Where the training step's time goes" in table
     assert "PyTorch: skipped (PyTorch is not installed" in table
     assert "| vs_3x3_28 | 3×3 28² 128→128 | fwd |" in table and "| skipped |" in table
     assert "Native bfloat16 kernels: " in table
@@ -175,3 +181,48 @@ def test_targets_of_the_nine_and_the_models():
     assert "| 1/1 |" in lines["model training step: auto ≥ 2× lax"]
     assert "depthwise forward ≥ 1.5× PyTorch" not in lines  # the layer table's target only
     assert bench.ratios(rows[0]["times_ms"])["torch_over_onednn"] == 1.0
+
+
+@pytest.mark.parametrize("op_name, hlo_name, expected", [
+    ("jit(train_step)/jvp(Conv)/conv[onednn]/jit(run_conv)/ffi_call", "ffi_call.2", "conv forward"),
+    ("jit(train_step)/transpose(jvp(PointwiseConv))/pointwise_conv[shift]/jit(run_conv)",
+     "copy_bitcast_fusion.3", "copies and transposes"),
+    ("jit(train_step)/jvp(Conv)/conv[onednn]/jit(run_conv)/jit(_where)/select_n",
+     "broadcast_select_fusion", "NaN masks"),
+    ("jit(train_step)/transpose(jvp(Concat))/Stack/MaxPool/reduce_window", "fusion.1", "pooling"),
+    ("jit(train_step)/transpose(jvp(BatchNorm))/mul", "multiply_fusion", "normalisation"),
+    ("jit(train_step)/jvp()/jit(relu)/max", "broadcast_maximum_fusion", "elementwise"),
+    ("jit(train_step)/optimizer/add", "multiply_add_fusion", "optimizer update"),
+    ("jit(train_step)/jvp(loss)/log_softmax", "fusion.4", "loss"),
+    ("jit(train_step)/is_finite", "wrapped_is-finite", "other"),
+])
+def test_breakdown_categories(op_name, hlo_name, expected):
+    assert breakdown.category(op_name, hlo_name) == expected
+
+
+def test_models_in_pytorch_match_and_train_when_installed(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from experiments.bench import torch_models
+    from flax import nnx
+
+    for name, kw in (("alexnet", dict(width=0.25)), ("googlenet", dict(width=0.25)),
+                     ("mobilenet_v1", dict(width=0.25, input_size=64)),
+                     ("alexnet", dict(width=0.25, norm="batch"))):
+        model = models.build(name, num_classes=10, rngs=nnx.Rngs(0), **kw)
+        port = torch_models.torch_model(model, torch)  # raises if the parameter counts differ
+        h, w, c = model.input_shape
+        out = port(torch.zeros(2, c, h, w).contiguous(memory_format=torch.channels_last))
+        main = out[0] if isinstance(out, tuple) else out
+        assert tuple(main.shape) == (2, 10), name
+    with pytest.raises(TypeError, match="no PyTorch form"):
+        torch_models.torch_model(models.build("alexnet", variant="per_map", width=0.0625,
+                                              num_classes=10, rngs=nnx.Rngs(0)), torch)
+    monkeypatch.setitem(models.MODELS, "tiny", _tiny_model)
+    workdir = runner.run("configs/bench.py:smoke", workdir=tmp_path / "bench",
+                         overrides=["--config.cases=('vs_3x3_28',)", "--config.models=('tiny',)",
+                                    "--config.torch=True", "--config.passes=('fwd',)"])
+    step = {(r["key"]["case"], r["key"]["impl"]): r for r in
+            map(json.loads, (workdir / "measurements.jsonl").read_text().splitlines())}
+    assert step["model_tiny", "torch"]["time_s"] > 0 and step["model_tiny", "torch"]["finite"]
+    assert step["model_tiny", "torch"]["params"] == step["model_tiny", "auto"]["params"]
+    assert "model training step: PyTorch ÷ auto ≥ 1.2" in (workdir / "table.md").read_text()

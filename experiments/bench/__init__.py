@@ -86,6 +86,9 @@ def check(config) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
                 key == "model_width" and value == 0):
             raise ConfigError(f"--config.{key}={value!r}; expected a number {'> 0' if key == 'model_width' else '≥ 0'}")
+    if any(i not in IMPLS for i in config.model_breakdown):
+        raise ConfigError(f"--config.model_breakdown={tuple(config.model_breakdown)}; expected "
+                          f"names of {IMPLS}")
     if not config.passes or any(p not in PASSES for p in config.passes):
         raise ConfigError(f"--config.passes={tuple(config.passes)}; expected one or more of {PASSES}")
     for key, names in (("cases", selected), ("models", model_cases)):
@@ -108,7 +111,7 @@ def check(config) -> None:
 def plan(config, cases, model_rows=()) -> list[dict]:
     """The key of every measurement the run makes: the matmul peak, then each case's
     passes and implementations (PyTorch where :func:`torch_skipped` says nothing), then
-    each model's training step with ``lax`` and ``auto``."""
+    each model's training step with ``lax``, ``auto`` and PyTorch."""
     torch_ok = torch_skipped(config) is None
     keys = [{"case": "matmul_peak", "pass": "fwd", "impl": "jnp.dot"}]
     for case in cases:
@@ -116,7 +119,8 @@ def plan(config, cases, model_rows=()) -> list[dict]:
             for impl in impls(case) + (("torch",) if torch_ok else ()):
                 keys.append({"case": case.name, "pass": pass_, "impl": impl})
     for case in model_rows:
-        keys += [{"case": case.name, "pass": "train_step", "impl": impl} for impl in IMPLS]
+        keys += [{"case": case.name, "pass": "train_step", "impl": impl}
+                 for impl in IMPLS + (("torch",) if torch_ok else ())]
     return keys
 
 
@@ -146,7 +150,8 @@ def run(config, workdir: Path) -> dict:
             if name == "matmul_peak":
                 results = {"jnp.dot": matmul_peak(config)}
             elif isinstance(by_name[name], ModelCase):
-                results = measure_model(by_name[name], [k["impl"] for k in missing], config)
+                results = measure_model(by_name[name], [k["impl"] for k in missing], config,
+                                        torch)
             else:
                 results = measure_group(by_name[name], pass_, [k["impl"] for k in missing],
                                         config, torch)

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 
 import jconv
+from experiments.bench.breakdown import CATEGORIES
 from experiments.bench.cases import BF16, NAIVE, case_shapes, split_impl
 from experiments.bench.plots import plot
 from experiments.bench.targets import targets_section
@@ -91,21 +92,27 @@ def model_rows(model_cases, records) -> list[dict]:
              if r["key"]["pass"] == "train_step" and r.get("time_s")}
     out = []
     for case in model_cases:
-        mine = {impl: found[case.name, impl] for impl in ("lax", "auto")
+        mine = {impl: found[case.name, impl] for impl in ("lax", "auto", "torch")
                 if (case.name, impl) in found}
-        if len(mine) < 2:
+        if "lax" not in mine or "auto" not in mine:
             continue
+        torch = mine.get("torch")
         out.append({
             "case": case.name, "suite": case.suite, "layer": mine["auto"]["layer"],
             "pass": "train_step", "batch": mine["auto"]["batch"],
             "times_ms": {i: 1e3 * r["time_s"] for i, r in mine.items()},
             "min_ms": {i: 1e3 * r["min_s"] for i, r in mine.items()},
+            "spread_ms": {i: (1e3 * min(r["times_s"]), 1e3 * max(r["times_s"]))
+                          for i, r in mine.items() if r.get("times_s")},
             "images_per_s": {i: r["images_per_s"] for i, r in mine.items()},
             "compile_s": {i: r["compile_s"] for i, r in mine.items()},
             "finite": all(r["finite"] for r in mine.values()),
             "lax_over_auto": mine["lax"]["time_s"] / mine["auto"]["time_s"],
             "lax_over_auto_min": mine["lax"]["min_s"] / mine["auto"]["min_s"],
+            "torch_over_auto": torch and torch["time_s"] / mine["auto"]["time_s"],
+            "torch_over_auto_min": torch and torch["min_s"] / mine["auto"]["min_s"],
             "noise": None,
+            "breakdown_ms": {i: r["breakdown_ms"] for i, r in mine.items() if "breakdown_ms" in r},
         })
     return out
 
@@ -140,13 +147,17 @@ def summarize(config, cases, store: Store, workdir: Path, model_cases=()) -> dic
 def _write_models_csv(path: Path, models) -> None:
     fields = ["case", "layer", "batch", "lax_images_per_s", "auto_images_per_s", "lax_ms",
               "auto_ms", "lax_min_ms", "auto_min_ms", "lax_compile_s", "auto_compile_s",
-              "lax_over_auto", "lax_over_auto_min", "finite"]
+              "lax_over_auto", "lax_over_auto_min", "torch_images_per_s", "torch_ms",
+              "torch_over_auto", "torch_over_auto_min", "finite"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         for r in models:
             writer.writerow({**{k: r[k] for k in ("case", "layer", "batch", "lax_over_auto",
-                                                  "lax_over_auto_min", "finite")},
+                                                  "lax_over_auto_min", "torch_over_auto",
+                                                  "torch_over_auto_min", "finite")},
+                             "torch_images_per_s": r["images_per_s"].get("torch"),
+                             "torch_ms": r["times_ms"].get("torch"),
                              **{f"{i}_images_per_s": r["images_per_s"][i] for i in ("lax", "auto")},
                              **{f"{i}_ms": r["times_ms"][i] for i in ("lax", "auto")},
                              **{f"{i}_min_ms": r["min_ms"][i] for i in ("lax", "auto")},
@@ -287,19 +298,54 @@ def _bfloat16(versus) -> str:
 
 
 def _models(config, models) -> str:
-    """Images/s of each model's training step with every op at ``lax`` and at ``auto``."""
+    """Images/s of each model's training step with every op at ``lax`` and at ``auto``, and
+    in PyTorch where it ran."""
     if not models:
         return ""
-    lines = ["", "## Training step of whole models: `impl=\"auto\"` against `impl=\"lax\"`", "",
+    torch = any(r["torch_over_auto"] is not None for r in models)
+    lines = ["", "## Training step of whole models: `impl=\"auto\"` against `impl=\"lax\"`"
+             + (" and PyTorch" if torch else ""), "",
              "`jconv.train`'s jitted step (forward, softmax cross-entropy, backward, SGD with "
              "momentum; state donated), fp32, training mode, one fixed random batch; median "
              f"of {config.model_repeats} after {config.warmup} warm-up, compile time (the "
-             "first call) excluded and shown apart.", "",
-             "| model | lax images/s | auto images/s | auto/lax speed-up | lax ms | auto ms "
-             "| compile s (lax, auto) | finite |", "|" + "---|" * 8]
+             "first call) excluded and shown apart."
+             + (" PyTorch: the same network (experiments/bench/torch_models.py, the parameter "
+                "counts checked equal), eager, channels-last, SGD with momentum, in the same "
+                "process, timed interleaved with the two." if torch else ""), "",
+             "| model | lax images/s | auto images/s | "
+             + ("PyTorch images/s | " if torch else "") + "auto/lax speed-up | "
+             + ("PyTorch ÷ auto | " if torch else "") + "lax ms | auto ms | "
+             + ("PyTorch ms | " if torch else "")
+             + "spread of auto (min–max ms) | compile s (lax, auto) | finite |",
+             "|" + "---|" * (12 if torch else 9)]
     for r in models:
         ips, t, c = r["images_per_s"], r["times_ms"], r["compile_s"]
-        lines.append(f"| {r['layer']} | {ips['lax']:.1f} | {ips['auto']:.1f} | "
-                     f"{r['lax_over_auto']:.2f} | {t['lax']:.0f} | {t['auto']:.0f} | "
-                     f"{c['lax']:.0f}, {c['auto']:.0f} | {'yes' if r['finite'] else 'NO'} |")
+        spread = r["spread_ms"].get("auto")
+        cells = [r["layer"], f"{ips['lax']:.1f}", f"{ips['auto']:.1f}"]
+        cells += [_fmt(ips.get("torch"), ".1f")] if torch else []
+        cells += [f"{r['lax_over_auto']:.2f}"]
+        cells += [_fmt(r["torch_over_auto"], ".2f")] if torch else []
+        cells += [f"{t['lax']:.0f}", f"{t['auto']:.0f}"]
+        cells += [_fmt(t.get("torch"), ".0f")] if torch else []
+        cells += [f"{spread[0]:.0f}–{spread[1]:.0f}" if spread else "—",
+                  f"{c['lax']:.0f}, {c['auto']:.0f}", "yes" if r["finite"] else "NO"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + _breakdown(models)
+
+
+def _breakdown(models) -> str:
+    """Milliseconds per category of each profiled step, and each category's share."""
+    profiled = [(r, impl, ms) for r in models for impl, ms in r.get("breakdown_ms", {}).items()]
+    if not profiled:
+        return ""
+    lines = ["", "### Where the training step's time goes", "",
+             "One profiled run of the step (`jax.profiler`, three steps): each XLA op's time, "
+             "sorted by the named scope it carries (experiments/bench/breakdown.py). "
+             "Milliseconds per step, and the share of the ops' total.", "",
+             "| model | impl | " + " | ".join(CATEGORIES) + " | total |",
+             "|" + "---|" * (len(CATEGORIES) + 3)]
+    for r, impl, ms in profiled:
+        cells = [f"{ms[c]:.0f} ({100 * ms[c] / ms['total']:.0f}%)" if ms[c] >= 0.5 else "·"
+                 for c in CATEGORIES]
+        lines.append(f"| {r['layer']} | {impl} | " + " | ".join(cells) + f" | {ms['total']:.0f} |")
     return "\n".join(lines) + "\n"

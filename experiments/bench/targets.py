@@ -44,6 +44,8 @@ TARGETS = (
      "auto_f32_over_bf16", 1.5),
     ("model training step: auto ≥ 2× lax", lambda c, p: c.suite == "models",
      "lax_over_auto", 2.0),
+    ("model training step: PyTorch ÷ auto ≥ 1.2", lambda c, p: c.suite == "models",
+     "torch_over_auto", 1.2),
 )
 """The issue's speed targets, checked on every row they cover; ratios ≥ the bound pass
 (``auto_over_best`` passes at ≤ its bound)."""

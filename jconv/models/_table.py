@@ -185,7 +185,9 @@ def build_rows(owner: nnx.Module, rows, ctx: Context, x_shape, prefix: str = "")
 
 def run_steps(owner, steps, x, taps=(), found=None):
     for name, relu in steps:
-        x = getattr(owner, name)(x)
+        module = getattr(owner, name)
+        with jax.named_scope(type(module).__name__):
+            x = module(x)
         if relu:
             x = jax.nn.relu(x)
         if found is not None and name in taps:

@@ -46,7 +46,8 @@ def make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, co
     def loss_fn(params, rest, x, y):
         model, out = forward(graphdef, params, rest, x)
         chex.assert_shape(list(_outputs(out)), (b, num_classes))
-        loss, main = classification_loss(out, y, config.aux_weight, config.label_smoothing)
+        with jax.named_scope("loss"):
+            loss, main = classification_loss(out, y, config.aux_weight, config.label_smoothing)
         _, new_rest = nnx.state(model, nnx.Param, ...)
         new_rest = jax.tree.map(lambda new, old: new.astype(old.dtype), new_rest, rest)
         return loss, (main, new_rest)
@@ -61,13 +62,14 @@ def make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, co
         chex.assert_type(x, jnp.float32)
         tx_state, count, average = opt_state if config.ema_decay else (opt_state, None, None)
         (loss, (main, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
-        updates, tx_state = tx.update(grads, tx_state, params)
-        params = optax.apply_updates(params, jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates))
-        finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
-        if config.ema_decay:
-            opt_state = (tx_state, count + 1, ema_update(average, (params, rest), count, config.ema_decay))
-        else:
-            opt_state = tx_state
+        with jax.named_scope("optimizer"):  # the update's ops, named for profiles
+            updates, tx_state = tx.update(grads, tx_state, params)
+            params = optax.apply_updates(params, jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates))
+            finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+            if config.ema_decay:
+                opt_state = (tx_state, count + 1, ema_update(average, (params, rest), count, config.ema_decay))
+            else:
+                opt_state = tx_state
         return params, rest, opt_state, main, finite
 
     def eval_step(params, rest, x, y, weight):
