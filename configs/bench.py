@@ -48,7 +48,9 @@ def get_config(arg=None):
     config.torch = not smoke  # PyTorch CPU side by side when importable
     # Whole-model training steps, auto against lax: the papers' input sizes (0) at a small
     # batch; smoke: the smallest model, a quarter wide, at a reduced input size.
-    config.models = ("alexnet",) if smoke else ("alexnet", "googlenet", "mobilenet_v1")
+    # A model's name, or name:norm (alexnet:batch is the scaling study's BatchNorm AlexNet).
+    config.models = ("alexnet",) if smoke else ("alexnet", "googlenet", "mobilenet_v1",
+                                                "alexnet:batch")
     config.model_batch = 2 if smoke else 16
     config.model_input_size = 67 if smoke else 0  # 0: the paper's
     config.model_width = 0.25 if smoke else 1.0

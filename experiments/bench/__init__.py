@@ -98,9 +98,10 @@ def check(config) -> None:
             raise ConfigError(f"--config.{key}={tuple(config[key])}: {error}") from None
     from jconv import summary
 
-    for model in config.models:  # built abstractly: no memory, no compute
-        settings = summary.config(model)
-        settings.update(width=float(config.model_width), input_size=config.model_input_size)
+    for case in model_cases(config):  # built abstractly: no memory, no compute
+        settings = summary.config(case.model)
+        settings.update(width=float(config.model_width), input_size=config.model_input_size,
+                        **case.kwargs)
         try:
             summary.build_abstract(settings)
         except (TypeError, ValueError) as error:

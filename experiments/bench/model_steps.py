@@ -45,18 +45,25 @@ class ModelCase:
 
 
 def model_cases(config) -> list[ModelCase]:
-    """One :class:`ModelCase` per name in ``config.models``."""
-    unknown = set(config.models) - set(models.list_models())
-    if unknown:
-        raise ValueError(f"config.models has unknown {sorted(unknown)}; known "
-                         f"{models.list_models()}")
-    return [ModelCase(f"model_{m}", m) for m in config.models]
+    """One :class:`ModelCase` per name in ``config.models``: a model's name, or
+    ``name:norm`` for its form with another normalisation (``alexnet:batch``: BatchNorm
+    after every conv and no LRN, the scaling study's AlexNet)."""
+    cases = []
+    for entry in config.models:
+        model, _, norm = entry.partition(":")
+        if model not in models.list_models() or (norm and norm not in models.NORMS):
+            raise ValueError(f"config.models has unknown {entry!r}; known "
+                             f"{models.list_models()}, each optionally with :norm for a norm "
+                             f"of {models.NORMS}")
+        cases.append(ModelCase(f"model_{model}" + (f"_{norm}" if norm else ""), model,
+                               kwargs={"norm": norm} if norm else {}))
+    return cases
 
 
 def _build(case: ModelCase, impl: str, config):
     return models.build(case.model, impl=impl, width=config.model_width,
                         input_size=config.model_input_size or None, num_classes=NUM_CLASSES,
-                        rngs=nnx.Rngs(config.seed))
+                        rngs=nnx.Rngs(config.seed), **case.kwargs)
 
 
 def step_call(case: ModelCase, impl: str, config):
@@ -85,9 +92,10 @@ def step_call(case: ModelCase, impl: str, config):
 
     h, w, _ = shape
     size = f"{h}²" if h == w else f"{h}×{w}"
-    values = {"model": case.model, "batch": b, "input_shape": list(shape),
+    values = {"model": case.model, **case.kwargs, "batch": b, "input_shape": list(shape),
               "width": config.model_width,
-              "layer": (f"{case.model} train step, batch {b}, {size}"
+              "layer": (f"{case.model}" + "".join(f" ({v} norm)" for v in case.kwargs.values())
+                        + f" train step, batch {b}, {size}"
                         + (" (reduced)" if config.model_input_size else "")
                         + (f", width {config.model_width:g}" if config.model_width != 1 else "")),
               "params": sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param))),
