@@ -20,6 +20,7 @@ from flax import nnx
 from jconv.models._table import Concat, Flatten, Stack, describe
 from jconv.nn import layers as L
 from jconv.nn import pooling as P
+from jconv.nn.norm import BatchNorm
 from jconv.ops import registry
 from jconv.torch_ports import _conv_pads
 
@@ -63,9 +64,9 @@ def _layer(torch, module, x_shape):
     if isinstance(module, P.LocalResponseNorm):  # PyTorch's alpha multiplies the mean
         return nn.LocalResponseNorm(module.size, module.alpha * module.size, module.beta,
                                     module.k)
-    if isinstance(module, nnx.BatchNorm):
-        return nn.BatchNorm2d(module.num_features, eps=module.epsilon,
-                              momentum=1 - module.momentum)
+    if isinstance(module, (BatchNorm, nnx.BatchNorm)):
+        bn = nn.BatchNorm2d(module.num_features, eps=module.epsilon, momentum=1 - module.momentum)
+        return nn.Sequential(bn, nn.ReLU(inplace=True)) if getattr(module, "relu", False) else bn
     if isinstance(module, nnx.Dropout):
         return nn.Dropout(module.rate)
     if isinstance(module, Flatten):

@@ -31,6 +31,7 @@ from flax import nnx
 
 from jconv.nn import layers as L
 from jconv.nn import pooling as P
+from jconv.nn.norm import BatchNorm
 from jconv.nn.variants import ConvSpec, check_variant, make_conv
 
 
@@ -93,7 +94,7 @@ def describe(name: str, module: nnx.Module, x_shape: tuple[int, ...]) -> LayerIn
         weights = {"kernel": (module.in_features, module.out_features)}
         if module.bias is not None:
             weights["bias"] = (module.out_features,)
-    elif isinstance(module, nnx.BatchNorm):
+    elif isinstance(module, (BatchNorm, nnx.BatchNorm)):
         op, out, groups, kwargs = "batch_norm", x_shape, 1, {}
         weights = {"scale": (module.num_features,), "bias": (module.num_features,)}
     elif isinstance(module, nnx.Dropout):
@@ -143,8 +144,9 @@ def _make(ctx: Context, path: str, kind: str, kw: dict, x_shape) -> nnx.Module:
         return P.AdaptiveAvgPool(kw["size"])
     if kind == "lrn":
         return P.LocalResponseNorm(impl=impl)
-    if kind == "batch_norm":
-        return nnx.BatchNorm(c, rngs=rngs)
+    if kind == "batch_norm":  # its ReLU fused in (build_rows leaves the step's off)
+        return BatchNorm(c, relu=kw.get("relu", False), rngs=rngs,
+                         impl=impl if impl in BatchNorm.FORMS else "auto")
     if kind == "flatten":
         return Flatten()
     if kind == "dropout":
@@ -178,7 +180,7 @@ def build_rows(owner: nnx.Module, rows, ctx: Context, x_shape, prefix: str = "")
                 raise ValueError(f"{ctx.model}: layer {path} does not fit its input "
                                  f"(N, H, W, C) = {tuple(x_shape)}: {e}") from e
         setattr(owner, name, module)
-        steps.append((name, bool(kw.get("relu", False))))
+        steps.append((name, kind != "batch_norm" and bool(kw.get("relu", False))))
         x_shape = out
     return tuple(steps), tuple(x_shape)
 

@@ -65,7 +65,10 @@ def make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, co
         with jax.named_scope("optimizer"):  # the update's ops, named for profiles
             updates, tx_state = tx.update(grads, tx_state, params)
             params = optax.apply_updates(params, jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates))
-            finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+            # A sum is NaN or infinite where any of its terms is (or where a finite sum
+            # overflows, past 3e38): one reduction per array, no array of flags written
+            # (the study's BatchNorm AlexNet: 5% of its step).
+            finite = jnp.stack([jnp.isfinite(loss)] + [jnp.isfinite(jnp.sum(p)) for p in jax.tree.leaves(params)]).all()
             if config.ema_decay:
                 opt_state = (tx_state, count + 1, ema_update(average, (params, rest), count, config.ema_decay))
             else:

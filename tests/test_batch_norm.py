@@ -1,0 +1,107 @@
+"""Batch normalisation: the fused form (hand-written reverse mode) against the textbook
+form (autodiff) and a NumPy reference, and the layer against ``flax.nnx.BatchNorm``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+import jconv.nn
+from jconv.kernels import batch_norm as K
+from tests.tolerance import assert_close
+
+EPS = 1e-3
+
+
+def reference(x, scale, bias, epsilon, relu):
+    """NumPy, float64: ``(y, mean, var)``, the biased variance."""
+    x = np.asarray(x, np.float64)
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axes), x.var(axes)
+    y = (x - mean) / np.sqrt(var + epsilon) * np.asarray(scale) + np.asarray(bias)
+    return (np.maximum(y, 0) if relu else y), mean, var
+
+
+def _arrays(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    c = shape[-1]
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 3, c) + rng.uniform(-2, 2, c)
+    return (jnp.asarray(x, dtype), jnp.asarray(rng.standard_normal(c), dtype),
+            jnp.asarray(rng.standard_normal(c), dtype))
+
+
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).flatmap(
+    lambda s: st.integers(1, 6).map(lambda c: (2, *s, c)))
+
+
+@given(shape=shapes, relu=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_forms_equal_the_reference_and_each_other_in_values_and_gradients(shape, relu, seed):
+    with jax.enable_x64(True):
+        x, scale, bias = _arrays(seed, shape, jnp.float64)
+        want = reference(x, scale, bias, EPS, relu)
+        rng = np.random.default_rng(seed + 1)
+        cts = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in want)
+        grads = {}
+        for name, form in K.FORMS.items():
+            fn = jax.jit(lambda x, s, b, form=form: form(x, s, b, EPS, relu))
+            got, vjp = jax.vjp(fn, x, scale, bias)
+            for g, w in zip(got, want):
+                assert_close(g, w, err_msg=f"{name} value")
+            grads[name] = vjp(cts)  # the mean's and the variance's cotangents included
+            check_grads(fn, (x, scale, bias), order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
+        for g, w in zip(grads["fused"], grads["lax"]):
+            assert_close(g, w, err_msg="fused VJP against autodiff")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_low_precision_inputs_keep_their_dtype_and_sum_in_float32(dtype):
+    x, scale, bias = _arrays(0, (4, 5, 5, 8), dtype)
+    want = reference(np.asarray(x, np.float64), np.asarray(scale, np.float64),
+                     np.asarray(bias, np.float64), EPS, True)
+    for form in K.FORMS.values():
+        y, mean, var = form(x, scale, bias, EPS, True)
+        assert y.dtype == dtype and mean.dtype == var.dtype == jnp.float32
+        assert_close(y, want[0], dtype=dtype)
+        dx = jax.grad(lambda x: form(x, scale, bias, EPS, True)[0].astype(jnp.float32).sum())(x)
+        assert dx.dtype == dtype
+
+
+def test_fused_vmaps_and_a_nan_spoils_only_its_own_map():
+    x, scale, bias = _arrays(1, (3, 2, 4, 4, 5), jnp.float32)
+    batched = jax.vmap(lambda x: K.fused(x, scale, bias, EPS, False)[0])(x)
+    for i in range(3):
+        np.testing.assert_array_equal(batched[i], K.fused(x[i], scale, bias, EPS, False)[0])
+    x = x[0].at[0, 1, 1, 2].set(jnp.nan)
+    for form in K.FORMS.values():
+        y, mean, _ = form(x, scale, bias, EPS, False)
+        assert np.isnan(y[..., 2]).all() and np.isnan(mean[2])
+        assert np.isfinite(np.delete(np.asarray(y), 2, axis=-1)).all()
+        dx = jax.grad(lambda x: form(x, scale, bias, EPS, False)[0][..., 0].sum())(x)
+        assert np.isfinite(dx[..., 0]).all()
+
+
+@pytest.mark.parametrize("impl", ["lax", "fused", "auto"])
+def test_layer_matches_flax_batch_norm_then_relu(impl):
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((8, 3, 3, 6)) * 2 + 1, jnp.float32)
+    ours = jconv.nn.BatchNorm(6, relu=True, impl=impl, rngs=nnx.Rngs(0))
+    flax_bn = nnx.BatchNorm(6, rngs=nnx.Rngs(0))
+    for _ in range(2):  # training: the batch's statistics, running averages updated
+        assert_close(ours(x), jax.nn.relu(flax_bn(x)))
+    for name in ("mean", "var"):
+        assert_close(getattr(ours, name)[...], getattr(flax_bn, name)[...])
+    ours.eval(), flax_bn.eval()  # evaluation: the running averages
+    assert_close(ours(x), jax.nn.relu(flax_bn(x)))
+    assert ours.use_running_average and jconv.nn.count_params(ours) == 12
+
+
+def test_layer_refuses_bad_arguments_naming_them():
+    with pytest.raises(ValueError, match="num_features=0"):
+        jconv.nn.BatchNorm(0)
+    with pytest.raises(ValueError, match="impl='onednn'"):
+        jconv.nn.BatchNorm(4, impl="onednn")
+    with pytest.raises(ValueError, match=r"x.shape=\(2, 3\); expected \(N, ..., 4\)"):
+        jconv.nn.BatchNorm(4)(jnp.ones((2, 3)))
