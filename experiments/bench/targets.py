@@ -42,6 +42,8 @@ TARGETS = (
      "torch_over_auto", 1.3),
     ("dense 3×3: auto float32 ÷ bfloat16 ≥ 1.5", lambda c, p: _nine(c) and c.bfloat16,
      "auto_f32_over_bf16", 1.5),
+    ("max pooling: PyTorch ÷ auto ≥ 1.0", lambda c, p: _layers(c) and c.op == "max_pool",
+     "torch_over_auto", 1.0),
     ("model training step: auto ≥ 2× lax", lambda c, p: c.suite == "models",
      "lax_over_auto", 2.0),
     ("model training step: PyTorch ÷ auto ≥ 1.2", lambda c, p: c.suite == "models",
