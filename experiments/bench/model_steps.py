@@ -4,7 +4,7 @@ PyTorch (``torch``, eager, channels-last; :mod:`experiments.bench.torch_models`)
 per second.
 
 The step is :mod:`jconv.train`'s own (``nnx.split`` → one jitted step: forward, softmax
-cross-entropy, backward, optax SGD with momentum, the state donated and fed back), on
+cross-entropy, backward, optax SGD with momentum, the optimizer state donated, the state fed back), on
 one device, with the model in training mode (dropout on) and a fixed random batch. The
 first call (compilation and one step) is timed apart, as ``compile_s``; the samples that
 follow are timed side by side with :func:`jconv.measure.interleaved`, as the layer cases are.

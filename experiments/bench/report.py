@@ -306,7 +306,7 @@ def _models(config, models) -> str:
     lines = ["", "## Training step of whole models: `impl=\"auto\"` against `impl=\"lax\"`"
              + (" and PyTorch" if torch else ""), "",
              "`jconv.train`'s jitted step (forward, softmax cross-entropy, backward, SGD with "
-             "momentum; state donated), fp32, training mode, one fixed random batch; median "
+             "momentum; optimizer state donated), fp32, training mode, one fixed random batch; median "
              f"of {config.model_repeats} after {config.warmup} warm-up, compile time (the "
              "first call) excluded and shown apart."
              + (" PyTorch: the same network (experiments/bench/torch_models.py, the parameter "
