@@ -20,6 +20,7 @@ from flax import nnx
 from jconv.models._table import Concat, Flatten, Stack, describe
 from jconv.nn import layers as L
 from jconv.nn import pooling as P
+from jconv.nn.linear import Linear
 from jconv.nn.norm import BatchNorm
 from jconv.ops import registry
 from jconv.torch_ports import _conv_pads
@@ -71,7 +72,7 @@ def _layer(torch, module, x_shape):
         return nn.Dropout(module.rate)
     if isinstance(module, Flatten):
         return nn.Flatten()
-    if isinstance(module, nnx.Linear):
+    if isinstance(module, (Linear, nnx.Linear)):
         return nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     raise TypeError(f"no PyTorch form of layer {type(module).__name__}")
 

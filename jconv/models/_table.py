@@ -31,6 +31,7 @@ from flax import nnx
 
 from jconv.nn import layers as L
 from jconv.nn import pooling as P
+from jconv.nn.linear import Linear
 from jconv.nn.norm import BatchNorm
 from jconv.nn.variants import ConvSpec, check_variant, make_conv
 
@@ -87,7 +88,7 @@ def describe(name: str, module: nnx.Module, x_shape: tuple[int, ...]) -> LayerIn
         weights = module.weight_shapes()
         args, kwargs = module.op_args()
         groups = x_shape[-1] if op == "depthwise_conv" else kwargs.get("groups", 1)
-    elif isinstance(module, nnx.Linear):
+    elif isinstance(module, (Linear, nnx.Linear)):
         if len(x_shape) != 2 or x_shape[-1] != module.in_features:
             raise ValueError(f"linear layer expects (N, {module.in_features}), got {x_shape}")
         op, out, groups, kwargs = "linear", (x_shape[0], module.out_features), 1, {}
@@ -155,8 +156,8 @@ def _make(ctx: Context, path: str, kind: str, kw: dict, x_shape) -> nnx.Module:
         if len(x_shape) != 2:
             raise ValueError(f"a linear layer needs (N, features) input, got {x_shape}")
         features = ctx.num_classes if kw.get("features") is None else kw["features"]
-        return nnx.Linear(c, features, use_bias=kw.get("use_bias", True),
-                          kernel_init=L.he_normal(c), rngs=rngs)
+        return Linear(c, features, use_bias=kw.get("use_bias", True), kernel_init=L.he_normal(c),
+                      impl=impl if impl in ("lax", "onednn") else "auto", rngs=rngs)
     raise ValueError(f"{ctx.model}: unknown row kind {kind!r} for layer {path}")
 
 

@@ -6,6 +6,7 @@ Letters: ``N`` batch, ``H W`` spatial, ``C`` input maps, ``K`` filters; activati
 
 from jconv.nn.layers import (Conv, DepthwiseConv, PerMapConv, PointwiseConv, SeparableConv,
                              SharedFilterConv, count_params, he_normal)
+from jconv.nn.linear import Linear
 from jconv.nn.norm import BatchNorm
 from jconv.nn.op_layer import OpLayer
 from jconv.nn.pooling import AdaptiveAvgPool, AvgPool, GlobalAvgPool, LocalResponseNorm, MaxPool
@@ -13,7 +14,7 @@ from jconv.nn.variants import VARIANTS, ConvSpec, check_variant, make_conv, vari
 
 __all__ = [
     "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv", "ConvSpec", "DepthwiseConv", "GlobalAvgPool",
-    "LocalResponseNorm", "MaxPool", "OpLayer", "PerMapConv", "PointwiseConv", "SeparableConv",
+    "Linear", "LocalResponseNorm", "MaxPool", "OpLayer", "PerMapConv", "PointwiseConv", "SeparableConv",
     "SharedFilterConv", "VARIANTS", "check_variant", "count_params", "he_normal", "make_conv",
     "variants",
 ]

@@ -11,6 +11,7 @@ One package for everything oneDNN, each module one concern:
   lowering, batch split over several devices, vmap, derivatives).
 * :mod:`.convolution`: the three conv passes and :func:`conv`, :func:`conv_transpose`.
 * :mod:`.pooling`: max and average pooling and LRN.
+* :mod:`.matmul`: a linear layer's matmuls (:class:`jconv.nn.Linear`).
 
 A new pass is its C++ in ``csrc/``, its symbol in :data:`.library.TARGETS`, and one
 :func:`.primitive.define` beside its siblings. ``jconv.backends()`` reports this backend

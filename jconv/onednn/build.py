@@ -1,6 +1,7 @@
 """Builds the oneDNN extension: ``python -m jconv.onednn.build [--if-needed] [--force]``.
 
-Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_pool.cc`` (pooling and
+Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
+``csrc/onednn_pool.cc`` (pooling and
 LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
 beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
 
@@ -50,7 +51,7 @@ EXTENSION = BUILD_DIR / EXTENSION_NAME
 STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-SOURCES = tuple(CSRC / name for name in ("onednn_conv.cc", "onednn_pool.cc",
+SOURCES = tuple(CSRC / name for name in ("onednn_conv.cc", "onednn_pool.cc", "onednn_matmul.cc",
                                          "max_pool_scatter.cc"))
 SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
