@@ -1,8 +1,7 @@
 """Builds the oneDNN extension: ``python -m jconv.onednn.build [--if-needed] [--force]``.
 
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
-``csrc/onednn_pool.cc`` (pooling and
-LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
+``csrc/onednn_pool.cc`` (pooling and LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
 beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
