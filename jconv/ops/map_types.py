@@ -56,6 +56,21 @@ def _per_map_shift(x, w, plan, precision):
     return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
 
 
+def _per_map_patches(x, w, plan, precision):
+    """The window's taps stacked per map, then one contraction with the filters: its
+    transpose in ``x`` reads ``dy`` once (one matmul over the filters), then adds the taps
+    back in place."""
+    c, k = x.shape[-1], w.shape[-1]
+    win = plan.window
+    xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+    xp = pad_and_dilate(xp, pads)
+    windows = list(shifted_windows(xp, win.kernel, win.stride, win.dilation, win.out_sizes))
+    taps = jnp.stack([xs for _, xs in windows], -1)  # (N, *S', C, T)
+    w_taps = jnp.stack([w[tap] for tap, _ in windows])  # (T, K)
+    y = jnp.einsum("...ct,tk->...ck", taps, w_taps, precision=precision)  # (N, *S', C, K)
+    return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
+
+
 def _per_map_onednn(x, w, plan, precision):
     c, k = x.shape[-1], w.shape[-1]
     tiled = jnp.broadcast_to(w[..., None, None, :], (*w.shape[:-1], 1, c, k))  # (*k, 1, C, K)
@@ -85,9 +100,14 @@ def _like_lax_per_map(form, x, w, plan, like_lax: bool):
 def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None, like_lax: bool = True):
     if impl == "lax":
         return _per_map_lax(x, w, plan, precision)
-    if impl == "onednn":
-        return _like_lax_per_map(functools.partial(_per_map_onednn, precision=precision), x, w, plan,
-                                 like_lax)
+    if impl in ("onednn", "onednn_patches"):
+        def onednn_form(x, w, plan):
+            one, patches = (functools.partial(f, plan=plan, precision=precision)
+                            for f in (_per_map_onednn, _per_map_patches))
+            if impl == "onednn":
+                return one(x, w)
+            return differentiated_by(one, patches, one)(x, w)  # the input gradient by patches
+        return _like_lax_per_map(onednn_form, x, w, plan, like_lax)
 
     def shift_form(x, w, plan):
         forms = (functools.partial(f, plan=plan, precision=precision)
@@ -115,10 +135,12 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
       stride, padding, dilation, padding_mode, precision: as in :func:`jconv.conv`.
       impl: ``"auto"``, ``"lax"`` (maps folded into the batch, one single-channel
         ``lax`` conv), ``"shift"`` (a broadcast multiply per tap), ``"shift_fwd"``
-        (``shift`` forward, ``lax`` gradients) or ``"onednn"`` (oneDNN's depthwise conv
+        (``shift`` forward, ``lax`` gradients), ``"onednn"`` (oneDNN's depthwise conv
         with multiplier ``K`` and the filters tiled over the maps, so the weight
         gradient sums over the maps; CPU, float32 and bfloat16, else ``lax``:
-        :func:`jconv.which_impl` says why).
+        :func:`jconv.which_impl` says why) or ``"onednn_patches"`` (the same, with the
+        input gradient of the patches form: one matmul of the cotangent over the
+        filters, then the taps added back in place; ``auto`` on CPU).
 
     Returns:
       ``(N, H', W', C*K)``.
@@ -209,7 +231,7 @@ def _unsummable(x, w, plan):
 _X = (2, 9, 9, 3)
 for _spec in (
     registry.OpSpec("per_map_conv", per_map_conv, shapes.per_map_conv,
-                    ("lax", "shift", "shift_fwd", "onednn"),
+                    ("lax", "shift", "shift_fwd", "onednn", "onednn_patches"),
                     examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2))),
                     **registry.forms("per_map_conv")),
     registry.OpSpec("shared_filter_conv", shared_filter_conv, shapes.shared_filter_conv,

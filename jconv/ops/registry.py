@@ -87,8 +87,14 @@ IMPLS: dict[str, Impl] = {
     "shift_fwd": Impl("shift", "lax", "lax"),
     "patches_grad": Impl("lax", "patches", "patches"),
     "phases": Impl("phases", "phases", "shift"),
+    "onednn_patches": Impl("onednn", "patches", "onednn"),
 }
 """Every implementation name, and what it computes in every op that has it."""
+
+
+def needs_onednn(impl: str) -> bool:
+    """Whether implementation ``impl`` runs a oneDNN kernel in some pass."""
+    return impl in IMPLS and "onednn" in dataclasses.astuple(IMPLS[impl])
 
 
 @dataclasses.dataclass(frozen=True)
