@@ -47,6 +47,7 @@ IMPLS_CONV = r"\('auto', 'lax', 'shift', 'patches', 'split', 'hybrid', 'onednn'\
 IMPLS_SS = r"\('auto', 'lax', 'shift', 'patches', 'hybrid', 'onednn'\)$"
 IMPLS_HYBRID = r"\('auto', 'lax', 'shift', 'hybrid', 'onednn'\)$"
 IMPLS_SHIFT_FWD = r"\('auto', 'lax', 'shift', 'shift_fwd', 'onednn'\)$"
+IMPLS_PER_MAP = r"\('auto', 'lax', 'shift', 'shift_fwd', 'onednn', 'onednn_patches'\)$"
 IMPLS_LOCAL = r"\('auto', 'lax', 'patches', 'patches_grad'\)$"
 IMPLS_CT = r"\('auto', 'lax', 'shift', 'hybrid', 'phases', 'onednn'\)$"
 MODES = r"'zeros', 'reflect', 'edge', 'circular'"
@@ -187,7 +188,7 @@ ARRAY_CASES = [
          id="padding-unknown"),
     case(pm, (SMALL, K2), dict(padding=3, padding_mode="reflect"), V, "padding", (3, 3),
          "at most 2 per side", id="reflect-too-wide"),
-    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS_SHIFT_FWD, id="impl-patches"),
+    case(pm, (X, K2), dict(impl="patches"), V, "impl", "patches", IMPLS_PER_MAP, id="impl-patches"),
     case(pm, (a(1, 6, 6, 4, dtype=I32), K2), {}, T, "x.dtype", "int32", FLOAT, id="x-int"),
     case(sf, (X, W), {}, V, "w.shape", (3, 3, 4, 2), "rank 3", id="w-with-channel-axis"),
     case(sf, (X, a(3, 9, 2)), dict(padding="VALID"), V, "w window", (3, 9),
