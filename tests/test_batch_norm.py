@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
@@ -14,6 +14,8 @@ import jconv.nn
 from jconv.kernels import batch_norm as K
 from tests.tolerance import assert_close
 
+# Each example compiles its own shapes: ten at most keep the suite fast.
+SWEEP = settings(max_examples=min(10, settings.default.max_examples))
 EPS = 1e-3
 
 
@@ -38,6 +40,7 @@ shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).flatmap(
     lambda s: st.integers(1, 6).map(lambda c: (2, *s, c)))
 
 
+@SWEEP
 @given(shape=shapes, relu=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_forms_equal_the_reference_and_each_other_in_values_and_gradients(shape, relu, seed):
     with jax.enable_x64(True):

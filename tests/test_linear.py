@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 from jax.test_util import check_grads
@@ -21,6 +21,8 @@ from jconv.nn import linear as L
 from tests.test_onednn_auto import _run
 from tests.tolerance import assert_close
 
+# Each example compiles its own shapes: ten at most keep the suite fast.
+SWEEP = settings(max_examples=min(10, settings.default.max_examples))
 STATUS = jconv.backends()["onednn"]
 needs_onednn = pytest.mark.skipif(not STATUS.available,
                                   reason=f"oneDNN unavailable: {STATUS.reason}")
@@ -38,6 +40,7 @@ def dense(x, w):
 
 
 @needs_onednn
+@SWEEP
 @given(n=st.integers(1, 9), c=st.integers(1, 40), k=st.integers(1, 40), seed=st.integers(0, 99))
 def test_every_pass_matches_the_reference_and_xla(n, c, k, seed):
     from jconv.onednn import matmul
