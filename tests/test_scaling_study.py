@@ -100,6 +100,9 @@ def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
     def record(horizon, lr, val_error):
         store.add({"part": "scaling", **mine, "lr": lr, "horizon": horizon}, {"test_accuracy": 0.5, "val_error": val_error})
 
+    config.unlock()
+    config.learning_rates = (0.025, 0.05, 0.1, 0.2)
+    hs, todo = runs.horizons(config), study.plan(config)
     assert rates(320) == [0.025, 0.05, 0.1, 0.2] and rates(640) == [None, None]
     for lr, val in ((0.025, 0.5), (0.05, 0.4), (0.1, 0.3), (0.2, 0.35)):
         record(320, lr, val)

@@ -9,7 +9,9 @@ horizons per model: each horizon is a cooldown branched off a constant-rate run
 (:mod:`.runs`). The learning rate is chosen per (variant, width, seed) and horizon, on a validation
 set: every rate of ``config.learning_rates`` at the shortest horizon, then at each longer horizon
 the rate chosen at the one before and the next lower rate (:func:`runs.live_rates`: the best rate
-falls as the horizon grows). The data never repeats within a run. Compute is XLA's FLOP
+falls as the horizon grows). ``config.repeats`` trains some variants again with more seeds, each at
+the rates the first seed chose; the laws fit one point per (width, horizon), the mean error of its
+seeds (:func:`analysis.points`). The data never repeats within a run. Compute is XLA's FLOP
 count of the compiled train step (oneDNN off, so that XLA sees the convolutions) times the steps.
 A reference run of the largest standard model at a longer horizon says whether the longest
 horizon trained enough; a controlled comparison asks what Type 2.1's deficit is made of.
@@ -47,7 +49,8 @@ def plan(config) -> list[tuple[tuple, dict]]:
     ``how`` says where a key's rate comes from: ``("given",)``, the rate in the key (every rate
     at the shortest horizon; costs have none); ``("live", i)``, the ``i``-th of
     :func:`runs.live_rates` after the rate chosen at the horizon before; ``("best", h)``, the rate
-    chosen at horizon ``h`` (the reference run: at the longest; the comparison: at the shortest).
+    chosen at horizon ``h`` (the reference run: at the longest; the comparison: at the shortest);
+    ``("best", h, seed)``, the rate ``seed`` chose at ``h`` (the repeats of ``config.repeats``).
     Those keys carry ``lr=None`` until the runs they depend on are recorded.
     """
     hs = runs.horizons(config)
@@ -64,6 +67,10 @@ def plan(config) -> list[tuple[tuple, dict]]:
                              for lr in config.learning_rates]
                     todo += [(("live", i), {"part": "scaling", **base, "seed": seed, "lr": None, "horizon": h})
                              for h in hs[1:] for i in range(candidates)]
+                if variant in config.repeats.variants:
+                    todo += [(("best", h, config.seeds[0]), {"part": "scaling", **base, "seed": seed, "lr": None,
+                                                             "horizon": h})
+                             for seed in config.repeats.seeds for h in runs.repeat_horizons(config)]
     ref = config.reference
     if ref.variant:
         base = {"model": config.models[0], "variant": ref.variant, "width": max(config.widths)}
@@ -79,10 +86,11 @@ def plan(config) -> list[tuple[tuple, dict]]:
     return todo
 
 
-def _best_lr(store: Store, key: dict, horizon: int) -> float | None:
-    """The rate chosen for ``key``'s (model, variant, width, seed) at ``horizon``."""
+def _best_lr(store: Store, key: dict, horizon: int, seed: int | None = None) -> float | None:
+    """The rate chosen for ``key``'s (model, variant, width) and ``seed`` (default: its own) at ``horizon``."""
+    want = {**key, "seed": key["seed"] if seed is None else seed}
     done = [r for r in store.records() if r["key"]["part"] == "scaling" and r["key"]["horizon"] == horizon
-            and all(r["key"][k] == key[k] for k in ("model", "variant", "width", "seed"))]
+            and all(r["key"][k] == want[k] for k in ("model", "variant", "width", "seed"))]
     return runs.choose_lr(done)
 
 
@@ -90,7 +98,7 @@ def _rate(store: Store, how: tuple, key: dict, config, hs) -> float | None:
     if how[0] == "given":
         return key.get("lr")
     if how[0] == "best":
-        return _best_lr(store, key, how[1])
+        return _best_lr(store, key, *how[1:])
     before = hs[hs.index(key["horizon"]) - 1]
     live = runs.live_rates(config.learning_rates, _best_lr(store, key, before))
     return live[how[1]] if how[1] < len(live) else None
@@ -135,14 +143,15 @@ def run(config, workdir: Path) -> dict:
 def summarize(config, records: list[dict], workdir: Path) -> dict:
     """Writes the tables, CSV, JSON and plots of ``records``; returns the results."""
     rows = analysis.runs(records)
+    points = analysis.points(rows)  # a point: the mean over its seeds
     num_classes = next((r["num_classes"] for r in records if "num_classes" in r), None)
     eps0 = 1 - 1 / num_classes if num_classes else 0.9
     fraction, n = config.holdout_fraction, config.bootstrap
-    laws = analysis.laws(rows, eps0=eps0, fraction=fraction, n_resamples=n)
+    laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n)
     control_rows = analysis.runs(records, "controls")
-    results = {"runs": rows, "sweep": analysis.sweep(records), "laws": laws,
-               "isoflop": analysis.isoflops(rows),
-               "comparisons": analysis.comparisons(rows, laws, eps0=eps0, n_resamples=n),
+    results = {"runs": rows, "points": points, "sweep": analysis.sweep(records), "laws": laws,
+               "isoflop": analysis.isoflops(points),
+               "comparisons": analysis.comparisons(points, laws, eps0=eps0, n_resamples=n),
                "targets": analysis.targets(rows, analysis.runs(records, "reference"), laws,
                                            model=config.models[0]),
                "controls": analysis.controls(control_rows), "num_classes": num_classes,
@@ -153,9 +162,9 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
         return results
     tables.write_csv(rows + control_rows + analysis.runs(records, "reference"), workdir / "summary.csv")
     tables.write_json(config, results, workdir / "results.json")
-    plots.frontier(rows, results, workdir / "frontier.png")
-    plots.isoflop(rows, results, workdir / "isoflop.png")
-    plots.residuals(rows, results, workdir / "residuals.png")
+    plots.frontier(points, results, workdir / "frontier.png")
+    plots.isoflop(points, results, workdir / "isoflop.png")
+    plots.residuals(points, results, workdir / "residuals.png")
     names = ["frontier.png", "isoflop.png", "residuals.png"]
     if results["controls"]:
         plots.controls(control_rows, results, workdir / "controls.png")

@@ -118,6 +118,34 @@ def sweep(records: list[dict]) -> list[dict]:
                   + (r["horizon"], r["lr"]))
 
 
+POINT = ("model", "variant", "width", "horizon")
+
+
+def points(rows: list[dict]) -> list[dict]:
+    """One point per (model, variant, width, horizon): its runs' mean error over their seeds.
+
+    What the laws, IsoFLOP profiles, comparisons and plots fit (:func:`runs` lists every run).
+    A point keeps the first run's fields, with ``error`` the mean of its finished runs,
+    ``error_sd`` their standard deviation, ``seeds`` their count and ``trunk`` the (model,
+    variant, width) its runs share; a point with no finished run has ``error`` None.
+
+    >>> rows = [{"model": "m", "variant": "v", "width": 1, "horizon": 8, "seed": s, "error": e, "trunk": "t"}
+    ...         for s, e in ((0, 0.2), (1, 0.3), (2, None))]
+    >>> p, = points(rows); p["error"], p["seeds"], p["trunk"]
+    (0.25, 2, 'm/v/1')
+    """
+    by = defaultdict(list)
+    for r in rows:
+        by[tuple(r[k] for k in POINT)].append(r)
+    out = []
+    for key, mine in by.items():
+        errors = [r["error"] for r in mine if r["error"] is not None]
+        out.append({**mine[0], "error": statistics.fmean(errors) if errors else None,
+                    "error_sd": statistics.stdev(errors) if len(errors) > 1 else None, "seeds": len(errors),
+                    "trunk": "/".join(map(str, key[:3]))})
+    return out
+
+
 def _arrays(rows: list[dict]) -> dict[str, np.ndarray]:
     done = [r for r in rows if r["error"] is not None and r["train_flops"]]
     trunks = {t: i for i, t in enumerate(dict.fromkeys(r["trunk"] for r in done))}
@@ -126,7 +154,7 @@ def _arrays(rows: list[dict]) -> dict[str, np.ndarray]:
             "D": np.array([r["samples"] for r in done], np.float64),
             "e": np.clip(np.array([r["error"] for r in done], np.float64), 1e-6, 1 - 1e-6),
             "trunk": np.array([trunks[r["trunk"]] for r in done]),
-            "key": [(r["width"], r["horizon"], r["seed"]) for r in done]}
+            "key": [(r["width"], r["horizon"]) for r in done]}
 
 
 def _frontier(a: dict[str, np.ndarray]) -> np.ndarray:
@@ -208,7 +236,7 @@ def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "fron
                 reference: str = "standard", n_resamples: int = 1000, seed: int = 0) -> list[dict]:
     """Each variant's frontier exponent against ``reference``'s, by a paired bootstrap.
 
-    The runs of both are matched by (width, horizon, seed); a resample draws matched pairs with
+    The points of both are matched by (width, horizon); a resample draws matched pairs with
     replacement, takes each variant's frontier of the drawn runs and refits ``form``. A variant
     "scales better" (a larger exponent) only if at least 95% of the resamples say so, and worse
     only if at most 5% do; otherwise the two are not distinguishable.

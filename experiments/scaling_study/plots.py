@@ -82,7 +82,7 @@ def frontier(rows: list[dict], results: dict, path: Path) -> None:
             label = variant
             if law:
                 front = {tuple(k) for k in law["frontier"]}
-                on = [r for r in v if (r["width"], r["horizon"], r["seed"]) in front]
+                on = [r for r in v if (r["width"], r["horizon"]) in front]
                 ax.scatter([r["train_flops"] for r in on], [r["error"] for r in on], facecolors="none",
                            edgecolors=palette[variant], s=46, lw=1.2)
                 curve = _law_curve(law, np.geomspace(c.min(), c.max(), 60))
@@ -144,7 +144,7 @@ def residuals(rows: list[dict], results: dict, path: Path) -> None:
         front = {tuple(k) for k in law["frontier"]}
         mine = [r for r in rows if (r["model"], r["variant"]) == (law["model"], law["variant"])
                 and r["error"] is not None and r["train_flops"]
-                and (law["best"] == "joint" or (r["width"], r["horizon"], r["seed"]) in front)]
+                and (law["best"] == "joint" or (r["width"], r["horizon"]) in front)]
         if mine:
             x = ((np.array([r["params"] for r in mine], float), np.array([r["samples"] for r in mine], float))
                  if law["best"] == "joint" else np.array([r["train_flops"] for r in mine], float))

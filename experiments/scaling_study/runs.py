@@ -80,6 +80,20 @@ def check(config) -> None:
                           f"variants {variants(config)}")
     if int(config.reference.factor) < 1:
         raise ConfigError(f"--config.reference.factor={config.reference.factor}; expected an int ≥ 1")
+    r = config.repeats
+    if r.variants or r.seeds:
+        study = variants(config)
+        if not set(r.variants) <= set(study):
+            raise ConfigError(f"--config.repeats.variants={tuple(r.variants)}: not all of the study's variants "
+                              f"{study}")
+        seeds = tuple(r.seeds)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds) \
+                or set(seeds) & set(config.seeds):
+            raise ConfigError(f"--config.repeats.seeds={seeds}: expected distinct int seeds, none of "
+                              f"--config.seeds={tuple(config.seeds)}")
+        if not set(repeat_horizons(config)) <= set(horizons(config)):
+            raise ConfigError(f"--config.repeats.horizons={tuple(r.horizons)}: not all of --config.horizons="
+                              f"{horizons(config)}")
     noise = config.label_noise
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
         raise ConfigError(f"--config.label_noise={noise!r}; expected a number in [0, 1)")
@@ -96,6 +110,12 @@ def horizons(config) -> tuple[int, ...]:
         raise ConfigError(f"--config.horizons={hs}: expected increasing step counts whose first "
                           f"trunk ({hs[0] if hs else 0} − cooldown) reaches past warmup_steps={config.warmup_steps}")
     return hs
+
+
+def repeat_horizons(config) -> tuple[int, ...]:
+    """The horizons the repeat seeds (``config.repeats``) train to: ``config.repeats.horizons``, or
+    every horizon when it is empty."""
+    return tuple(int(h) for h in config.repeats.get("horizons", ())) or horizons(config)
 
 
 def longest(config) -> int:

@@ -127,7 +127,10 @@ def markdown(config, results: dict) -> str:
     lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",
              f"{len(rows)} runs at their chosen learning rates ({len(results['sweep'])} trained in all): "
              f"widths {', '.join(f'{w:g}' for w in config.widths)}, horizons {', '.join(map(str, hs))} steps of "
-             f"batch {config.batch_size}, seeds {', '.join(map(str, config.seeds))}; "
+             f"batch {config.batch_size}, seeds {', '.join(map(str, config.seeds))}"
+             + (f" (and {', '.join(map(str, config.repeats.seeds))} for {', '.join(config.repeats.variants)}, "
+                "at the rates the first seed chose)" if config.repeats.variants and config.repeats.seeds else "")
+             + "; "
              f"{config.optimizer}{' (Nesterov)' if config.nesterov else ''} momentum {config.momentum}, "
              f"weight decay {config.weight_decay:g}, label smoothing {config.label_smoothing:g}, "
              f"warmup {config.warmup_steps} steps, constant rate, 1−√ cooldown over the last "
@@ -136,12 +139,13 @@ def markdown(config, results: dict) -> str:
              "steps; the cost model's 6·MACs·batch·steps beside it."
              + "".join(f" {m}'s data rendered in {t:.1f} s." for m, t in results.get("render_s", {}).items()
                        if t), "",
-             "| model | variant | width | horizon | lr | params | samples | train FLOPs (XLA) | XLA ÷ cost model | "
-             "test error | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | variant | width | horizon | seed | lr | params | samples | train FLOPs (XLA) | "
+             "XLA ÷ cost model | test error | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = (r["train_flops"] / r["cost_model_flops"]) if r["train_flops"] and r["cost_model_flops"] else None
         err = "diverged" if r["diverged"] else _num(r["error"], ".3f")
-        lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['horizon']} | {r['lr']:g} | "
+        lines.append(f"| {r['model']} | {r['variant']} | {r['width']:g} | {r['horizon']} | {r['seed']} | "
+                     f"{r['lr']:g} | "
                      f"{_num(r['params'])} | {_num(r['samples'])} | {_num(r['train_flops'], '.3g')} | "
                      f"{_num(ratio, '.2f')} | {err} | {_num(r['wall_s'], ',.0f')} |")
     lines += ["", "## Learning rates (chosen per horizon: lowest validation error; every rate at the shortest "
@@ -155,11 +159,12 @@ def markdown(config, results: dict) -> str:
         lines.append(f"| {ident[0]} | {ident[1]} | {ident[2]:g} | {ident[3]} | {ident[4]} | {scores} | "
                      f"{_num(best and best['lr'], 'g')} | {_num(best and best['error'], '.3f')} |")
     lines += ["", "## Laws", "",
-              "The `power`, `frontier` and `m4` forms are fitted to each variant's compute frontier (runs no "
-              "other run of the variant beats in both compute and error), `joint` to every run. Huber loss "
+              "A point is a (width, horizon) with the mean error of its seeds. The `power`, `frontier` and `m4` "
+              "forms are fitted to each variant's compute frontier (points no other point of the variant beats "
+              "in both compute and error), `joint` to every point. Huber loss "
               "(δ = 1e-3) on log error, L-BFGS-B from a grid of starts (converged: the share of starts that "
-              f"reached the best optimum); intervals from {config.bootstrap} bootstrap resamples of runs (the "
-              "joint law's: of trunks). Held out: fitted on the runs of compute ≤ "
+              f"reached the best optimum); intervals from {config.bootstrap} bootstrap resamples of points (the "
+              "joint law's: of widths). Held out: fitted on the points of compute ≤ "
               f"{config.holdout_fraction:g} × the largest, scored on the rest. Chosen: the lowest held-out "
               "median. The prediction band (10–90%) holds the bootstrap's spread of the curve and the fit's "
               "own scatter of single runs; the curve's band alone in brackets. Parameters in units of the "
