@@ -1,7 +1,8 @@
 """Builds the oneDNN extension: ``python -m jconv.onednn.build [--if-needed] [--force]``.
 
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
-``csrc/onednn_pool.cc`` (pooling and LRN) and ``csrc/max_pool_scatter.cc`` (max pooling's float32 backward), with the headers
+``csrc/onednn_pool.cc`` (pooling and LRN), ``csrc/max_pool_scatter.cc`` (max pooling's
+float32 backward) and ``csrc/sgd_update.cc`` (SGD's one-pass update), with the headers
 beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
@@ -51,7 +52,7 @@ STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SOURCES = tuple(CSRC / name for name in ("onednn_conv.cc", "onednn_pool.cc", "onednn_matmul.cc",
-                                         "max_pool_scatter.cc"))
+                                         "max_pool_scatter.cc", "sgd_update.cc"))
 SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
 ONEDNN_DIST = "onednn-cpu-gomp"

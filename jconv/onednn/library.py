@@ -61,7 +61,8 @@ TARGETS = {
     "max_fwd": "JconvOnednnMaxPoolForward", "max_bwd": "JconvOnednnMaxPoolBackward",
     "avg_fwd": "JconvOnednnAvgPoolForward", "avg_bwd": "JconvOnednnAvgPoolBackward",
     "lrn_fwd": "JconvOnednnLrnForward", "lrn_bwd": "JconvOnednnLrnBackward",
-    **dict.fromkeys(("mm_fwd", "mm_bwd_data", "mm_bwd_weights"), "JconvOnednnMatmul")}
+    **dict.fromkeys(("mm_fwd", "mm_bwd_data", "mm_bwd_weights"), "JconvOnednnMatmul"),
+    "sgd_update": "JconvSgdUpdate"}
 """Every pass in the library: the FFI target ``jconv_onednn_<name>`` and its C symbol."""
 
 _FAMILIES = ("conv", "pool")  # the C functions of csrc/onednn_conv.cc, csrc/onednn_pool.cc

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["TrainConfig", "NonFiniteLossError", "OPTIMIZERS", "SCHEDULES", "DTYPES"]
+__all__ = ["TrainConfig", "NonFiniteLossError", "OPTIMIZERS", "SCHEDULES", "DTYPES", "UPDATES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+UPDATES = ("auto", "optax", "fused")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
 
@@ -32,6 +33,11 @@ class TrainConfig:
     smoothed targets; ``ema_decay > 0`` evaluates an exponential moving average of the weights;
     ``cooldown_fraction`` is the share of the steps that the ``wsd`` schedule cools down over
     (:mod:`jconv.train.recipe` gives the formulas).
+
+    ``update`` says how the optimizer's step runs: ``"optax"``, optax's transformations as XLA
+    compiles them; ``"fused"``, SGD with momentum in one pass over each parameter
+    (:mod:`jconv.onednn.sgd`, the same arithmetic); ``"auto"``, the fused pass where it applies
+    (``sgd`` with momentum, float32 parameters, the native library loaded, on CPU), else optax's.
     """
 
     steps: int = 100
@@ -55,6 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
     cooldown_fraction: float = 0.2
+    update: str = "auto"
 
     @property
     def cooldown_steps(self) -> int:
@@ -88,6 +95,11 @@ class TrainConfig:
                     or not 0 <= value <= 1 or (value == 1 and name != "cooldown_fraction")):
                 raise ValueError(f"TrainConfig: {name}={value!r}; expected a float in "
                                  f"[0, 1{']' if name == 'cooldown_fraction' else ')'}")
+        if self.update not in UPDATES:
+            raise ValueError(f"TrainConfig: update={self.update!r}; expected one of {list(UPDATES)}")
+        if self.update == "fused" and not (self.optimizer == "sgd" and self.momentum):
+            raise ValueError(f"TrainConfig: update='fused' is SGD with momentum; got optimizer="
+                             f"{self.optimizer!r}, momentum={self.momentum!r}")
         if not isinstance(self.nesterov, bool):
             raise ValueError(f"TrainConfig: nesterov={self.nesterov!r}; expected True or False")
         if self.schedule == "wsd" and self.warmup_steps + self.cooldown_steps > self.steps:
