@@ -55,10 +55,22 @@ def run_worker(workdir, source, sleep=0.0):
         print("RESULT " + json.dumps(result), flush=True)
 
 
+def _job_env(cache):
+    """The processes' environment: one persistent compilation cache for every job of a test
+    (the killed and resumed jobs run the programs the first two-process job compiled), and
+    XLA's CPU backend at its lowest optimisation level (these programs run a few steps; their
+    compilation is most of a job's time)."""
+    env = _env()
+    env["XLA_FLAGS"] = " ".join([*env["XLA_FLAGS"].split(), "--xla_backend_optimization_level=0"])
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
 def _start_job(workdir, source, processes, devices, sleep=0.0):
     script = ("from tests.test_multiprocess import run_worker\n"
               f"run_worker({str(workdir)!r}, {source!r}, {sleep})\n")
-    base = _env()
+    base = _job_env(Path(workdir).parent / "jax_cache")
     return [subprocess.Popen([sys.executable, "-W", "error", "-c", script], cwd=REPO,
                              env=launch.process_env(i, processes, port, devices, base),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

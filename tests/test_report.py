@@ -12,6 +12,7 @@ import pytest
 
 from jconv import cost, runner
 from jconv.summary import summarize
+from tests.shared import built_once
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "report.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,9 +22,11 @@ pytestmark = pytest.mark.slow  # every test reads the evidence report, built end
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("report")
-    runner.run(f"{CONFIG}:smoke", workdir=workdir)
-    return workdir / "report"
+    def build(workdir):
+        runner.run(f"{CONFIG}:smoke", workdir=workdir)
+        return workdir / "report"
+
+    return built_once(tmp_path_factory, "report", build)  # once per test run
 
 
 @pytest.fixture(scope="module")

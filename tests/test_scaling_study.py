@@ -4,6 +4,7 @@ constructed records, and its smoke run (procedural and CIFAR files) with every o
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from experiments.report_sections import Context
 from experiments.report_sections.study import scaling_study
 from experiments.scaling_study import analysis, runs, tables
 from jconv import data, models, runner, summary, train
+from tests.shared import built_once
 from tests.test_data_files import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,15 +235,25 @@ def test_killed_study_resumes_mid_branch(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """The smoke study on CIFAR-10-format files, from the command line."""
-    tmp = tmp_path_factory.mktemp("study")
-    write_cifar(tmp / "cifar")
-    out = subprocess.run([sys.executable, "-m", "jconv", "run", "configs/scaling_study.py:smoke",
-                          "--config.dataset=cifar10", f"--config.data_dir={tmp / 'cifar'}",
-                          "--workdir", str(tmp / "w")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return tmp / "w"
+    """The smoke study on CIFAR-10-format files, from the command line, once per test run: every
+    part of it (both variants at both widths, three horizons, both rates, the reference, the
+    Type 2.1 controls), on shorter horizons and smaller batches than ``:smoke``'s. Each of its
+    trunks and branches compiles its own step (a host callback keeps the steps out of the
+    persistent compilation cache), and compiling is most of the study's time: XLA's CPU backend
+    runs at its lowest optimisation level."""
+    def build(tmp):
+        write_cifar(tmp / "cifar")
+        env = dict(os.environ)
+        env["XLA_FLAGS"] = " ".join([*env.get("XLA_FLAGS", "").split(), "--xla_backend_optimization_level=0"])
+        out = subprocess.run([sys.executable, "-m", "jconv", "run", "configs/scaling_study.py:smoke",
+                              "--config.dataset=cifar10", f"--config.data_dir={tmp / 'cifar'}",
+                              "--config.horizons=(5, 10, 20)", "--config.batch_size=4",
+                              "--workdir", str(tmp / "w")], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return tmp / "w"
+
+    return built_once(tmp_path_factory, "scaling_study", build)
 
 
 @pytest.mark.slow  # end-to-end study
