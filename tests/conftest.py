@@ -1,7 +1,7 @@
 """Suite-wide settings: strict numerics, reproducible hypothesis sweeps, and two tiers.
 
 * The full tier (``bash scripts/test.sh``, what CI runs): every test, hypothesis profile
-  ``full`` (25 examples per sweep, or ``JCONV_EXAMPLES``).
+  ``full`` (15 examples per sweep, or ``JCONV_EXAMPLES``).
 * The quick tier (``bash scripts/test.sh --quick``): ``-m "not slow"
   --hypothesis-profile=quick``. A test is marked ``slow`` where it starts other Python
   processes (the command line as a user runs it, training or multi-process jobs), builds
@@ -25,7 +25,7 @@ _COMMON = dict(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.register_profile("full", max_examples=int(os.environ.get("JCONV_EXAMPLES", "25")),
+settings.register_profile("full", max_examples=int(os.environ.get("JCONV_EXAMPLES", "15")),
                           **_COMMON)
 settings.register_profile("quick", max_examples=4, **_COMMON)
 settings.load_profile("full")  # --hypothesis-profile=quick (hypothesis' own option) overrides
