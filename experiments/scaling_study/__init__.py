@@ -53,12 +53,12 @@ def plan(config) -> list[tuple[tuple, dict]]:
     ``("best", h, seed)``, the rate ``seed`` chose at ``h`` (the repeats of ``config.repeats``).
     Those keys carry ``lr=None`` until the runs they depend on are recorded.
     """
-    hs = runs.horizons(config)
     runs.check(config)
     candidates = min(2, len(config.learning_rates))
     todo = []
     for model in config.models:
         for variant in runs.variants(config):
+            hs = runs.horizons(config, variant)
             for width in config.widths:
                 base = {"model": model, "variant": variant, "width": width}
                 todo.append((("given",), {"part": "cost", **base}))
@@ -70,12 +70,14 @@ def plan(config) -> list[tuple[tuple, dict]]:
                 if variant in config.repeats.variants:
                     todo += [(("best", h, config.seeds[0]), {"part": "scaling", **base, "seed": seed, "lr": None,
                                                              "horizon": h})
-                             for seed in config.repeats.seeds for h in runs.repeat_horizons(config)]
+                             for seed in config.repeats.seeds for h in runs.repeat_horizons(config, variant)]
     ref = config.reference
     if ref.variant:
         base = {"model": config.models[0], "variant": ref.variant, "width": max(config.widths)}
-        todo += [(("best", hs[-1]), {"part": "reference", **base, "seed": config.seeds[0], "lr": None,
-                                     "horizon": hs[-1] * ref.factor})]
+        last = runs.horizons(config, ref.variant)[-1]
+        todo += [(("best", last), {"part": "reference", **base, "seed": config.seeds[0], "lr": None,
+                                   "horizon": last * ref.factor})]
+    hs = runs.horizons(config)
     c = config.controls
     for variant in c.variants if c.treatments else ():
         base = {"model": config.models[0], "variant": variant, "width": c.width}
@@ -94,11 +96,12 @@ def _best_lr(store: Store, key: dict, horizon: int, seed: int | None = None) -> 
     return runs.choose_lr(done)
 
 
-def _rate(store: Store, how: tuple, key: dict, config, hs) -> float | None:
+def _rate(store: Store, how: tuple, key: dict, config) -> float | None:
     if how[0] == "given":
         return key.get("lr")
     if how[0] == "best":
         return _best_lr(store, key, *how[1:])
+    hs = runs.horizons(config, key["variant"])
     before = hs[hs.index(key["horizon"]) - 1]
     live = runs.live_rates(config.learning_rates, _best_lr(store, key, before))
     return live[how[1]] if how[1] < len(live) else None
@@ -108,13 +111,12 @@ def run(config, workdir: Path) -> dict:
     workdir = Path(workdir)
     _compilation_cache(workdir)
     store = Store(workdir)
-    hs = runs.horizons(config)
     todo = plan(config)
     study_data: dict[str, runs.StudyData] = {}
     with progress(len(todo), 0, "scaling study") as bar:
         for how, key in todo:
             if key["part"] != "cost":
-                key = {**key, "lr": _rate(store, how, key, config, hs)}
+                key = {**key, "lr": _rate(store, how, key, config)}
             # No rate to run at: no lower candidate, or every run it depends on diverged.
             if store.has(key) or key.get("lr", 0) is None:
                 bar.update()

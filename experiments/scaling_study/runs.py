@@ -91,9 +91,13 @@ def check(config) -> None:
                 or set(seeds) & set(config.seeds):
             raise ConfigError(f"--config.repeats.seeds={seeds}: expected distinct int seeds, none of "
                               f"--config.seeds={tuple(config.seeds)}")
-        if not set(repeat_horizons(config)) <= set(horizons(config)):
-            raise ConfigError(f"--config.repeats.horizons={tuple(r.horizons)}: not all of --config.horizons="
-                              f"{horizons(config)}")
+        for v in r.variants:
+            if not set(repeat_horizons(config, v)) <= set(horizons(config, v)):
+                raise ConfigError(f"--config.repeats.horizons={tuple(r.horizons)}: not all of {v}'s horizons "
+                                  f"{horizons(config, v)} (--config.horizons and --config.longer)")
+    if not set(config.longer.variants) <= set(variants(config)):
+        raise ConfigError(f"--config.longer.variants={tuple(config.longer.variants)}: not all of the study's "
+                          f"variants {variants(config)}")
     noise = config.label_noise
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
         raise ConfigError(f"--config.label_noise={noise!r}; expected a number in [0, 1)")
@@ -103,24 +107,39 @@ def cooldown_steps(config, horizon: int) -> int:
     return int(round(config.cooldown_fraction * horizon))
 
 
-def horizons(config) -> tuple[int, ...]:
-    """The study's horizons in steps, checked: increasing, each longer than its cooldown + warmup."""
+def horizons(config, variant: str | None = None) -> tuple[int, ...]:
+    """The study's horizons in steps, checked: increasing, each longer than its cooldown + warmup.
+
+    With ``variant``: its horizons, those of ``config.horizons`` and, for a variant of
+    ``config.longer.variants``, the longer ones of ``config.longer.horizons`` after them.
+    """
     hs = tuple(int(h) for h in config.horizons)
     if not hs or list(hs) != sorted(set(hs)) or hs[0] - cooldown_steps(config, hs[0]) < max(1, config.warmup_steps):
         raise ConfigError(f"--config.horizons={hs}: expected increasing step counts whose first "
                           f"trunk ({hs[0] if hs else 0} − cooldown) reaches past warmup_steps={config.warmup_steps}")
+    more = tuple(config.longer.horizons)
+    if not all(isinstance(h, int) and not isinstance(h, bool) for h in more) \
+            or list(more) != sorted(set(more)) or (more and more[0] <= hs[-1]):
+        raise ConfigError(f"--config.longer.horizons={more}: expected increasing int step counts, each longer "
+                          f"than the last of --config.horizons={hs}")
+    if variant is not None and variant in config.longer.variants:
+        return hs + more
     return hs
 
 
-def repeat_horizons(config) -> tuple[int, ...]:
+def repeat_horizons(config, variant: str | None = None) -> tuple[int, ...]:
     """The horizons the repeat seeds (``config.repeats``) train to: ``config.repeats.horizons``, or
-    every horizon when it is empty."""
-    return tuple(int(h) for h in config.repeats.get("horizons", ())) or horizons(config)
+    every horizon of ``variant`` when it is empty."""
+    return tuple(int(h) for h in config.repeats.get("horizons", ())) or horizons(config, variant)
 
 
 def longest(config) -> int:
     """The longest horizon any run of the study trains to (the reference run's included)."""
-    return horizons(config)[-1] * max(1, int(config.reference.factor) if config.reference.variant else 1)
+    every = [horizons(config, v)[-1] for v in variants(config)]
+    ref = config.reference
+    if ref.variant:
+        every.append(horizons(config, ref.variant)[-1] * max(1, int(ref.factor)))
+    return max(every)
 
 
 def recipe(config, *, seed: int, learning_rate: float, steps: int, cooldown: bool) -> train.TrainConfig:

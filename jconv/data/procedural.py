@@ -316,14 +316,16 @@ def render(source: ProceduralSource, start: int, stop: int, *, workers: int = 1,
         raise ValueError(f"render: [start, stop) = [{start}, {stop}); expected 0 ≤ start ≤ stop ≤ "
                          f"{len(source)} (the split's size)")
     bounds = [(lo, min(stop, lo + chunk)) for lo in range(start, stop, chunk)]
+    # Chunks are copied into the result as they arrive: the peak is the result, not twice it.
+    x, y = np.empty((stop - start, *source.image_shape), np.uint8), np.empty(stop - start, np.int32)
     if workers <= 1 or len(bounds) <= 1:
-        parts = [_render_range(source, lo, hi) for lo, hi in bounds]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        for lo, hi in bounds:
+            x[lo - start:hi - start], y[lo - start:hi - start] = _render_range(source, lo, hi)
+        return x, y
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_render_range, [source] * len(bounds), *zip(*bounds)))
-    if not parts:
-        return np.zeros((0, *source.image_shape), np.uint8), np.zeros(0, np.int32)
-    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for (lo, hi), part in zip(bounds, pool.map(_render_range, [source] * len(bounds), *zip(*bounds))):
+            x[lo - start:hi - start], y[lo - start:hi - start] = part
+    return x, y
