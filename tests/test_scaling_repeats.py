@@ -1,5 +1,6 @@
-"""The scaling study's repeat seeds: planned at the rates the first seed chose, checked before any
-writing, and averaged into one point per (width, horizon) before the laws are fitted."""
+"""The scaling study's repeat seeds and longer horizons: repeats planned at the rates the first seed
+chose and averaged into one point per (width, horizon) before the laws are fitted; longer horizons
+planned for their variants only, on from the rate chosen before; both checked before any writing."""
 
 import math
 
@@ -24,7 +25,7 @@ def _config(**repeats):
 
 def test_repeats_run_at_the_rates_the_first_seed_chose(tmp_path):
     config = _config(variants=("standard",), seeds=(1, 2), horizons=(320, 1280))
-    todo, store, hs = study.plan(config), runner.Store(tmp_path), runs.horizons(config)
+    todo, store, hs = study.plan(config), runner.Store(tmp_path), runs.horizons(config, "standard")
     repeats = [(how, key) for how, key in todo if key["part"] == "scaling" and key["seed"] != 0]
     assert {(k["variant"], k["seed"], k["horizon"]) for _, k in repeats} == {
         ("standard", s, h) for s in (1, 2) for h in (320, 1280)}
@@ -38,11 +39,11 @@ def test_repeats_run_at_the_rates_the_first_seed_chose(tmp_path):
             assert {k["horizon"] for k in before} == set(hs)
     mine = {"part": "scaling", "model": "alexnet", "variant": "standard", "width": 0.0625}
     how, key = next((how, k) for how, k in repeats if k["width"] == 0.0625 and k["horizon"] == 1280)
-    assert study._rate(store, how, key, config, hs) is None  # nothing chosen yet: nothing to run
+    assert study._rate(store, how, key, config) is None  # nothing chosen yet: nothing to run
     for lr, val in ((0.05, 0.2), (0.025, 0.3)):
         store.add({**mine, "seed": 0, "lr": lr, "horizon": 1280}, {"test_accuracy": 0.8, "val_error": val})
     store.add({**mine, "seed": 1, "lr": 0.025, "horizon": 1280}, {"test_accuracy": 0.9, "val_error": 0.0})
-    assert study._rate(store, how, key, config, hs) == 0.05  # seed 0's choice, not seed 1's own record
+    assert study._rate(store, how, key, config) == 0.05  # seed 0's choice, not seed 1's own record
 
 
 @pytest.mark.parametrize("repeats, flag", [
@@ -54,6 +55,45 @@ def test_repeats_run_at_the_rates_the_first_seed_chose(tmp_path):
 def test_bad_repeats_are_named(repeats, flag):
     with pytest.raises(ConfigError, match=flag.replace(".", r"\.")):
         study.check(_config(**repeats))
+
+
+def test_longer_horizons_are_planned_for_their_variants_only(tmp_path):
+    config = _config(variants=(), seeds=())
+    config.longer.variants, config.longer.horizons = ("standard",), (5120, 10240)
+    todo, store = study.plan(config), runner.Store(tmp_path)
+    planned = {v: sorted({k["horizon"] for _, k in todo if k["part"] == "scaling" and k["variant"] == v})
+               for v in ("standard", "grouped")}
+    assert planned == {"standard": [320, 640, 1280, 2560, 5120, 10240], "grouped": [320, 640, 1280, 2560]}
+    assert runs.horizons(config) == (320, 640, 1280, 2560)
+    reference, = [k for _, k in todo if k["part"] == "reference"]
+    assert reference["horizon"] == 10240 * config.reference.factor == runs.longest(config)
+    # The first longer horizon goes on from the rate chosen at the last common one.
+    mine = {"part": "scaling", "model": "alexnet", "variant": "standard", "width": 0.0625, "seed": 0}
+    for lr, val in ((0.05, 0.2), (0.025, 0.3)):
+        store.add({**mine, "lr": lr, "horizon": 2560}, {"test_accuracy": 0.8, "val_error": val})
+    at = [study._rate(store, how, k, config) for how, k in todo
+          if all(k.get(f) == v for f, v in mine.items()) and k["horizon"] == 5120]
+    assert at == [0.05, 0.025]
+    config.longer.variants = ()
+    assert runs.longest(config) == 2560 * config.reference.factor
+
+
+@pytest.mark.parametrize("longer, repeats, flag", [
+    ({"horizons": (2560,)}, {}, "longer.horizons"),
+    ({"horizons": (10240, 5120)}, {}, "longer.horizons"),
+    ({"variants": ("depthwise_nope",)}, {}, "longer.variants"),
+    ({}, {"variants": ("grouped",), "seeds": (1,), "horizons": (5120,)}, "repeats.horizons"),
+])
+def test_bad_longer_horizons_are_named(longer, repeats, flag):
+    config = _config(**repeats)
+    for k, v in longer.items():
+        config.longer[k] = v
+    with pytest.raises(ConfigError, match=flag.replace(".", r"\.")):
+        study.check(config)
+
+
+def test_repeats_may_train_to_their_variants_longer_horizons():
+    study.check(_config(variants=("standard",), seeds=(1,), horizons=(320, 5120)))
 
 
 def _rows(variant, seeds, err, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), noise=0.0, rng=None):

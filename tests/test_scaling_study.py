@@ -69,9 +69,9 @@ def test_every_variant_spans_the_compute_its_config_promises(arg, decades):
     the longest)."""
     config = study_config.get_config(arg)
     assert (arg == "gpu") == ("googlenet" in config.models)
-    hs = runs.horizons(config)
     for model in config.models:
         for variant in runs.variants(config):
+            hs = runs.horizons(config, variant)
             macs = [summary.summarize(model, variant=variant, width=w, input_size=runs.input_size(config, model),
                                       in_channels=3, num_classes=config.num_classes, norm=config.norm)[1]["macs"]
                     for w in (min(config.widths), max(config.widths))]
@@ -96,7 +96,7 @@ def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
     mine = {"model": "alexnet", "variant": "standard", "width": 0.0625, "seed": 0}
 
     def rates(horizon, part="scaling"):
-        return [study._rate(store, how, key, config, hs) for how, key in todo
+        return [study._rate(store, how, key, config) for how, key in todo
                 if key["part"] == part and key["horizon"] == horizon and all(key[k] == v for k, v in mine.items())]
 
     def record(horizon, lr, val_error):
@@ -104,6 +104,7 @@ def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
 
     config.unlock()
     config.learning_rates = (0.025, 0.05, 0.1, 0.2)
+    config.longer.variants = ()
     hs, todo = runs.horizons(config), study.plan(config)
     assert rates(320) == [0.025, 0.05, 0.1, 0.2] and rates(640) == [None, None]
     for lr, val in ((0.025, 0.5), (0.05, 0.4), (0.1, 0.3), (0.2, 0.35)):
@@ -114,7 +115,7 @@ def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
     record(1280, 0.05, 0.2), record(1280, 0.025, 0.1)
     assert rates(2560) == [0.025, None]  # no lower rate to try
     record(2560, 0.025, 0.1)
-    mine["width"] = 0.375
+    mine["width"] = max(config.widths)
     record(2560, 0.05, 0.1), record(2560, 0.025, 0.2)
     assert rates(5120, "reference") == [0.05]  # the reference goes on at the longest horizon's rate
     assert runs.live_rates((0.1, 0.2), None) == ()
