@@ -91,6 +91,20 @@ def test_another_process_renders_the_same_bytes():
     assert out == [_digest(train, [49, 7, 0]), _digest(test, [3])]
 
 
+@pytest.mark.slow  # spawned processes
+@pytest.mark.parametrize("workers", [1, 2])
+def test_render_gives_the_items_in_order_by_any_number_of_workers(workers):
+    from jconv.data.procedural import render
+
+    train, _ = open_procedural(train_size=20, image_size=16, seed=1)
+    x, y = render(train, 3, 17, workers=workers, chunk=4)
+    assert x.shape == (14, 16, 16, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+    for j, i in enumerate(range(3, 17)):
+        assert np.array_equal(x[j], train[i][0]) and y[j] == train[i][1]
+    empty, none = render(train, 5, 5, workers=workers)
+    assert empty.shape == (0, 16, 16, 3) and none.shape == (0,)
+
+
 def test_train_and_test_share_no_item():
     train, test = open_procedural(train_size=300, test_size=300, seed=0)
     seen = {train[i][0].tobytes() for i in range(300)}
