@@ -6,7 +6,8 @@ Type 2.2, depthwise-separable, and Type 2.2 after an Inception-style 1×1 reduct
 (a) widens both layers (k1 = k2 = k), sweep (b) widens layer 2 only (k1 fixed). Wall time
 is measured where arithmetic dominates: a batch per point so that every call does the same
 work (at least ``min_call_s`` at this machine's peak, measured in the run), one fixed kernel
-per curve, ``repeats`` interleaved samples; each slope gets a bootstrap interval and a verdict.
+per curve, ``repeats`` interleaved samples (more, up to ``max_repeats``, on a curve whose slope
+interval is wide); each slope gets a bootstrap interval and a verdict.
 
 Run (5 minutes on 2 CPU cores shared with other jobs, load 6–8; ``:smoke`` about 30 s)::
 
@@ -38,6 +39,9 @@ def get_config(arg=None):
     config.kernel1 = 3
     config.kernel2 = 5
     config.repeats = 3 if smoke else 7  # interleaved samples per point, after one warm-up call
+    # A curve whose slope interval is wider than 0.25 (verdicts.RETIME_INTERVAL) is timed
+    # again, repeats rounds at a time, up to this many samples a point.
+    config.max_repeats = 3 if smoke else 21
     # Batch per point: each call does the FLOPs of min_call_s at the measured peak, so no call
     # is shorter; a call's arrays stay under max_call_bytes (else a smaller batch, said so).
     config.min_call_s = 0.001 if smoke else 0.02

@@ -167,3 +167,41 @@ def test_smoke_run_gives_every_row_a_verdict_and_every_point(smoke_config, tmp_p
     table = (tmp_path / "table.md").read_text()
     assert "Targets:" in table and "GFLOP/s" in table
     assert (tmp_path / "quadratic_cost.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("spikes", [0, 1, 99])
+def test_a_curve_with_a_wide_interval_is_timed_again(smoke_config, monkeypatch, spikes):
+    """Rounds go on while the slope's interval is wide (here: in each of the first ``spikes``
+    rounds one call of the narrow point takes twice its time), each round over every point of
+    the curve, and stop at ``max_repeats`` samples."""
+    from experiments.quadratic_cost import timing
+
+    rng, calls = np.random.default_rng(0), []
+
+    def fake(named, warmup, repeats):
+        calls.append(repeats)
+        times = {i: list(1e-3 * (i + 1) * np.exp(0.01 * rng.standard_normal(repeats))) for i in named}
+        if len(calls) <= spikes:
+            times[0][0] *= 2.0
+        return {i: {"times_s": t} for i, t in times.items()}
+
+    monkeypatch.setattr(timing, "interleaved", fake)
+    config = smoke_config.copy_and_resolve_references()
+    config.unlock()
+    config.repeats, config.max_repeats = 3, 15
+    points = [{"k1": 4, "k2": k, "impls": model.kernels("type2_2", 4, k, config), "flops": 1e5, "bytes": 1e3}
+              for k in (4, 8)]
+    results = timing.time_points(points, "type2_2", "fwd", 1e6, config)
+    assert set(calls) == {3} and all(len(r["times_s"]) == 3 * len(calls) for r in results)
+    assert (len(calls) == 1) if spikes == 0 else (1 < len(calls) < 5) if spikes == 1 else (len(calls) == 5)
+    ks = [r["k2"] for r in results]
+    fit = verdicts.fit_slope(ks, [np.asarray(r["times_s"]) / r["batch"] for r in results])
+    assert (fit.width <= verdicts.RETIME_INTERVAL) == (spikes < 99)
+
+
+def test_max_repeats_below_repeats_is_named(smoke_config):
+    config = smoke_config.copy_and_resolve_references()
+    config.unlock()
+    config.max_repeats = 1
+    with pytest.raises(runner.ConfigError, match=r"max_repeats=1; expected an int ≥ --config\.repeats=3"):
+        quadratic_cost.check(config)

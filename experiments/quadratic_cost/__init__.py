@@ -47,11 +47,14 @@ def check(config, prefix: str = "--config.") -> None:
     if not config.variants or unknown:
         raise ConfigError(f"{prefix}variants={tuple(config.variants)}: expected one or more of "
                           f"{tuple(LABELS)}")
-    for key in ("widths", "fixed_k1", "height", "width", "kernel1", "kernel2", "repeats",
+    for key in ("widths", "fixed_k1", "height", "width", "kernel1", "kernel2", "repeats", "max_repeats",
                 "peak_size", "peak_bytes", "n_resamples"):
         if not _positive_ints(config[key]):
             expected = "one or more ints ≥ 1" if key == "widths" else "an int ≥ 1"
             raise ConfigError(f"{prefix}{key}={config[key]!r}; expected {expected}")
+    if _positive_ints(config.repeats) and _positive_ints(config.max_repeats) and config.max_repeats < config.repeats:
+        raise ConfigError(f"{prefix}max_repeats={config.max_repeats!r}; expected an int ≥ "
+                          f"{prefix}repeats={config.repeats}")
     for key in ("reduce_ratio", "min_call_s", "max_call_bytes"):
         if not _positive(config[key]):
             raise ConfigError(f"{prefix}{key}={config[key]!r}; expected a number > 0")

@@ -43,7 +43,7 @@ def _point(p: dict, factor: int, flops: float) -> dict:
         median = float(np.median(per_image))
         out.update(time_s=median, min_s=float(per_image.min()), max_s=float(per_image.max()),
                    samples=per_image.tolist(), gflops=factor * flops / median / 1e9,
-                   noisy=bool((per_image.max() - per_image.min()) / median > verdicts.NOISY_POINT))
+                   noisy=verdicts.noisy(per_image))
     return out
 
 

@@ -9,7 +9,9 @@ a point whose single image passes it is reported with that reason, not timed.
 
 *Interleaved repeats* (:func:`time_points`): the widths of one curve are timed round-robin,
 in a shuffled order each round (:func:`jconv.measure.interleaved`), so load from other
-processes falls on every width alike and cannot tilt a slope.
+processes falls on every width alike and cannot tilt a slope. A curve whose slope interval
+is wider than :data:`.verdicts.RETIME_INTERVAL` gets more rounds, ``repeats`` at a time, up
+to ``max_repeats``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jconv
-from experiments.quadratic_cost import model
+from experiments.quadratic_cost import model, verdicts
 from jconv.measure import blocking, counting, interleaved, xla_flops
 
 PASSES = {"fwd": "forward", "fwd_bwd": "forward+backward"}
@@ -128,6 +130,22 @@ def time_points(points: list[dict], variant: str, pass_: str, work: float, confi
         except Exception as error:  # noqa: BLE001 - e.g. out of memory at this width
             results[i]["missing"] = f"run failed: {type(error).__name__}: {str(error)[:200]}"
             del calls[i]
-    for i, t in interleaved(calls, warmup=0, repeats=config.repeats).items():
-        results[i]["times_s"] = t["times_s"]
+    timed = {i: t["times_s"] for i, t in interleaved(calls, warmup=0, repeats=config.repeats).items()}
+    # A curve whose slope interval is wide (calls slowed by another process) is timed again,
+    # every point of it interleaved as before, until the interval narrows or max_repeats.
+    while timed and len(next(iter(timed.values()))) < config.max_repeats \
+            and _interval_width(results, timed, config) > verdicts.RETIME_INTERVAL:
+        more = min(config.repeats, config.max_repeats - len(next(iter(timed.values()))))
+        for i, t in interleaved(calls, warmup=0, repeats=more).items():
+            timed[i] = timed[i] + t["times_s"]
+    for i, times in timed.items():
+        results[i]["times_s"] = times
     return results
+
+
+def _interval_width(results: list[dict], timed: dict, config) -> float:
+    """The width of the 95% interval of the slope of time per image against k2 (0: no interval)."""
+    fit = verdicts.fit_slope([results[i]["k2"] for i in timed],
+                             [np.asarray(t) / results[i]["batch"] for i, t in timed.items()],
+                             n_resamples=config.n_resamples, seed=config.seed)
+    return 0.0 if fit is None or fit.width is None else fit.width

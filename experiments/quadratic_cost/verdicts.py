@@ -35,8 +35,20 @@ TOLERANCE = 0.1
 """Slope units by which the 95% interval is widened before it is read against a candidate."""
 NOISY_INTERVAL = 0.5
 """A 95% interval wider than this is too noisy to explain."""
+RETIME_INTERVAL = 0.25
+"""A curve whose 95% interval is wider than this is timed again (up to ``max_repeats``)."""
 NOISY_POINT = 0.5
 """A point whose repeats spread (max − min) by more than this fraction of their median is noisy."""
+
+
+def noisy(samples) -> bool:
+    """Whether repeated times spread (max − min) by more than :data:`NOISY_POINT` of their median.
+
+    >>> noisy([1.0, 1.1, 0.95]), noisy([1.0, 1.1, 2.0])
+    (False, True)
+    """
+    t = np.asarray(samples, dtype=np.float64)
+    return bool((t.max() - t.min()) / np.median(t) > NOISY_POINT)
 EXPLAINED = ("follows_flops", "kernel_switch", "kernel_flops", "memory_bound", "overhead",
              "partly_memory_bound")
 TARGETS = {("uniform", "type2_2"): (1.8, 2.2), ("uniform", "type1"): (1.8, 2.2),
