@@ -94,10 +94,10 @@ def check(config) -> None:
         for v in r.variants:
             if not set(repeat_horizons(config, v)) <= set(horizons(config, v)):
                 raise ConfigError(f"--config.repeats.horizons={tuple(r.horizons)}: not all of {v}'s horizons "
-                                  f"{horizons(config, v)} (--config.horizons and --config.longer)")
-    if not set(config.longer.variants) <= set(variants(config)):
-        raise ConfigError(f"--config.longer.variants={tuple(config.longer.variants)}: not all of the study's "
-                          f"variants {variants(config)}")
+                                  f"{horizons(config, v)} (--config.horizons and --config.more_horizons)")
+    if not set(config.more_horizons.variants) <= set(variants(config)):
+        raise ConfigError(f"--config.more_horizons.variants={tuple(config.more_horizons.variants)}: not all of "
+                          f"the study's variants {variants(config)}")
     noise = config.label_noise
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
         raise ConfigError(f"--config.label_noise={noise!r}; expected a number in [0, 1)")
@@ -111,19 +111,19 @@ def horizons(config, variant: str | None = None) -> tuple[int, ...]:
     """The study's horizons in steps, checked: increasing, each longer than its cooldown + warmup.
 
     With ``variant``: its horizons, those of ``config.horizons`` and, for a variant of
-    ``config.longer.variants``, the longer ones of ``config.longer.horizons`` after them.
+    ``config.more_horizons.variants``, those of ``config.more_horizons.horizons`` among them.
     """
     hs = tuple(int(h) for h in config.horizons)
     if not hs or list(hs) != sorted(set(hs)) or hs[0] - cooldown_steps(config, hs[0]) < max(1, config.warmup_steps):
         raise ConfigError(f"--config.horizons={hs}: expected increasing step counts whose first "
                           f"trunk ({hs[0] if hs else 0} − cooldown) reaches past warmup_steps={config.warmup_steps}")
-    more = tuple(config.longer.horizons)
-    if not all(isinstance(h, int) and not isinstance(h, bool) for h in more) \
-            or list(more) != sorted(set(more)) or (more and more[0] <= hs[-1]):
-        raise ConfigError(f"--config.longer.horizons={more}: expected increasing int step counts, each longer "
-                          f"than the last of --config.horizons={hs}")
-    if variant is not None and variant in config.longer.variants:
-        return hs + more
+    more = tuple(config.more_horizons.horizons)
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > hs[0] for h in more) \
+            or len(set(more) | set(hs)) != len(more) + len(hs):
+        raise ConfigError(f"--config.more_horizons.horizons={more}: expected int step counts, each longer than "
+                          f"the first of --config.horizons={hs} and none of them")
+    if variant is not None and variant in config.more_horizons.variants:
+        return tuple(sorted(hs + more))
     return hs
 
 

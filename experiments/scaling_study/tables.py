@@ -127,8 +127,9 @@ def markdown(config, results: dict) -> str:
     lines = [f"# Scaling study: {', '.join(config.models)} on {config.dataset}", "",
              f"{len(rows)} runs at their chosen learning rates ({len(results['sweep'])} trained in all): "
              f"widths {', '.join(f'{w:g}' for w in config.widths)}, horizons {', '.join(map(str, hs))}"
-             + (f" (and {', '.join(map(str, config.longer.horizons))} for {', '.join(config.longer.variants)})"
-                if config.longer.variants and config.longer.horizons else "")
+             + (f" (and {', '.join(map(str, config.more_horizons.horizons))} for "
+                f"{', '.join(config.more_horizons.variants)})"
+                if config.more_horizons.variants and config.more_horizons.horizons else "")
              + f" steps of batch {config.batch_size}, seeds {', '.join(map(str, config.seeds))}"
              + (f" (and {', '.join(map(str, config.repeats.seeds))} for {', '.join(config.repeats.variants)}, "
                 "at the rates the first seed chose)" if config.repeats.variants and config.repeats.seeds else "")
