@@ -1,6 +1,7 @@
-"""The scaling study's repeat seeds and longer horizons: repeats planned at the rates the first seed
-chose and averaged into one point per (width, horizon) before the laws are fitted; longer horizons
-planned for their variants only, on from the rate chosen before; both checked before any writing."""
+"""The scaling study's repeat seeds and more horizons: repeats planned at the rates the first seed
+chose and averaged into one point per (width, horizon) before the laws are fitted; more horizons
+planned for their variants only, each on from the rate chosen at the one before; both checked
+before any writing."""
 
 import math
 
@@ -57,43 +58,50 @@ def test_bad_repeats_are_named(repeats, flag):
         study.check(_config(**repeats))
 
 
-def test_longer_horizons_are_planned_for_their_variants_only(tmp_path):
+def test_more_horizons_are_planned_for_their_variants_only(tmp_path):
     config = _config(variants=(), seeds=())
-    config.longer.variants, config.longer.horizons = ("standard",), (5120, 10240)
+    config.more_horizons.variants, config.more_horizons.horizons = ("standard",), (10240, 448)
     todo, store = study.plan(config), runner.Store(tmp_path)
     planned = {v: sorted({k["horizon"] for _, k in todo if k["part"] == "scaling" and k["variant"] == v})
                for v in ("standard", "grouped")}
-    assert planned == {"standard": [320, 640, 1280, 2560, 5120, 10240], "grouped": [320, 640, 1280, 2560]}
+    assert planned == {"standard": [320, 448, 640, 1280, 2560, 10240], "grouped": [320, 640, 1280, 2560]}
     assert runs.horizons(config) == (320, 640, 1280, 2560)
     reference, = [k for _, k in todo if k["part"] == "reference"]
     assert reference["horizon"] == 10240 * config.reference.factor == runs.longest(config)
-    # The first longer horizon goes on from the rate chosen at the last common one.
+    # Each horizon goes on from the rate chosen at the one before it, a common one or not.
     mine = {"part": "scaling", "model": "alexnet", "variant": "standard", "width": 0.0625, "seed": 0}
-    for lr, val in ((0.05, 0.2), (0.025, 0.3)):
-        store.add({**mine, "lr": lr, "horizon": 2560}, {"test_accuracy": 0.8, "val_error": val})
-    at = [study._rate(store, how, k, config) for how, k in todo
-          if all(k.get(f) == v for f, v in mine.items()) and k["horizon"] == 5120]
-    assert at == [0.05, 0.025]
-    config.longer.variants = ()
+
+    def rates(horizon):
+        return [study._rate(store, how, k, config) for how, k in todo
+                if all(k.get(f) == v for f, v in mine.items()) and k["horizon"] == horizon]
+
+    for lr, val in ((0.025, 0.3), (0.05, 0.2), (0.1, 0.4)):
+        store.add({**mine, "lr": lr, "horizon": 320}, {"test_accuracy": 0.8, "val_error": val})
+    assert rates(448) == [0.05, 0.025] and rates(640) == [None, None]
+    store.add({**mine, "lr": 0.025, "horizon": 448}, {"test_accuracy": 0.8, "val_error": 0.1})
+    assert rates(640) == [0.025, None]  # no lower rate to try
+    config.more_horizons.variants = ()
     assert runs.longest(config) == 2560 * config.reference.factor
 
 
-@pytest.mark.parametrize("longer, repeats, flag", [
-    ({"horizons": (2560,)}, {}, "longer.horizons"),
-    ({"horizons": (10240, 5120)}, {}, "longer.horizons"),
-    ({"variants": ("depthwise_nope",)}, {}, "longer.variants"),
+@pytest.mark.parametrize("more, repeats, flag", [
+    ({"horizons": (2560,)}, {}, "more_horizons.horizons"),
+    ({"horizons": (320,)}, {}, "more_horizons.horizons"),
+    ({"horizons": (5120, 5120)}, {}, "more_horizons.horizons"),
+    ({"horizons": (5120.0,)}, {}, "more_horizons.horizons"),
+    ({"variants": ("depthwise_nope",)}, {}, "more_horizons.variants"),
     ({}, {"variants": ("grouped",), "seeds": (1,), "horizons": (5120,)}, "repeats.horizons"),
 ])
-def test_bad_longer_horizons_are_named(longer, repeats, flag):
+def test_bad_more_horizons_are_named(more, repeats, flag):
     config = _config(**repeats)
-    for k, v in longer.items():
-        config.longer[k] = v
+    for k, v in more.items():
+        config.more_horizons[k] = v
     with pytest.raises(ConfigError, match=flag.replace(".", r"\.")):
         study.check(config)
 
 
-def test_repeats_may_train_to_their_variants_longer_horizons():
-    study.check(_config(variants=("standard",), seeds=(1,), horizons=(320, 5120)))
+def test_repeats_may_train_to_their_variants_more_horizons():
+    study.check(_config(variants=("standard",), seeds=(1,), horizons=(320, 448, 5120)))
 
 
 def _rows(variant, seeds, err, widths=(1, 2, 4, 8), horizons=(100, 200, 400, 800), noise=0.0, rng=None):

@@ -80,6 +80,9 @@ def check(config) -> None:
                           f"variants {variants(config)}")
     if int(config.reference.factor) < 1:
         raise ConfigError(f"--config.reference.factor={config.reference.factor}; expected an int ≥ 1")
+    if not set(config.more_horizons.variants) <= set(variants(config)):
+        raise ConfigError(f"--config.more_horizons.variants={tuple(config.more_horizons.variants)}: not all of "
+                          f"the study's variants {variants(config)}")
     r = config.repeats
     if r.variants or r.seeds:
         study = variants(config)
@@ -95,9 +98,6 @@ def check(config) -> None:
             if not set(repeat_horizons(config, v)) <= set(horizons(config, v)):
                 raise ConfigError(f"--config.repeats.horizons={tuple(r.horizons)}: not all of {v}'s horizons "
                                   f"{horizons(config, v)} (--config.horizons and --config.more_horizons)")
-    if not set(config.more_horizons.variants) <= set(variants(config)):
-        raise ConfigError(f"--config.more_horizons.variants={tuple(config.more_horizons.variants)}: not all of "
-                          f"the study's variants {variants(config)}")
     noise = config.label_noise
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
         raise ConfigError(f"--config.label_noise={noise!r}; expected a number in [0, 1)")
