@@ -104,7 +104,7 @@ def test_rates_are_chosen_per_horizon_from_the_live_ones(tmp_path):
 
     config.unlock()
     config.learning_rates = (0.025, 0.05, 0.1, 0.2)
-    config.more_horizons.variants = ()
+    config.more_horizons.variants, config.repeats.variants = (), ()
     hs, todo = runs.horizons(config), study.plan(config)
     assert rates(320) == [0.025, 0.05, 0.1, 0.2] and rates(640) == [None, None]
     for lr, val in ((0.025, 0.5), (0.05, 0.4), (0.1, 0.3), (0.2, 0.35)):
