@@ -71,6 +71,9 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
     target_text = ", ".join(f"{k} {'met' if v else 'missed'}" for k, v in met.items()) or "—"
     comparisons = "; ".join(f"{c['variant']}: {c['verdict']} (P = {c['p_better']:.2f})"
                             for c in results.get("comparisons", []))
+    more = config.get("more_horizons") or {}
+    more_text = (f" (and {', '.join(map(str, more['horizons']))} for {', '.join(more['variants'])})"
+                 if more.get("variants") and more.get("horizons") else "")
     verdict = results.get("verdict")
     verdict_text = (f"**Type 2.1: {verdict['text']}** ({verdict['figures']})." if verdict
                     else "The Type 2.1 comparison has not run.")
@@ -78,7 +81,7 @@ No results of the scaling study in `{folder}`. Run it there, then build this rep
 
 `configs/scaling_study.py` trained {', '.join(config.get('models', []))} with every conv
 variant at widths {', '.join(f'{w:g}' for w in config.get('widths', []))}, each at horizons
-{', '.join(map(str, config.get('horizons', [])))} steps of batch {config.get('batch_size')} branched off
+{', '.join(map(str, config.get('horizons', [])))}{more_text} steps of batch {config.get('batch_size')} branched off
 constant-rate runs, the rate chosen per horizon on a validation set, on `{config.get('dataset')}`
 (results read from `{folder}`). Compute is
 XLA's FLOP count of the train step times the steps. Each variant's law is the form that
