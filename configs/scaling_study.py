@@ -115,6 +115,7 @@ def get_config(arg=None):
     config.controls.treatments = ("as_studied", "init_sum") if smoke else tuple(TREATMENTS)
     # The analysis.
     config.bootstrap = 50 if smoke else 1000
+    config.fit_workers = 1 if smoke else 2  # processes for the fits (the numbers do not depend on it)
     config.holdout_fraction = 0.25  # laws are fitted on compute ≤ this share of the largest
     if arg == "paper":
         config.norm = "paper"

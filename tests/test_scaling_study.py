@@ -17,6 +17,7 @@ import configs.scaling_study as study_config
 from experiments.report_sections import Context
 from experiments.report_sections.study import scaling_study
 from experiments.scaling_study import analysis, runs, tables
+from experiments.scaling_study import check as check_study
 from jconv import data, models, runner, summary, train
 from tests.shared import built_once
 from tests.test_data_files import write_cifar
@@ -60,6 +61,9 @@ def test_branch_points_and_rejected_horizons():
                             ("--config.label_noise=1.0", "label_noise=1.0")):
         with pytest.raises(runner.ConfigError, match=match):
             runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
+    for workers in ("0", "1.5", "True"):
+        with pytest.raises(runner.ConfigError, match="fit_workers"):
+            check_study(runner.load("configs/scaling_study.py:smoke", [f"--config.fit_workers={workers}"])[0])
 
 
 @pytest.mark.parametrize("arg, decades", [(None, 1.5), pytest.param("gpu", 3.0, marks=pytest.mark.slow)])
@@ -188,6 +192,12 @@ def test_paired_comparison_tells_a_steeper_variant_and_not_a_twin():
     by = {c["variant"]: c for c in analysis.comparisons(rows, laws, eps0=0.9, n_resamples=200)}
     assert by["steep"]["verdict"] == "steep scales better" and by["steep"]["p_better"] >= 0.95
     assert by["twin"]["verdict"] == "not distinguishable"
+    # In two processes: the same numbers.
+    laws2 = analysis.laws(rows, eps0=0.9, n_resamples=10, forms=("frontier",), workers=2)
+    for name, law in laws.items():
+        np.testing.assert_equal(laws2[name]["forms"]["frontier"]["samples"], law["forms"]["frontier"]["samples"])
+        assert laws2[name]["forms"]["frontier"]["intervals"] == law["forms"]["frontier"]["intervals"]
+    assert analysis.comparisons(rows, laws, eps0=0.9, n_resamples=200, workers=2) == list(by.values())
 
 
 def test_verdict_follows_the_measurements():

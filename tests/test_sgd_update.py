@@ -93,7 +93,7 @@ def _steps(update, steps=3, devices=None):
     config = train.TrainConfig(steps=steps, batch_size=8, optimizer="sgd", momentum=0.9, nesterov=True,
                                weight_decay=5e-4, update=update)
     placement = Placement(devices or jax.devices()[:1], 8, 8, (67, 67, 3))
-    state, _, step, _ = train_step.init_state(model, config, placement, 10, {"train_step": 0, "eval_step": 0})
+    state, _, step, _, _ = train_step.init_state(model, config, placement, 10, {"train_step": 0, "eval_step": 0})
     rng = np.random.default_rng(0)
     params, rest, opt = state
     for i in range(steps):

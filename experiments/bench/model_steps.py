@@ -78,7 +78,7 @@ def step_call(case: ModelCase, impl: str, config):
                                 seed=config.seed)
     placement = Placement(jax.devices()[:1], b, b, shape)
     traces = {"train_step": 0, "eval_step": 0}
-    state, _, step, _ = train.step.init_state(model, tconfig, placement, NUM_CLASSES, traces)
+    state, _, step, _, _ = train.step.init_state(model, tconfig, placement, NUM_CLASSES, traces)
     x = jnp.asarray(np.random.default_rng(config.seed).standard_normal((b, *shape), np.float32))
     y = jnp.arange(b, dtype=jnp.int32) % NUM_CLASSES
     rate = np.float32(tconfig.learning_rate)  # the step takes its rate (jconv.train.recipe)

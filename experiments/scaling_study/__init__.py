@@ -34,6 +34,7 @@ from pathlib import Path
 import jax
 
 from experiments.scaling_study import analysis, plots, runs, tables
+from jconv import train
 from jconv.runner import Store, progress
 
 
@@ -113,6 +114,9 @@ def run(config, workdir: Path) -> dict:
     store = Store(workdir)
     todo = plan(config)
     study_data: dict[str, runs.StudyData] = {}
+    # Every trunk and branch of a (model, variant, width) runs one compiled step: compiling it
+    # for each was a quarter of the default's time.
+    steps_cache = train.StepCache()
     with progress(len(todo), 0, "scaling study") as bar:
         for how, key in todo:
             if key["part"] != "cost":
@@ -133,7 +137,7 @@ def run(config, workdir: Path) -> dict:
             if key["part"] == "cost":
                 result = runs.cost(config, key, mine)
             else:
-                result = runs.branch(config, key, mine, workdir)
+                result = runs.branch(config, key, mine, workdir, steps_cache)
                 result["num_classes"] = mine.num_classes
             store.add(key, {**result, "wall_s": time.perf_counter() - start})
             if key["part"] != "cost":
@@ -149,11 +153,12 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
     num_classes = next((r["num_classes"] for r in records if "num_classes" in r), None)
     eps0 = 1 - 1 / num_classes if num_classes else 0.9
     fraction, n = config.holdout_fraction, config.bootstrap
-    laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n)
+    workers = config.fit_workers
+    laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n, workers=workers)
     control_rows = analysis.runs(records, "controls")
     results = {"runs": rows, "points": points, "sweep": analysis.sweep(records), "laws": laws,
                "isoflop": analysis.isoflops(points),
-               "comparisons": analysis.comparisons(points, laws, eps0=eps0, n_resamples=n),
+               "comparisons": analysis.comparisons(points, laws, eps0=eps0, n_resamples=n, workers=workers),
                "targets": analysis.targets(rows, analysis.runs(records, "reference"), laws,
                                            model=config.models[0]),
                "controls": analysis.controls(control_rows), "num_classes": num_classes,
@@ -194,6 +199,9 @@ def check(config) -> None:
     runs.check(config)
     if not config.seeds:
         raise ConfigError("--config.seeds=(); expected one or more seeds")
+    workers = config.fit_workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--config.fit_workers={workers!r}; expected an int ≥ 1")
     words = {k: k for k in ("batch_size", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing",
                             "ema_decay", "warmup_steps", "cooldown_fraction", "log_every", "checkpoint_every",
                             "data_workers", "dtype")} | {"learning_rate": "learning_rates", "steps": "horizons"}

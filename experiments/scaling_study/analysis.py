@@ -179,27 +179,51 @@ def _score(form, x, e, *, eps0, fraction, n_resamples, seed, groups=None, comput
             "n_resamples": boot["n_resamples"], "samples": boot["samples"], "extrapolation": held}
 
 
+def _call(task):
+    fn, args, kwargs = task
+    return fn(*args, **kwargs)
+
+
+def _map(fn, calls: list[tuple[tuple, dict]], workers: int) -> list:
+    """``[fn(*args, **kwargs) for args, kwargs in calls]``, in ``workers`` spawned processes when
+    > 1. Every call is seeded on its own, so the results do not depend on ``workers``."""
+    tasks = [(fn, args, kwargs) for args, kwargs in calls]
+    if workers <= 1 or len(tasks) <= 1:
+        return [_call(t) for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_call, tasks))
+
+
 def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: int = 1000,
-         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, "joint")) -> dict[str, dict]:
-    """Per ``model/variant``: every form's fit, intervals and extrapolation, and the chosen form."""
-    out = {}
+         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, "joint"), workers: int = 1) -> dict[str, dict]:
+    """Per ``model/variant``: every form's fit, intervals and extrapolation, and the chosen form
+    (the fits in ``workers`` processes)."""
+    calls, found = [], {}
     for (model, variant), mine in _by_variant(rows).items():
         a = _arrays(mine)
         if len(a["e"]) < 5:
             continue
         front = _frontier(a)
-        chosen, forms = forms, {}
+        found[model, variant] = (a, front)
+        common = {"eps0": eps0, "fraction": fraction, "n_resamples": n_resamples, "seed": seed}
         for form in FRONTIER_FORMS:
-            if form in chosen and len(front) >= 4:
-                forms[form] = _score(form, a["C"][front], a["e"][front], eps0=eps0, fraction=fraction,
-                                     n_resamples=n_resamples, seed=seed)
-        if "joint" in chosen:
-            forms["joint"] = _score("joint", (a["N"], a["D"]), a["e"], eps0=eps0, fraction=fraction,
-                                    n_resamples=n_resamples, seed=seed, groups=a["trunk"], compute=a["C"])
-        scored = {f: s["extrapolation"] for f, s in forms.items()
+            if form in forms and len(front) >= 4:
+                calls.append(((form, a["C"][front], a["e"][front]), common))
+        if "joint" in forms:
+            calls.append((("joint", (a["N"], a["D"]), a["e"]), {**common, "groups": a["trunk"], "compute": a["C"]}))
+    scores = iter(_map(_score, calls, workers))
+    out = {}
+    for (model, variant), (a, front) in found.items():
+        scored_forms = {form: next(scores) for form in FRONTIER_FORMS if form in forms and len(front) >= 4}
+        if "joint" in forms:
+            scored_forms["joint"] = next(scores)
+        scored = {f: s["extrapolation"] for f, s in scored_forms.items()
                   if "extrapolation" in s and "median_abs_log" in s["extrapolation"]}
         best = min(scored, key=lambda f: (scored[f]["median_abs_log"], scored[f]["max_abs_log"])) if scored else None
-        out[f"{model}/{variant}"] = {"model": model, "variant": variant, "forms": forms, "best": best,
+        out[f"{model}/{variant}"] = {"model": model, "variant": variant, "forms": scored_forms, "best": best,
                                      "frontier": [a["key"][i] for i in front], "n_runs": int(len(a["e"]))}
     return out
 
@@ -232,16 +256,35 @@ def _frontier_exponent(form, C, e, eps0, start):
     return r["params"][EXPONENT[form]]
 
 
+def _paired_wins(form, a, b, pairs, starts, eps0, n_resamples, seed) -> tuple[int, int]:
+    """Of ``n_resamples`` resamples of matched pairs, how many fitted both exponents, and in how
+    many ``a``'s was the larger."""
+    rng = np.random.default_rng(seed)
+    wins, n = 0, 0
+    for _ in range(n_resamples):
+        pick = [pairs[j] for j in rng.integers(0, len(pairs), len(pairs))]
+        ia, ib = np.array([p[0] for p in pick]), np.array([p[1] for p in pick])
+        ta = _frontier_exponent(form, a["C"][ia], a["e"][ia], eps0, starts[0])
+        tb = _frontier_exponent(form, b["C"][ib], b["e"][ib], eps0, starts[1])
+        if ta is None or tb is None:
+            continue
+        n += 1
+        wins += ta > tb
+    return wins, n
+
+
 def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "frontier",
-                reference: str = "standard", n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+                reference: str = "standard", n_resamples: int = 1000, seed: int = 0,
+                workers: int = 1) -> list[dict]:
     """Each variant's frontier exponent against ``reference``'s, by a paired bootstrap.
 
     The points of both are matched by (width, horizon); a resample draws matched pairs with
     replacement, takes each variant's frontier of the drawn runs and refits ``form``. A variant
     "scales better" (a larger exponent) only if at least 95% of the resamples say so, and worse
-    only if at most 5% do; otherwise the two are not distinguishable.
+    only if at most 5% do; otherwise the two are not distinguishable. The variants' bootstraps
+    run in ``workers`` processes.
     """
-    out = []
+    found, calls = [], []
     by = _by_variant(rows)
     for (model, variant), mine in by.items():
         ref = by.get((model, reference))
@@ -255,24 +298,16 @@ def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "fron
         index_b = {k: i for i, k in enumerate(b["key"])}
         pairs = [(i, index_b[k]) for i, k in enumerate(a["key"]) if k in index_b]
         starts = [[f["fit"]["params"][p] for p in fits.FORMS[form].params] for f in (fa, fb)]
-        theta_a, theta_b = (f["fit"]["params"][EXPONENT[form]] for f in (fa, fb))
-        rng = np.random.default_rng(seed)
-        wins, n = 0, 0
-        for _ in range(n_resamples):
-            pick = [pairs[j] for j in rng.integers(0, len(pairs), len(pairs))]
-            ia, ib = np.array([p[0] for p in pick]), np.array([p[1] for p in pick])
-            ta = _frontier_exponent(form, a["C"][ia], a["e"][ia], eps0, starts[0])
-            tb = _frontier_exponent(form, b["C"][ib], b["e"][ib], eps0, starts[1])
-            if ta is None or tb is None:
-                continue
-            n += 1
-            wins += ta > tb
+        found.append((model, variant, len(pairs), *(f["fit"]["params"][EXPONENT[form]] for f in (fa, fb))))
+        calls.append(((form, a, b, pairs, starts, eps0, n_resamples, seed), {}))
+    out = []
+    for (model, variant, n_pairs, theta_a, theta_b), (wins, n) in zip(found, _map(_paired_wins, calls, workers)):
         p = wins / n if n else math.nan
         verdict = ("not distinguishable" if not n or 0.05 < p < 0.95 else
                    f"{variant} scales better" if p >= 0.95 else f"{reference} scales better")
         out.append({"model": model, "variant": variant, "reference": reference, "form": form,
                     "exponent": theta_a, "reference_exponent": theta_b, "difference": theta_a - theta_b,
-                    "p_better": p, "resamples": n, "pairs": len(pairs), "verdict": verdict})
+                    "p_better": p, "resamples": n, "pairs": n_pairs, "verdict": verdict})
     return out
 
 

@@ -263,12 +263,14 @@ def validation_error(model: nnx.Module, validation, batch_size: int) -> float | 
     return wrong / len(y)
 
 
-def branch(config, key: dict, study_data: StudyData, workdir: Path) -> dict:
+def branch(config, key: dict, study_data: StudyData, workdir: Path,
+           steps_cache: train.StepCache | None = None) -> dict:
     """Trains the trunk of ``key`` to the branch point of ``key["horizon"]``, then the branch.
 
     Both resume from what their directories hold; the branch's checkpoints are removed once it
     is recorded by the caller's store (they are never read again). A loss that became non-finite
-    is recorded as diverged.
+    is recorded as diverged. With ``steps_cache`` every trunk and branch of one model and width
+    runs the same compiled steps (:class:`jconv.train.StepCache`).
     """
     h = key["horizon"]
     start = h - cooldown_steps(config, h)
@@ -278,12 +280,13 @@ def branch(config, key: dict, study_data: StudyData, workdir: Path) -> dict:
     try:
         train.train(build(config, key, study_data), study_data.train,
                     recipe(config, seed=seed, learning_rate=lr, steps=start, cooldown=False), trunk,
-                    progress=False, evaluate=False)
+                    progress=False, evaluate=False, steps_cache=steps_cache)
         t1 = time.perf_counter()
         model = build(config, key, study_data)
         result = train.train(model, study_data.train,
                              recipe(config, seed=seed, learning_rate=lr, steps=h, cooldown=True),
-                             trunk.parent / f"h{h}", progress=False, start_from=(trunk, start))
+                             trunk.parent / f"h{h}", progress=False, start_from=(trunk, start),
+                             steps_cache=steps_cache)
     except train.NonFiniteLossError as error:
         return {"diverged": str(error), "test_accuracy": None, "test_loss": None}
     t2 = time.perf_counter()

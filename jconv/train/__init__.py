@@ -15,7 +15,9 @@ How a step runs
 merges them, computes softmax cross-entropy in float32 (after a bfloat16 forward pass if
 ``dtype="bfloat16"``: images and a copy of the float parameters are cast, while parameters,
 optimizer state and the update stay float32), applies the optax update and returns the new pytrees;
-it is traced once per run (``result["train_step_traces"]``). This is cheaper per step than
+it is traced once per run (``result["train_step_traces"]``), or once for many runs that share
+a :class:`StepCache` (``train(..., steps_cache=cache)``: the same model structure and step
+settings reuse the compiled steps). This is cheaper per step than
 ``nnx.jit`` on small models.
 
 Data parallelism
@@ -88,7 +90,7 @@ state, XLA's FLOP count), :mod:`~jconv.train.data` (batches and their placement 
 from jconv.train.config import DTYPES, OPTIMIZERS, SCHEDULES, NonFiniteLossError, TrainConfig
 from jconv.train.loop import train
 from jconv.train.recipe import classification_loss, make_optimizer
-from jconv.train.step import step_flops
+from jconv.train.step import StepCache, step_flops
 
-__all__ = ["TrainConfig", "NonFiniteLossError", "classification_loss", "make_optimizer", "train", "OPTIMIZERS",
-           "SCHEDULES", "DTYPES", "step_flops"]
+__all__ = ["StepCache", "TrainConfig", "NonFiniteLossError", "classification_loss", "make_optimizer", "train",
+           "OPTIMIZERS", "SCHEDULES", "DTYPES", "step_flops"]

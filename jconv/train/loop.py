@@ -23,7 +23,7 @@ from jconv.train.checkpoint import TrainState
 from jconv.train.config import NonFiniteLossError, TrainConfig
 from jconv.train.data import Placement, as_data, host_scalar, layout
 from jconv.train.log import Logger, Monitor
-from jconv.train.step import evaluated, init_state
+from jconv.train.step import StepCache, evaluated, init_state
 
 __all__ = ["train"]
 
@@ -43,6 +43,16 @@ def _nonfinite_error(manager, workdir, step, loss) -> NonFiniteLossError:
         f"Lower the learning rate or check the data for NaN/inf.")
 
 
+def step_rates(schedule, steps: int) -> np.ndarray:
+    """The learning rate of each of ``steps`` steps, ``(steps,)`` float32.
+
+    The schedule runs on a power-of-two length (elementwise, so the first ``steps`` rates are
+    the same): its small ops compile once per size class in a process, not once per run length.
+    """
+    n = 1 << max(steps - 1, 0).bit_length()
+    return np.broadcast_to(np.asarray(schedule(jnp.arange(n)), np.float32), (n,))[:steps]
+
+
 def _run_steps(train_step, state, start, *, config, schedule, data, placement, steps_per_epoch, monitor,
                manager, on_step):
     """Runs steps ``start`` to ``config.steps``; checks, logs and checkpoints on the way.
@@ -53,8 +63,7 @@ def _run_steps(train_step, state, start, *, config, schedule, data, placement, s
     Returns:
       The final state and the time its last step finished.
     """
-    steps = jnp.arange(config.steps)
-    rates = np.broadcast_to(np.asarray(schedule(steps), np.float32), steps.shape)
+    rates = step_rates(schedule, config.steps)
     try:
         for step, x, y in data.train_batches(placement, config, start, config.steps):
             *new, loss, finite = train_step(*state, x, y, rates[step])
@@ -90,7 +99,8 @@ def _evaluate(eval_step, state, data, placement, config):
 
 def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, workdir: str | Path, *,
           progress: bool = True, on_step: Callable[[int], None] | None = None,
-          start_from: tuple[str | Path, int] | None = None, evaluate: bool = True) -> dict[str, Any]:
+          start_from: tuple[str | Path, int] | None = None, evaluate: bool = True,
+          steps_cache: StepCache | None = None) -> dict[str, Any]:
     """Train ``model`` in place on ``dataset``; resume from ``workdir/checkpoints`` if present.
 
     Args:
@@ -108,13 +118,16 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
         with its own schedule; once it has checkpoints of its own, it resumes from those.
       evaluate: evaluate on the test split at the end (else ``test_accuracy`` and
         ``test_loss`` are None).
+      steps_cache: a :class:`StepCache` shared by runs in this process: a run of the same
+        model structure and step settings reuses the compiled steps of an earlier one.
 
     Returns:
       A dict: ``steps`` (done in total), ``start_step`` (0, or the step resumed from),
       ``final_loss`` (cross-entropy of the main logits at the last step), ``test_accuracy``, ``test_loss``,
       ``images_per_s`` and ``step_time_s`` (after the first step of this call, excluding
       checkpoint writes; None if fewer than two steps ran), ``first_step_s`` (includes
-      compilation), ``num_devices``, ``train_step_traces``, ``workdir``.
+      compilation), ``num_devices``, ``train_step_traces`` (the step's traces in this call: 1,
+        or 0 where ``steps_cache`` held it), ``workdir``.
       On return the model holds the final state and is in eval mode.
 
     Raises:
@@ -129,8 +142,9 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
     plan = layout(data.n_train, config)
     placement = Placement(jax.devices()[:plan.num_devices], config.batch_size, plan.eval_batch_size,
                           data.image_shape)
-    traces = {"train_step": 0, "eval_step": 0}
-    state, schedule, train_step, eval_step = init_state(model, config, placement, data.num_classes, traces)
+    state, schedule, train_step, eval_step, traces = init_state(
+        model, config, placement, data.num_classes, {"train_step": 0, "eval_step": 0}, steps_cache)
+    traced_before = traces["train_step"]
     _write_config(workdir, config)
     manager = checkpoint.make_manager(workdir, config.max_checkpoints)
     logger = Logger(workdir / "train_log.jsonl")
@@ -165,6 +179,6 @@ def train(model: nnx.Module, dataset: Dataset | tuple, config: TrainConfig, work
         "first_step_s": monitor.first_step_s,
         "num_devices": plan.num_devices,
         "batch_size": config.batch_size,
-        "train_step_traces": traces["train_step"],
+        "train_step_traces": traces["train_step"] - traced_before,
         "workdir": str(workdir),
     }

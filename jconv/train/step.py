@@ -19,7 +19,12 @@ from jconv.train.config import TrainConfig
 from jconv.train.data import Placement
 from jconv.train.recipe import _outputs, classification_loss, ema_update, make_optimizer
 
-__all__ = ["init_state", "make_steps", "evaluated", "step_flops", "update_impl"]
+__all__ = ["StepCache", "init_state", "make_steps", "evaluated", "step_flops", "update_impl"]
+
+# The TrainConfig fields a step reads (its optimizer, loss and precision); the others (steps,
+# rates, schedule, logging, checkpoints, seed, data) stay outside the step.
+STEP_FIELDS = ("optimizer", "momentum", "weight_decay", "nesterov", "dtype", "aux_weight",
+               "label_smoothing", "ema_decay", "update")
 
 
 def cast_floats(tree, dtype):
@@ -140,13 +145,64 @@ def make_steps(graphdef, eval_graphdef, tx, batch_shape, num_classes, traces, co
     return jax.jit(train_step, donate_argnums=(1, 2)), jax.jit(eval_step)
 
 
+class StepCache:
+    """Jitted steps kept across :func:`jconv.train.train` calls in one process.
+
+    A run of a model with the same structure (``nnx.graphdef``), batch shape, classes and step
+    settings (``STEP_FIELDS`` of its :class:`TrainConfig`) as an earlier run that shared the cache
+    reuses that run's compiled train and eval steps: it neither traces nor compiles them again
+    (``result["train_step_traces"]`` is then 0). The steps are pure functions of their
+    arguments, so the numbers are those of fresh steps. Useful where one process trains many
+    short runs of few shapes (the scaling study's trunks and branches: a step's compilation is
+    seconds, and a step that holds a host callback is not kept on disk by JAX's cache).
+
+    >>> cache = StepCache(size=4)
+    >>> len(cache)
+    0
+    """
+
+    def __init__(self, size: int = 32):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size: {size!r}; expected an int >= 1 (steps kept)")
+        self.size = size
+        self._steps: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def get(self, key, make):
+        """The steps of ``key``, made by ``make()`` the first time (least recently used dropped);
+        made afresh where ``key`` does not hash (a model with a static attribute that does not)."""
+        try:
+            hash(key)
+        except TypeError:
+            return make()
+        if key in self._steps:
+            self._steps[key] = self._steps.pop(key)  # most recently used last
+        else:
+            if len(self._steps) >= self.size:
+                del self._steps[next(iter(self._steps))]
+            self._steps[key] = make()
+        return self._steps[key]
+
+
+def _step_key(graphdef, eval_graphdef, batch_shape, num_classes, config) -> tuple:
+    """What a step's trace depends on: the model, shapes, step settings and the ops' switches."""
+    from jconv.kernels import lax_nans
+    from jconv.onednn import library
+
+    return (graphdef, eval_graphdef, tuple(batch_shape), num_classes,
+            tuple(getattr(config, f) for f in STEP_FIELDS), library.turned_off(), lax_nans.enabled())
+
+
 def evaluated(state: TrainState, config: TrainConfig) -> tuple:
     """The ``(params, rest)`` a run evaluates: the weight average with ``ema_decay``, else the live ones."""
     return state.opt_state[2] if config.ema_decay else (state.params, state.rest)
 
 
-def init_state(model, config, placement, num_classes, traces):
-    """The model's state replicated on the mesh, the schedule, and the jitted train and eval steps.
+def init_state(model, config, placement, num_classes, traces, cache: StepCache | None = None):
+    """The model's state replicated on the mesh, the schedule, the jitted train and eval steps,
+    and the trace counts those steps add to (``traces``, or their entry's in ``cache``).
 
     ``model`` is left in train mode; its own arrays are not donated.
     """
@@ -160,9 +216,16 @@ def init_state(model, config, placement, num_classes, traces):
     opt_state = jax.jit(tx.init, out_shardings=placement.replicated)(params)
     if config.ema_decay:
         opt_state = (opt_state, *placement.replicate((np.zeros((), np.int32), (params, rest))))
-    train_step, eval_step = make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces,
-                                        config)
-    return TrainState(params, rest, opt_state), schedule, train_step, eval_step
+    def make(traces=traces):
+        return (*make_steps(graphdef, eval_graphdef, tx, placement.batch_shape, num_classes, traces, config),
+                traces)
+
+    if cache is None:
+        train_step, eval_step, traces = make()
+    else:
+        key = _step_key(graphdef, eval_graphdef, placement.batch_shape, num_classes, config)
+        train_step, eval_step, traces = cache.get(key, lambda: make({"train_step": 0, "eval_step": 0}))
+    return TrainState(params, rest, opt_state), schedule, train_step, eval_step, traces
 
 
 def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int | None:
@@ -176,8 +239,8 @@ def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, .
 
     placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
     with counting():
-        state, _, train_step, _ = init_state(model, config, placement, num_classes,
-                                              {"train_step": 0, "eval_step": 0})
+        state, _, train_step, _, _ = init_state(model, config, placement, num_classes,
+                                                 {"train_step": 0, "eval_step": 0})
         args = (jax.ShapeDtypeStruct(placement.batch_shape, jnp.float32),
                 jax.ShapeDtypeStruct((config.batch_size,), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
         compiled = train_step.lower(*state, *args).compile()
