@@ -31,7 +31,7 @@ def run_worker(workdir, source, sleep=0.0):
     from flax import nnx
 
     from jconv import data
-    from jconv.train import TrainConfig, train
+    from jconv.train import TrainConfig, step_flops, train
     from tests.test_train import TinyCNN, tiny_dataset
 
     if source == "memory":
@@ -46,6 +46,9 @@ def run_worker(workdir, source, sleep=0.0):
                          log_every=1, checkpoint_every=EVERY, seed=3)
     on_step = (lambda step: time.sleep(sleep)) if sleep else None
     result = train(model, ds, config, workdir, progress=False, on_step=on_step)
+    # XLA's count of one step, on this process's first device (as the scaling study counts).
+    shape = (8, 8, 1) if source == "memory" else (16, 16, 3)
+    result["step_flops"] = step_flops(TinyCNN(channels, num_classes, rngs=nnx.Rngs(0)), config, shape, num_classes)
     if jax.process_index() == 0:
         state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
         flat, _ = jax.tree_util.tree_flatten_with_path(state)
@@ -97,6 +100,7 @@ def test_two_processes_train_as_one(tmp_path, source):
     jobs = {"two": _start_job(two, source, 2, 2), "one": _start_job(one, source, 1, 4)}
     r2, r1 = _wait(jobs["two"]), _wait(jobs["one"])
     assert r2["num_devices"] == r1["num_devices"] == 4 and r2["steps"] == STEPS
+    assert r2["step_flops"] == r1["step_flops"] > 0
     l2, l1 = _losses(two), _losses(one)
     assert sorted(l2) == sorted(l1) == list(range(1, STEPS + 1))  # one log, from process 0
     assert_close(np.array([l2[s] for s in sorted(l2)]), np.array([l1[s] for s in sorted(l1)]))

@@ -233,11 +233,12 @@ def step_flops(model: nnx.Module, config: TrainConfig, image_shape: tuple[int, .
 
     The step is traced for counting (:func:`jconv.measure.counting`: oneDNN off, so XLA sees the
     convolutions it would otherwise hand to oneDNN, and no NaN masks); the count covers the forward and backward
-    passes, the loss and the optimizer update, on one device. None where XLA does not count.
+    passes, the loss and the optimizer update, on this process's first device (every process of a
+    multi-process job can count). None where XLA does not count.
     """
     from jconv.measure import counting, xla_flops
 
-    placement = Placement(jax.devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
+    placement = Placement(jax.local_devices()[:1], config.batch_size, config.batch_size, tuple(image_shape))
     with counting():
         state, _, train_step, _, _ = init_state(model, config, placement, num_classes,
                                                  {"train_step": 0, "eval_step": 0})
