@@ -41,6 +41,8 @@ CASES = [
     ("spatially_separable_conv", (X, [(3, 1, 8, 4), (1, 3, 4, 8)]), {}, "cpu", "onednn",
      "hybrid"),
     ("per_map_conv", (X, (3, 3, 4)), {}, "cpu", "onednn_patches", "shift_fwd"),
+    ("per_map_conv", ((1, 6, 8, 128), (5, 5, 128)), {}, "cpu", "onednn_gemm", "shift_fwd"),
+    ("per_map_conv", ((1, 6, 8, 128), (5, 5, 127)), {}, "cpu", "onednn_patches", "shift_fwd"),
     ("per_map_conv", (X, (3, 3, 4)), {}, "gpu", "lax", "lax"),
     ("shared_filter_conv", (X, (3, 3, 4)), {}, "cpu", "sum_maps", "sum_maps"),
     ("shared_filter_conv", (X, (3, 3, 4)), {}, "gpu", "sum_maps", "sum_maps"),

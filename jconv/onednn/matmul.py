@@ -96,17 +96,35 @@ bwd_weights_p = primitive.define(
                                    lambda ct, x, dy: fwd_p.bind(x, ct)))
 
 
-def linear(x, w):
-    """``x @ w`` for ``x (N, C)`` and ``w (C, K)``, both float32 or both bfloat16, by
-    oneDNN (bfloat16 computed in float32 where this CPU has no bfloat16 kernels)."""
-    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
-        raise ValueError(f"onednn linear: x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)};"
-                         f" expected (N, C) and (C, K)")
+def _bind(prim, name, x, w, rows: int):
+    if x.ndim != 2 or w.ndim != 2 or x.shape[rows] != w.shape[0]:
+        want = "(N, C) and (C, K)" if rows == 1 else "(N, C) and (N, K)"
+        raise ValueError(f"onednn {name}: x.shape={tuple(x.shape)}, w.shape={tuple(w.shape)};"
+                         f" expected {want}")
     if x.dtype != w.dtype or np.dtype(x.dtype).name not in ("float32", "bfloat16"):
-        raise TypeError(f"onednn linear: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
+        raise TypeError(f"onednn {name}: x.dtype={x.dtype}, w.dtype={w.dtype}; expected both "
                         f"float32 or both bfloat16")
     library.library()  # raises where oneDNN is unavailable, saying why
     if x.dtype == jnp.bfloat16 and not library.native_bfloat16("conv"):
-        return fwd_p.bind(x.astype(jnp.float32), w.astype(jnp.float32)).astype(x.dtype)
-    return fwd_p.bind(x, w)
+        return prim.bind(x.astype(jnp.float32), w.astype(jnp.float32)).astype(x.dtype)
+    return prim.bind(x, w)
+
+
+def linear(x, w):
+    """``x @ w`` for ``x (N, C)`` and ``w (C, K)``, both float32 or both bfloat16, by
+    oneDNN (bfloat16 computed in float32 where this CPU has no bfloat16 kernels)."""
+    return _bind(fwd_p, "linear", x, w, rows=1)
+
+
+def linear_t(x, w):
+    """``xᵀ @ w`` for ``x (N, C)`` and ``w (N, K)``: a linear layer whose ``C × N`` input is
+    stored transposed. Its derivative in ``w`` is ``x @ ẇ``, one GEMM of ``x`` with the
+    tangent (:func:`linear`); dtypes as :func:`linear`.
+
+    >>> import jax.numpy as jnp
+    >>> from jconv.onednn import matmul
+    >>> matmul.linear_t(jnp.ones((3, 2)), jnp.ones((3, 4))).tolist()
+    [[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]]
+    """
+    return _bind(bwd_weights_p, "linear_t", x, w, rows=0)
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jconv.onednn import matmul as onednn_matmul
 from jconv.kernels import lax_nans
 from jconv.kernels.combine import differentiated_by
 from jconv.kernels.einsum_conv import channels_last_dnums, pad_and_dilate, shifted_windows
@@ -61,14 +62,33 @@ def _per_map_patches(x, w, plan, precision):
     transpose in ``x`` reads ``dy`` once (one matmul over the filters), then adds the taps
     back in place."""
     c, k = x.shape[-1], w.shape[-1]
-    win = plan.window
-    xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
-    xp = pad_and_dilate(xp, pads)
-    windows = list(shifted_windows(xp, win.kernel, win.stride, win.dilation, win.out_sizes))
+    windows = _windows(x, plan)
     taps = jnp.stack([xs for _, xs in windows], -1)  # (N, *S', C, T)
     w_taps = jnp.stack([w[tap] for tap, _ in windows])  # (T, K)
     y = jnp.einsum("...ct,tk->...ck", taps, w_taps, precision=precision)  # (N, *S', C, K)
     return y.reshape(*y.shape[:-2], c * k)  # (N, *S', C*K)
+
+
+def _windows(x, plan):
+    """``(tap, x's window at that tap)`` for every tap of the padded input."""
+    win = plan.window
+    xp, pads = padding.apply_mode(x, win.pads, plan.padding_mode)
+    xp = pad_and_dilate(xp, pads)
+    return list(shifted_windows(xp, win.kernel, win.stride, win.dilation, win.out_sizes))
+
+
+def _per_map_gemm(x, w, plan, precision):
+    """The windows stacked tap-major, ``P (T, N*S'*C)``, and ``y = Pᵀ w`` by oneDNN
+    (:func:`jconv.onednn.matmul.linear_t`): its derivative in ``w`` is one GEMM,
+    ``P @ dy`` with ``dy`` read in place as ``(N*S'*C, K)``, whose ``T × K`` accumulator
+    stays in cache where the grouped conv's ``T × C*K`` one does not."""
+    del precision  # oneDNN's float32 GEMM
+    c, k = x.shape[-1], w.shape[-1]
+    windows = _windows(x, plan)
+    taps = jnp.stack([xs for _, xs in windows]).reshape(len(windows), -1)  # (T, N*S'*C)
+    w_taps = jnp.stack([w[tap] for tap, _ in windows])  # (T, K)
+    y = onednn_matmul.linear_t(taps, w_taps)  # (N*S'*C, K)
+    return y.reshape(*x.shape[:1], *plan.window.out_sizes, c * k)  # (N, *S', C*K)
 
 
 def _per_map_onednn(x, w, plan, precision):
@@ -100,13 +120,14 @@ def _like_lax_per_map(form, x, w, plan, like_lax: bool):
 def _per_map(x, w, *, plan: shapes.Plan, impl: str, precision=None, like_lax: bool = True):
     if impl == "lax":
         return _per_map_lax(x, w, plan, precision)
-    if impl in ("onednn", "onednn_patches"):
+    if impl in ("onednn", "onednn_patches", "onednn_gemm"):
         def onednn_form(x, w, plan):
-            one, patches = (functools.partial(f, plan=plan, precision=precision)
-                            for f in (_per_map_onednn, _per_map_patches))
+            one, patches, gemm = (functools.partial(f, plan=plan, precision=precision)
+                                  for f in (_per_map_onednn, _per_map_patches, _per_map_gemm))
             if impl == "onednn":
                 return one(x, w)
-            return differentiated_by(one, patches, one)(x, w)  # the input gradient by patches
+            # the input gradient by patches; the weight gradient by oneDNN's or by one GEMM
+            return differentiated_by(one, patches, one if impl == "onednn_patches" else gemm)(x, w)
         return _like_lax_per_map(onednn_form, x, w, plan, like_lax)
 
     def shift_form(x, w, plan):
@@ -138,9 +159,12 @@ def per_map_conv(x, w, stride=1, padding="SAME", dilation=1, *, padding_mode="ze
         (``shift`` forward, ``lax`` gradients), ``"onednn"`` (oneDNN's depthwise conv
         with multiplier ``K`` and the filters tiled over the maps, so the weight
         gradient sums over the maps; CPU, float32 and bfloat16, else ``lax``:
-        :func:`jconv.which_impl` says why) or ``"onednn_patches"`` (the same, with the
+        :func:`jconv.which_impl` says why), ``"onednn_patches"`` (the same, with the
         input gradient of the patches form: one matmul of the cotangent over the
-        filters, then the taps added back in place; ``auto`` on CPU).
+        filters, then the taps added back in place; ``auto`` on CPU below ``C*K =
+        16384``) or ``"onednn_gemm"`` (``onednn_patches`` with the weight gradient as
+        one oneDNN GEMM of the windows, stacked tap-major, with the cotangent read in
+        place as ``(N*H'*W'*C, K)``; ``auto`` on CPU from ``C*K = 16384``).
 
     Returns:
       ``(N, H', W', C*K)``.
@@ -231,7 +255,7 @@ def _unsummable(x, w, plan):
 _X = (2, 9, 9, 3)
 for _spec in (
     registry.OpSpec("per_map_conv", per_map_conv, shapes.per_map_conv,
-                    ("lax", "shift", "shift_fwd", "onednn", "onednn_patches"),
+                    ("lax", "shift", "shift_fwd", "onednn", "onednn_patches", "onednn_gemm"),
                     examples=(((_X, (3, 3, 4)), {}), ((_X, (3, 2, 2)), dict(stride=2))),
                     **registry.forms("per_map_conv")),
     registry.OpSpec("shared_filter_conv", shared_filter_conv, shapes.shared_filter_conv,

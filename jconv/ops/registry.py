@@ -51,6 +51,7 @@ KERNELS: dict[str, str] = {
     "lax": "XLA's own op",
     "shift": "shifted windows",
     "patches": "patches (im2col)",
+    "patches_gemm": "patches (im2col) stacked tap-major, then one oneDNN GEMM",
     "split": "one dense lax conv per group",
     "phases": "one dense lax conv per output phase",
     "einsum": "one einsum over the maps",
@@ -88,6 +89,7 @@ IMPLS: dict[str, Impl] = {
     "patches_grad": Impl("lax", "patches", "patches"),
     "phases": Impl("phases", "phases", "shift"),
     "onednn_patches": Impl("onednn", "patches", "onednn"),
+    "onednn_gemm": Impl("onednn", "patches", "patches_gemm"),
 }
 """Every implementation name, and what it computes in every op that has it."""
 
