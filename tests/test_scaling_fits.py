@@ -78,6 +78,25 @@ def test_joint_law_recovered():
     assert fits.predict(r, (np.array([2e6]), np.array([3e7]))).shape == (1,)
 
 
+def test_kaplan_law_recovered_and_its_jacobian_is_exact():
+    truth = {"E": 0.05, "A": 0.2, "alpha": 0.6, "B": 0.3, "beta": 0.5}
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1, 1e3, 6), np.geomspace(1, 1e3, 6)))
+    law = lambda n, d: 0.05 + (0.2 * n ** -0.6 + 0.3 / d) ** 0.5  # errors 0.76 -> 0.11
+    r = _recovered("kaplan", (n * 1e6, d * 1e7), noisy(law(n, d), 9, 0.01), truth, ("alpha", "beta"),
+                   tol={"alpha": 0.08, "beta": 0.05})
+    assert np.allclose(fits.predict(r, (np.array([2e6]), np.array([3e7]))), law(2, 3), rtol=0.05)
+    spec = fits.FORMS["kaplan"]
+    data = fits._data("kaplan", (n * 1e6, d * 1e7), law(n, d), None, (1e6, 1e7))
+    th = spec.internal(np.array([truth[k] for k in spec.params]))
+    lp, jac = spec.logpred(th, data)
+    assert np.allclose(np.exp(lp), law(n, d), rtol=1e-12)
+    for j in range(len(th)):
+        step = np.zeros_like(th)
+        step[j] = 1e-6
+        numeric = (spec.logpred(th + step, data)[0] - spec.logpred(th - step, data)[0]) / 2e-6
+        assert np.allclose(jac[:, j], numeric, rtol=1e-5, atol=1e-8), spec.params[j]
+
+
 @pytest.mark.slow  # hundreds of fits
 def test_frontier_exponent_intervals_cover_the_truth_80_percent_of_the_time():
     # 8 widths x 3 seeds, 3% noise. Over 200 draws these 10-90% intervals covered b 82% of the

@@ -13,7 +13,9 @@ time up to the branch point plus the branch's.
 **Laws per (model, variant).** The compute frontier (the runs no other run beats in both compute
 and error) is fitted with the ``power``, ``frontier`` (Zhai et al.) and ``m4`` (Alabdulmohsin et
 al., with the chance error as ``ε₀``) forms; every run with the ``joint`` law ``E + A/N^α + B/D^β``
-(Hoffmann et al., approach 3; bootstrap groups: the horizons of one trunk move together). A form is
+(Hoffmann et al., approach 3) and the ``kaplan`` law ``E + (A/N^α + B/D)^β`` (Kaplan et al. 2020,
+whose size and data terms interact; bootstrap groups of both: the horizons of one trunk move
+together). A form is
 chosen by how it extrapolates: fitted on the runs of compute ``≤ ¼`` of the largest, the lowest
 median ``|log(ê/e)|`` on the rest wins.
 
@@ -30,6 +32,7 @@ from collections import defaultdict
 import numpy as np
 
 from experiments.scaling_study import compare, fits
+from experiments.scaling_study.laws import JOINT_FORMS
 
 FRONTIER_FORMS = ("power", "frontier", "m4")
 EXPONENT = {"power": "b", "frontier": "b", "m4": "gamma"}
@@ -198,7 +201,7 @@ def _map(fn, calls: list[tuple[tuple, dict]], workers: int) -> list:
 
 
 def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: int = 1000,
-         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, "joint"), workers: int = 1) -> dict[str, dict]:
+         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, *JOINT_FORMS), workers: int = 1) -> dict[str, dict]:
     """Per ``model/variant``: every form's fit, intervals and extrapolation, and the chosen form
     (the fits in ``workers`` processes)."""
     calls, found = [], {}
@@ -212,14 +215,14 @@ def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: 
         for form in FRONTIER_FORMS:
             if form in forms and len(front) >= 4:
                 calls.append(((form, a["C"][front], a["e"][front]), common))
-        if "joint" in forms:
-            calls.append((("joint", (a["N"], a["D"]), a["e"]), {**common, "groups": a["trunk"], "compute": a["C"]}))
+        for form in JOINT_FORMS:
+            if form in forms:
+                calls.append(((form, (a["N"], a["D"]), a["e"]), {**common, "groups": a["trunk"], "compute": a["C"]}))
     scores = iter(_map(_score, calls, workers))
     out = {}
     for (model, variant), (a, front) in found.items():
         scored_forms = {form: next(scores) for form in FRONTIER_FORMS if form in forms and len(front) >= 4}
-        if "joint" in forms:
-            scored_forms["joint"] = next(scores)
+        scored_forms.update((form, next(scores)) for form in JOINT_FORMS if form in forms)
         scored = {f: s["extrapolation"] for f, s in scored_forms.items()
                   if "extrapolation" in s and "median_abs_log" in s["extrapolation"]}
         best = min(scored, key=lambda f: (scored[f]["median_abs_log"], scored[f]["max_abs_log"])) if scored else None
@@ -340,7 +343,8 @@ def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model:
                    rmse_log=full["rmse_log"], spearman=full["spearman"])
     # The precision target is on the frontier law's exponent b, whichever form extrapolated best.
     zhai = (law or {}).get("forms", {}).get("frontier", {})
-    if "fit" in zhai:
+    if "fit" in zhai:  # beside the chosen form's in-sample fit, the frontier law's
+        out.update(frontier_rmse_log=zhai["fit"]["rmse_log"], frontier_spearman=zhai["fit"]["spearman"])
         value, (low, high) = zhai["fit"]["params"]["b"], zhai["intervals"]["b"]
         out.update(exponent_name="b (frontier law)", exponent=value, exponent_low=low, exponent_high=high)
     checks = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.scaling_study.laws import JOINT_FORMS
 from experiments.scaling_study.fits import (_check, _distinct, _groups, _logpred, _members, _refit, _resample,
                                             _take, band, bootstrap, fit, one_blas_thread, predict)
 
@@ -39,7 +40,7 @@ def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_res
         fraction: the split, a share of the largest compute.
         groups: labels for the bootstrap of the small-compute fit (see :func:`.fits.bootstrap`).
         n_resamples, seed, levels: of that bootstrap and its band.
-        compute: the compute of each point for the split; required for ``joint`` (whose ``x`` is
+        compute: the compute of each point for the split; required for ``joint`` and ``kaplan`` (whose ``x`` is
             ``(N, D)``), defaults to ``x`` otherwise.
         starts: of the small-compute fit, as :func:`.fits.fit`.
 
@@ -57,8 +58,8 @@ def extrapolation(form: str, x, e, *, fraction: float = 0.25, groups=None, n_res
     """
     spec, x, e, eps0 = _check(form, x, e, eps0)
     if compute is None:
-        if form == "joint":
-            raise ValueError("compute: None; the joint law's split needs each point's compute (e.g. 6·N·D)")
+        if form in JOINT_FORMS:
+            raise ValueError(f"compute: None; the {form} law's split needs each point's compute (e.g. 6·N·D)")
         compute = x
     compute = np.asarray(compute, np.float64)
     if compute.shape != e.shape or not np.all(np.isfinite(compute)) or np.any(compute <= 0):

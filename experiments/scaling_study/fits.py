@@ -6,7 +6,8 @@ FLOPs. Inputs are normalised by their smallest value for conditioning (``c = C /
 The laws (:data:`FORMS`, defined in :mod:`.laws`): ``power`` ``e = a · c^(−b)``; ``frontier``
 ``e = e∞ + a · (c + d)^(−b)`` (Zhai et al. 2022); ``m4`` ``(e − e∞) / (ε₀ − e)^α = β · c^(−γ)``
 (Alabdulmohsin et al. 2022, ``ε₀`` the chance error); ``joint`` ``e = E + A / n^α + B / d^β``
-(Hoffmann et al. 2022; ``N`` parameters or MACs per image, ``D`` samples seen).
+(Hoffmann et al. 2022; ``N`` parameters or MACs per image, ``D`` samples seen); ``kaplan``
+``e = E + (A / n^α + B / d)^β`` (Kaplan et al. 2020).
 
 **Estimator** (Hoffmann et al. 2022, approach 3). With ``r_i = log ê_i − log e_i``, minimise
 ``Σ_i H_δ(r_i)``, ``H_δ(r) = r²/2`` for ``|r| ≤ δ`` and ``δ (|r| − δ/2)`` beyond, ``δ = 10⁻³``
@@ -35,7 +36,7 @@ import warnings
 import numpy as np
 from scipy import optimize, stats
 
-from experiments.scaling_study.laws import FORMS, Form, Data
+from experiments.scaling_study.laws import FORMS, JOINT_FORMS, Form, Data
 
 try:  # scikit-learn's dependency; absent, BLAS keeps its threads
     from threadpoolctl import threadpool_limits
@@ -85,9 +86,9 @@ def _check(form: str, x, e, eps0=None):
         raise ValueError(f"e: shape {e.shape}; expected a non-empty 1-D sequence of errors")
     if not np.all(np.isfinite(e)) or np.any(e <= 0) or np.any(e >= 1):
         raise ValueError(f"e: errors must lie in (0, 1) (1 − accuracy); got min {e.min()}, max {e.max()}")
-    if form == "joint":
+    if form in JOINT_FORMS:
         if not isinstance(x, (tuple, list)) or len(x) != 2:
-            raise ValueError(f"x: expected a pair (N, D) of 1-D arrays for the joint law; got {type(x).__name__}")
+            raise ValueError(f"x: expected a pair (N, D) of 1-D arrays for the {form} law; got {type(x).__name__}")
         x = (_vector("x[0] (N)", x[0], e.size), _vector("x[1] (D)", x[1], e.size))
     else:
         x = _vector("x", x, e.size)
@@ -105,11 +106,11 @@ def _check(form: str, x, e, eps0=None):
 
 
 def _scale(form: str, x) -> tuple[float, ...]:
-    return (float(x[0].min()), float(x[1].min())) if form == "joint" else (float(np.min(x)),)
+    return (float(x[0].min()), float(x[1].min())) if form in JOINT_FORMS else (float(np.min(x)),)
 
 
 def _data(form: str, x, e, eps0, scale) -> Data:
-    if form == "joint":
+    if form in JOINT_FORMS:
         ln, ld = np.log(x[0] / scale[0]), np.log(x[1] / scale[1])
         return Data(e, np.log(e), ln + ld, ln=ln, ld=ld, eps0=eps0)
     c = x / scale[0]
@@ -117,7 +118,7 @@ def _data(form: str, x, e, eps0, scale) -> Data:
 
 
 def _scale_keys(form: str, scale) -> dict:
-    return {"n0": scale[0], "d0": scale[1]} if form == "joint" else {"c0": scale[0]}
+    return {"n0": scale[0], "d0": scale[1]} if form in JOINT_FORMS else {"c0": scale[0]}
 
 
 # --- the estimator ----------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def fit(form: str, x, e, *, eps0=None, starts=None) -> dict:
 
     Args:
         form: a key of :data:`FORMS` (``power``, ``frontier``, ``m4``, ``joint``).
-        x: compute ``C`` (1-D, > 0), or for ``joint`` a pair ``(N, D)`` of 1-D arrays.
+        x: compute ``C`` (1-D, > 0), or for ``joint`` and ``kaplan`` a pair ``(N, D)`` of 1-D arrays.
         e: errors in (0, 1), one per point.
         eps0: the chance error, required by ``m4`` (``max e < eps0 ≤ 1``); ignored otherwise.
         starts: ``None`` for the law's grid (9 starts for ``power``, 144–162 otherwise); an int
@@ -213,7 +214,7 @@ def fit(form: str, x, e, *, eps0=None, starts=None) -> dict:
 def _refit(form, fit_result, x, e):
     """Parameters (reported units, full sample's normalisation) refitted from ``fit_result``."""
     spec = FORMS[form]
-    scale = (fit_result["n0"], fit_result["d0"]) if form == "joint" else (fit_result["c0"],)
+    scale = (fit_result["n0"], fit_result["d0"]) if form in JOINT_FORMS else (fit_result["c0"],)
     results = _minimise(spec, _data(form, x, e, fit_result["eps0"], scale),
                         [[fit_result["params"][k] for k in spec.params]])
     return spec.natural(results[0][1]) if results else None
@@ -221,7 +222,7 @@ def _refit(form, fit_result, x, e):
 
 def _logpred(form: str, fit_result: dict, params, x) -> np.ndarray:
     spec = FORMS[form]
-    if form == "joint":
+    if form in JOINT_FORMS:
         n, d = (np.asarray(v, np.float64) for v in x)
         data = Data(np.ones_like(n), np.zeros_like(n), np.zeros_like(n),
                     ln=np.log(n / fit_result["n0"]), ld=np.log(d / fit_result["d0"]))
@@ -237,14 +238,14 @@ def predict(fit_result: dict, x) -> np.ndarray:
 
     Args:
         fit_result: a :func:`fit` result.
-        x: compute ``C`` (FLOPs, a scalar or 1-D), or ``(N, D)`` (1-D each) for ``joint``.
+        x: compute ``C`` (FLOPs, a scalar or 1-D), or ``(N, D)`` (1-D each) for ``joint`` and ``kaplan``.
 
     Returns:
         The predicted errors, float64, one per point.
     """
     form = fit_result["form"]
     params = [fit_result["params"][k] for k in FORMS[form].params]
-    if form != "joint":
+    if form not in JOINT_FORMS:
         x = np.atleast_1d(np.asarray(x, np.float64))
     return np.exp(_logpred(form, fit_result, params, x))
 
@@ -261,11 +262,11 @@ def _resample(rng, members: list[np.ndarray]) -> np.ndarray:
 
 
 def _take(form, x, idx):
-    return (x[0][idx], x[1][idx]) if form == "joint" else x[idx]
+    return (x[0][idx], x[1][idx]) if form in JOINT_FORMS else x[idx]
 
 
 def _distinct(form, x) -> int:
-    return len(set(zip(x[0], x[1]))) if form == "joint" else np.unique(x).size
+    return len(set(zip(x[0], x[1]))) if form in JOINT_FORMS else np.unique(x).size
 
 
 def _groups(groups, n: int, per: str = "point") -> np.ndarray:
@@ -335,7 +336,7 @@ def band(form: str, boot: dict, fit_result: dict, x, levels=(0.1, 0.9)) -> dict:
     """
     if fit_result["form"] != form:
         raise ValueError(f"form: {form!r} but fit_result is a {fit_result['form']!r} fit")
-    if form != "joint":
+    if form not in JOINT_FORMS:
         x = np.atleast_1d(np.asarray(x, np.float64))
     preds = np.array([_logpred(form, fit_result, p, x) for p in boot["samples"]])
     point = predict(fit_result, x)

@@ -17,6 +17,12 @@ parameters ``θ`` (unbounded or simply bounded), and a grid of starts in the rep
   − log β + γ log c``.
 * ``joint`` (Hoffmann et al. 2022): ``e = E + A / n^α + B / d^β``, fitted in the LSE form
   ``log e = LSE(a − α log n, b − β log d, log E)``; ``θ = (log E, a, α, b, β)``, ``α, β ∈ [0, 10]``.
+* ``kaplan`` (Kaplan et al. 2020, eq. 1.5, with an irreducible ``E``): ``e = E + (A / n^α +
+  B / d)^β``, in which the size and data terms interact (a smaller model gains less from
+  more steps); ``log e = LSE(log E, β · LSE(a − α log n, b − log d))``; ``θ = (log E, a, α,
+  b, β)``, ``α ∈ [0, 10]``, ``β ∈ [10⁻³, 10]``.
+
+:data:`JOINT_FORMS` take ``(N, D)``; the others compute ``C``.
 """
 
 from __future__ import annotations
@@ -116,6 +122,18 @@ def _joint_logpred(th, data):
     return lp, np.stack([w[:, 2], w[:, 0], -w[:, 0] * data.ln, w[:, 1], -w[:, 1] * data.ld], axis=1)
 
 
+def _kaplan_logpred(th, data):
+    le, a, alpha, b, beta = th
+    inner = np.stack([a - alpha * data.ln, b - data.ld], axis=1)
+    u = np.logaddexp.reduce(inner, axis=1)
+    wi = np.exp(inner - u[:, None])
+    z = beta * u
+    lp = np.logaddexp(le, z)
+    pe, pz = np.exp(le - lp), np.exp(z - lp)
+    return lp, np.stack([pe, pz * beta * wi[:, 0], -pz * beta * wi[:, 0] * data.ln,
+                         pz * beta * wi[:, 1], pz * u], axis=1)
+
+
 def _below_min(data):
     return (0.0, data.emin * (1 - 1e-6))
 
@@ -139,6 +157,13 @@ def _joint_grid(data):
     amps, exps = (top - 2.5, top - 1.0, top + 0.3), (0.2, 0.5, 1.2)
     return [(np.exp(le), np.exp(a), al, np.exp(b), be)
             for le, a, al, b, be in itertools.product((low - 3.0, low - 0.7), amps, exps, amps, exps)]
+
+
+def _kaplan_grid(data):
+    top, low = np.log(data.e.max()), np.log(data.emin)
+    return [(np.exp(le), np.exp(top / be + s), al, np.exp(top / be + t), be)
+            for le, s, al, t, be in itertools.product((low - 3.0, low - 0.7), (-1.5, 0.0, 1.0),
+                                                     (0.3, 1.0, 2.0), (-1.5, 0.0, 1.0), (0.3, 0.7, 1.5))]
 
 
 def _power_grid(data):
@@ -168,4 +193,13 @@ FORMS: dict[str, Form] = {
                   _joint_logpred,
                   lambda data: [(-30.0, np.log(data.emin)), (-30.0, 30.0), (0.0, 10.0),
                                 (-30.0, 30.0), (0.0, 10.0)], _joint_grid),
+    "kaplan": Form("kaplan", ("E", "A", "alpha", "B", "beta"),
+                   lambda p: np.array([np.log(p[0]), np.log(p[1]), p[2], np.log(p[3]), p[4]]),
+                   lambda t: np.array([np.exp(t[0]), np.exp(t[1]), t[2], np.exp(t[3]), t[4]]),
+                   _kaplan_logpred,
+                   lambda data: [(-30.0, np.log(data.emin)), (-60.0, 60.0), (0.0, 10.0),
+                                 (-60.0, 60.0), (1e-3, 10.0)], _kaplan_grid),
 }
+
+JOINT_FORMS = ("joint", "kaplan")
+"""The laws of ``(N, D)``: model size and samples seen, fitted to every point."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from experiments.common import log_axis
 from experiments.scaling_study import fits
+from experiments.scaling_study.laws import JOINT_FORMS
 
 FONT = 11
 
@@ -144,10 +145,10 @@ def residuals(rows: list[dict], results: dict, path: Path) -> None:
         front = {tuple(k) for k in law["frontier"]}
         mine = [r for r in rows if (r["model"], r["variant"]) == (law["model"], law["variant"])
                 and r["error"] is not None and r["train_flops"]
-                and (law["best"] == "joint" or (r["width"], r["horizon"]) in front)]
+                and (law["best"] in JOINT_FORMS or (r["width"], r["horizon"]) in front)]
         if mine:
             x = ((np.array([r["params"] for r in mine], float), np.array([r["samples"] for r in mine], float))
-                 if law["best"] == "joint" else np.array([r["train_flops"] for r in mine], float))
+                 if law["best"] in JOINT_FORMS else np.array([r["train_flops"] for r in mine], float))
             r_in = np.log(fits.predict(s["fit"], x) / np.array([r["error"] for r in mine]))
             ax.scatter([r["train_flops"] for r in mine], r_in, color=palette[law["variant"]], s=14,
                        label=f"{law['variant']} ({law['best']}), in sample")

@@ -23,9 +23,13 @@ TARGETS = {
     "regime": "largest model's error at the longest horizon in [0.10, 0.40]; smallest at the shortest < 0.75",
     "trained_enough": "the largest model at the reference horizon changes its error by ≤ 0.02",
     "extrapolation": "held-out runs: median |log(ê/e)| ≤ 0.05, maximum ≤ 0.10, ≥ 80% inside the 80% prediction band",
-    "in_sample": "RMSE of log error ≤ 0.03 and |Spearman ρ| of the residuals against compute < 0.3",
+    "in_sample": "the chosen law: RMSE of log error ≤ 0.03 and |Spearman ρ| of the residuals against compute < 0.3",
     "precision": "the exponent's 10–90% interval within ±25% of it",
 }
+
+
+def _rho(value) -> str:
+    return "—" if value is None else format(value, "+.2f")
 
 
 def verdict(rows: list[dict], num_classes: int | None) -> dict | None:
@@ -164,10 +168,11 @@ def markdown(config, results: dict) -> str:
     lines += ["", "## Laws", "",
               "A point is a (width, horizon) with the mean error of its seeds. The `power`, `frontier` and `m4` "
               "forms are fitted to each variant's compute frontier (points no other point of the variant beats "
-              "in both compute and error), `joint` to every point. Huber loss "
+              "in both compute and error), `joint` (E + A/n^α + B/d^β, Hoffmann et al.) and `kaplan` "
+              "(E + (A/n^α + B/d)^β, Kaplan et al.) to every point. Huber loss "
               "(δ = 1e-3) on log error, L-BFGS-B from a grid of starts (converged: the share of starts that "
               f"reached the best optimum); intervals from {config.bootstrap} bootstrap resamples of points (the "
-              "joint law's: of widths). Held out: fitted on the points of compute ≤ "
+              "joint laws': of widths). Held out: fitted on the points of compute ≤ "
               f"{config.holdout_fraction:g} × the largest, scored on the rest. Chosen: the lowest held-out "
               "median. The prediction band (10–90%) holds the bootstrap's spread of the curve and the fit's "
               "own scatter of single runs; the curve's band alone in brackets. Parameters in units of the "
@@ -226,7 +231,9 @@ def _target_lines(t: dict) -> list[str]:
         "extrapolation": ("—" if "median_abs_log" not in t else
                           f"{t['form']}: {t['median_abs_log']:.3f} / {t['max_abs_log']:.3f}, {t['inside_band']:.0%} inside"),
         "in_sample": ("—" if "rmse_log" not in t else
-                      f"RMSE {t['rmse_log']:.3f}, ρ {'—' if t['spearman'] is None else format(t['spearman'], '+.2f')}"),
+                      f"{t['form']}: RMSE {t['rmse_log']:.3f}, ρ {_rho(t['spearman'])}"
+                      + ("" if t['form'] == "frontier" or "frontier_rmse_log" not in t else
+                         f" (frontier law: {t['frontier_rmse_log']:.3f}, ρ {_rho(t['frontier_spearman'])})")),
         "precision": exponent,
     }
     lines = ["", "## Targets (standard conv)", "", "| target | what it asks | measured | |", "|---|---|---|---|"]
