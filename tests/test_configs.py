@@ -9,7 +9,8 @@ from jconv import runner
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.py"))
 # Configs whose smoke run another test makes, with more checks: not run twice.
 SMOKED_ELSEWHERE = {"report": "tests/test_report.py", "scaling_study": "tests/test_scaling_study.py",
-                    "scaling_alexnet": "tests/test_scaling_data.py"}
+                    "scaling_alexnet": "tests/test_scaling_data.py",
+                    "quadratic_cost": "tests/test_quadratic_cost.py"}
 
 
 def test_there_are_configs():

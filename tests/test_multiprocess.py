@@ -60,11 +60,9 @@ def run_worker(workdir, source, sleep=0.0):
 
 def _job_env(cache):
     """The processes' environment: one persistent compilation cache for every job of a test
-    (the killed and resumed jobs run the programs the first two-process job compiled), and
-    XLA's CPU backend at its lowest optimisation level (these programs run a few steps; their
-    compilation is most of a job's time)."""
+    (the killed and resumed jobs run the programs the first two-process job compiled); XLA's
+    optimisation level is the suite's (``tests/conftest.py``)."""
     env = _env()
-    env["XLA_FLAGS"] = " ".join([*env["XLA_FLAGS"].split(), "--xla_backend_optimization_level=0"])
     env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     return env

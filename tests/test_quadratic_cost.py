@@ -152,7 +152,13 @@ def test_timed_network_equals_the_vmapped_network(smoke_config, variant):
 
 @pytest.mark.slow
 def test_smoke_run_gives_every_row_a_verdict_and_every_point(smoke_config, tmp_path):
+    """The config file's smoke run as the command line makes it, then a rerun of the finished
+    work directory: it measures nothing again and gives the rows."""
+    assert runner.run("configs/quadratic_cost.py:smoke", workdir=tmp_path) == tmp_path
+    assert (tmp_path / "config.json").exists()
+    before = (tmp_path / "measurements.jsonl").read_text()
     result = quadratic_cost.run(smoke_config, tmp_path)
+    assert (tmp_path / "measurements.jsonl").read_text() == before
     rows = result["rows"]
     assert len(rows) >= 2 * len(smoke_config.variants) * 2
     for row in rows:
