@@ -1,12 +1,15 @@
 // Max pooling's forward (float32, bfloat16) and float32 backward, channels-last (see
-// max_pool_scatter.h), compiled with OpenMP and AVX-512 and AVX2 clones of their inner loops.
+// max_pool_scatter.h), compiled with OpenMP and AVX-512, AVX2 and baseline versions of their
+// inner loops.
 
 #include "max_pool_scatter.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <omp.h>
@@ -74,39 +77,56 @@ void ForEachTap(const Window& g, Visit visit) {
 
 // ------------------------------------------------------------------------- forward
 
-constexpr int kLanes = 16;  // maps per vector of the forward
-typedef float Floats __attribute__((vector_size(4 * kLanes)));
-typedef int32_t Ints __attribute__((vector_size(4 * kLanes)));
-typedef uint16_t Halves __attribute__((vector_size(2 * kLanes)));
+// The forward's vectors are L maps wide: 16 (AVX-512), 8 (AVX2) or 4 (the baseline), each
+// an instruction set's register, so that GCC lowers the selects to blends (a vector wider
+// than the registers it compiles for becomes one compare and branch per map: 8x slower on
+// AVX2). The windows come in at least kLanes maps (the widest L), copied there if fewer.
+constexpr int kLanes = 16;
 
-// Loads and stores kLanes maps; bfloat16 is the high half of a float32, so both are exact
-// (a stored value is one loaded, or -inf, or NaN).
-__attribute__((always_inline)) inline Floats Load(const float* x) {
-  Floats v;
+template <int L>
+struct Vectors {
+  typedef float Floats __attribute__((vector_size(4 * L)));
+  typedef int32_t Ints __attribute__((vector_size(4 * L)));
+  typedef uint16_t Halves __attribute__((vector_size(2 * L)));
+};
+
+// Loads and stores L maps; bfloat16 is the high half of a float32, so both are exact (a
+// stored value is one loaded, or -inf, or NaN).
+template <int L>
+__attribute__((always_inline)) inline typename Vectors<L>::Floats Load(const float* x) {
+  typename Vectors<L>::Floats v;
   std::memcpy(&v, x, sizeof v);
   return v;
 }
-__attribute__((always_inline)) inline Floats Load(const uint16_t* x) {
-  Halves h;
+template <int L>
+__attribute__((always_inline)) inline typename Vectors<L>::Floats Load(const uint16_t* x) {
+  typename Vectors<L>::Halves h;
   std::memcpy(&h, x, sizeof h);
-  return reinterpret_cast<Floats>(__builtin_convertvector(h, Ints) << 16);
+  return reinterpret_cast<typename Vectors<L>::Floats>(
+      __builtin_convertvector(h, typename Vectors<L>::Ints) << 16);
 }
-__attribute__((always_inline)) inline void Store(Floats v, float* y) {
+template <int L>
+__attribute__((always_inline)) inline void Store(typename Vectors<L>::Floats v, float* y) {
   std::memcpy(y, &v, sizeof v);
 }
-__attribute__((always_inline)) inline void Store(Floats v, uint16_t* y) {
-  const Halves h = __builtin_convertvector(reinterpret_cast<Ints>(v) >> 16, Halves);
+template <int L>
+__attribute__((always_inline)) inline void Store(typename Vectors<L>::Floats v, uint16_t* y) {
+  const auto h = __builtin_convertvector(reinterpret_cast<typename Vectors<L>::Ints>(v) >> 16,
+                                         typename Vectors<L>::Halves);
   std::memcpy(y, &h, sizeof h);
 }
-template <typename Index>
-__attribute__((always_inline)) inline void Store(Ints v, Index* ws) {
-  typedef Index Indices __attribute__((vector_size(sizeof(Index) * kLanes)));
+template <int L, typename Index>
+__attribute__((always_inline)) inline void StoreIndices(typename Vectors<L>::Ints v, Index* ws) {
+  typedef Index Indices __attribute__((vector_size(sizeof(Index) * L)));
   const Indices w = __builtin_convertvector(v, Indices);
   std::memcpy(ws, &w, sizeof w);
 }
 
 // Selection state of one vector of maps: the selected value, its tap, whether a NaN came.
+template <int L>
 struct Selection {
+  using Floats = typename Vectors<L>::Floats;
+  using Ints = typename Vectors<L>::Ints;
   Floats sel = -kInf + Floats{};
   Ints at{}, nan{};
 
@@ -119,34 +139,64 @@ struct Selection {
   }
   template <typename T, typename Index>
   __attribute__((always_inline)) inline void Put(T* y, Index* ws) const {
-    Store(nan ? std::numeric_limits<float>::quiet_NaN() + Floats{} : sel, y);
-    Store(at, ws);
+    Store<L>(nan ? std::numeric_limits<float>::quiet_NaN() + Floats{} : sel, y);
+    StoreIndices<L>(at, ws);
   }
 };
 
 constexpr int64_t kPad = -1;  // a step that marks a tap in the padding
 
-// One window over `width` >= kLanes maps: tap t reads the maps at x + steps[t], or -inf
-// where steps[t] is kPad (the padding); y is the selected value, or NaN if a tap held one.
-// Where kLanes does not divide width, the last vector of maps overlaps the one before.
-template <typename T, typename Index>
+// One window over `width` >= L maps: tap t reads the maps at x + steps[t], or -inf where
+// steps[t] is kPad (the padding); y is the selected value, or NaN if a tap held one.
+// Where L does not divide width, the last vector of maps overlaps the one before.
+template <int L, typename T, typename Index>
 __attribute__((always_inline)) inline void SelectWindow(const T* x, const int64_t* steps,
                                                         int64_t taps, int64_t width, T* y,
                                                         Index* ws) {
-  const Floats inf = -kInf + Floats{};
-  for (int64_t i = 0; i < width; i += kLanes) {
-    i = std::min<int64_t>(i, width - kLanes);
-    Selection a;
+  const auto inf = -kInf + typename Vectors<L>::Floats{};
+  for (int64_t i = 0; i < width; i += L) {
+    i = std::min<int64_t>(i, width - L);
+    Selection<L> a;
     for (int64_t tap = 0; tap < taps; ++tap)
-      a.Take(steps[tap] == kPad ? inf : Load(x + steps[tap] + i), static_cast<int32_t>(tap));
+      a.Take(steps[tap] == kPad ? inf : Load<L>(x + steps[tap] + i), static_cast<int32_t>(tap));
     a.Put(y + i, ws + i);
   }
 }
 
-#define JCONV_SELECT_WINDOW(T, Index)                                                  \
-  __attribute__((target_clones("avx512f", "avx2", "default"))) void SelectWindowOf(    \
-      const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) { \
-    SelectWindow(x, steps, taps, width, y, ws);                                        \
+// The widest vectors to use: this CPU's, capped by ONEDNN_MAX_CPU_ISA as oneDNN caps its
+// own kernels (SSE41 or AVX: 4 maps; AVX2 and its extensions: 8), so that one machine can
+// run, and test, every version.
+int WidestLanes() {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const std::string isa = cap ? cap : "";
+  const bool sse = isa == "SSE41" || isa == "AVX";
+  const bool avx2 = sse || isa.rfind("AVX2", 0) == 0;
+  if (__builtin_cpu_supports("avx512f") && !avx2) return 16;
+  if (__builtin_cpu_supports("avx2") && !sse) return 8;
+  return 4;
+}
+
+// SelectWindowOf: SelectWindow at the widest vectors allowed (WidestLanes, chosen once).
+#define JCONV_SELECT_WINDOW(T, Index)                                                       \
+  __attribute__((target("avx512f"))) void SelectWindowOf512(                               \
+      const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) {      \
+    SelectWindow<16>(x, steps, taps, width, y, ws);                                         \
+  }                                                                                         \
+  __attribute__((target("avx2"))) void SelectWindowOf256(                                  \
+      const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) {      \
+    SelectWindow<8>(x, steps, taps, width, y, ws);                                          \
+  }                                                                                         \
+  void SelectWindowOf128(const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, \
+                         Index* ws) {                                                       \
+    SelectWindow<4>(x, steps, taps, width, y, ws);                                          \
+  }                                                                                         \
+  void SelectWindowOf(const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y,   \
+                      Index* ws) {                                                          \
+    using Fn = void (*)(const T*, const int64_t*, int64_t, int64_t, T*, Index*);            \
+    static const Fn chosen = WidestLanes() == 16 ? Fn{SelectWindowOf512}                    \
+                             : WidestLanes() == 8  ? Fn{SelectWindowOf256}                    \
+                                                   : Fn{SelectWindowOf128};                   \
+    chosen(x, steps, taps, width, y, ws);                                                   \
   }
 JCONV_SELECT_WINDOW(float, uint8_t)
 JCONV_SELECT_WINDOW(float, int32_t)

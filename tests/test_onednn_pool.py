@@ -8,7 +8,11 @@ saying why, where oneDNN is unavailable. The fallback tests run everywhere.
 """
 
 import concurrent.futures
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +28,8 @@ from jconv.onednn import pooling as onednn_pool
 from jconv.testing import hlo_scopes
 from tests.strategies import array, geometries, split
 from tests.tolerance import assert_close, tolerance
+
+REPO = Path(__file__).resolve().parents[1]
 
 STATUS = jconv.backends()["onednn"]
 needs_onednn = pytest.mark.skipif(not STATUS.available,
@@ -232,3 +238,35 @@ def test_reason_names_the_forward_mode_kernel():
                                   backend="cpu").reason
         assert "jvp" in reason, reason
     assert "jvp" not in jconv.which_impl("avg_pool", (1, 6, 6, 4), 2, impl="onednn").reason
+
+
+EVERY_WIDTH = """
+import jax, jax.numpy as jnp, numpy as np
+import jconv
+rng = np.random.default_rng(0)
+for shape, window, kw in [((2, 9, 9, 3), 3, dict(stride=2)), ((1, 7, 8, 20), 3, dict(padding="SAME")),
+                          ((2, 6, 5, 64), (2, 3), dict(stride=1)), ((1, 16, 17, 9), 16, dict(stride=1))]:
+    x = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # ties
+    x.flat[rng.choice(x.size, 5)] = [np.nan, np.inf, -np.inf, np.nan, np.inf]
+    for dtype in (jnp.float32, jnp.bfloat16):
+        xd = jnp.asarray(x, dtype)
+        f, g = (jax.jit(lambda x, impl=impl: jconv.max_pool(x, window, impl=impl, **kw)) for impl in ("onednn", "lax"))
+        np.testing.assert_array_equal(np.asarray(f(xd), np.float32), np.asarray(g(xd), np.float32))
+        df, dg = (jax.jit(jax.grad(lambda x, h=h: jnp.sum(h(x) * 1.5))) for h in (f, g))
+        np.testing.assert_array_equal(np.asarray(df(xd), np.float32), np.asarray(dg(xd), np.float32))
+print("ok")
+"""
+
+
+@needs_onednn
+@pytest.mark.slow  # other processes
+@pytest.mark.parametrize("isa", ["SSE41", "AVX2", ""])
+def test_max_pool_forward_at_every_vector_width_equals_lax(isa):
+    """The forward's 4-, 8- and 16-map versions (``ONEDNN_MAX_CPU_ISA`` caps the width to this
+    CPU's or less), on windows of 3 to 64 maps (within a vector, several, overlapping), with
+    NaN, infinities and ties, float32 and bfloat16, uint8 and int32 maxima: values and
+    gradients equal lax's."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", ONEDNN_MAX_CPU_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", EVERY_WIDTH], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
