@@ -4,8 +4,6 @@
 #   bash scripts/test.sh --quick    the quick tier (about 3 min): no test marked slow, and
 #                                   hypothesis profile "quick" (4 examples per sweep)
 # Any other argument goes to pytest: bash scripts/test.sh --quick tests/test_cost.py -x
-# Two workers; one that runs out of tests takes the other's last ones (--dist worksteal), as the
-# end-to-end tests take 30-90 s each.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tier=() args=()
@@ -14,4 +12,4 @@ for arg in "$@"; do
   else args+=("$arg"); fi
 done
 source scripts/_venv.sh
-exec .venv/bin/python -m pytest -n 2 --dist worksteal -q ${tier[@]+"${tier[@]}"} ${args[@]+"${args[@]}"}
+exec .venv/bin/python -m pytest -n 2 -q ${tier[@]+"${tier[@]}"} ${args[@]+"${args[@]}"}
