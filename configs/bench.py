@@ -58,7 +58,8 @@ def get_config(arg=None):
     # 20% from sample to sample, and a median of 3 moved a ratio from 0.92 to 1.18 between runs.
     config.model_repeats = 1 if smoke else 7
     # Where each step's time goes, from a profiler trace (categories of
-    # experiments/bench/breakdown.py), for these implementations.
-    config.model_breakdown = ("auto",)
+    # experiments/bench/breakdown.py), for these implementations ("torch": PyTorch's step, where
+    # PyTorch is installed).
+    config.model_breakdown = ("auto", "torch")
     config.lock()
     return config

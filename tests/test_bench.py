@@ -225,4 +225,9 @@ def test_models_in_pytorch_match_and_train_when_installed(tmp_path, monkeypatch)
             map(json.loads, (workdir / "measurements.jsonl").read_text().splitlines())}
     assert step["model_tiny", "torch"]["time_s"] > 0 and step["model_tiny", "torch"]["finite"]
     assert step["model_tiny", "torch"]["params"] == step["model_tiny", "auto"]["params"]
+    # PyTorch's step sorted into the categories of jconv's: its convs, both ways, and its linear layer
+    ms = step["model_tiny", "torch"]["breakdown_ms"]
+    assert ms["conv forward"] > 0 and ms["conv backward"] > 0 and ms["linear"] > 0
+    assert ms["optimizer update"] > 0 and ms["total"] == pytest.approx(sum(ms[c] for c in breakdown.CATEGORIES))
+    assert "| torch |" in (workdir / "table.md").read_text().split("### Where the training step's time goes")[1]
     assert "model training step: PyTorch ÷ auto ≥ 1.2" in (workdir / "table.md").read_text()

@@ -86,9 +86,9 @@ def check(config) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
                 key == "model_width" and value == 0):
             raise ConfigError(f"--config.{key}={value!r}; expected a number {'> 0' if key == 'model_width' else '≥ 0'}")
-    if any(i not in IMPLS for i in config.model_breakdown):
+    if any(i not in IMPLS + ("torch",) for i in config.model_breakdown):
         raise ConfigError(f"--config.model_breakdown={tuple(config.model_breakdown)}; expected "
-                          f"names of {IMPLS}")
+                          f"names of {IMPLS + ('torch',)}")
     if not config.passes or any(p not in PASSES for p in config.passes):
         raise ConfigError(f"--config.passes={tuple(config.passes)}; expected one or more of {PASSES}")
     for key, names in (("cases", selected), ("models", model_cases)):

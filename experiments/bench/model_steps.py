@@ -10,7 +10,9 @@ first call (compilation and one step) is timed apart, as ``compile_s``; the samp
 follow are timed side by side with :func:`jconv.measure.interleaved`, as the layer cases are.
 Then, for each implementation in ``config.model_breakdown``, a profiled run of the same step
 says where its time goes (:func:`experiments.bench.breakdown.breakdown`: milliseconds per
-category, under the profiler's own overhead, so their total exceeds the timed step a little).
+category, under the profiler's own overhead, so their total exceeds the timed step a little);
+``"torch"`` there sorts PyTorch's step into the same categories (``torch.profiler``), so the two
+sides compare category by category.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.bench.breakdown import breakdown
+from experiments.bench.breakdown import breakdown, torch_breakdown
 from experiments.bench.torch_models import torch_model
 from jconv import models, train
 from jconv.measure import interleaved, seconds
@@ -147,5 +149,6 @@ def measure_model(case: ModelCase, names, config, torch=None) -> dict[str, dict]
                             traces=held[name]["traces"]["train_step"])
     for name in names:
         if name in config.model_breakdown:
-            values[name]["breakdown_ms"] = breakdown(calls[name], held[name]["hlo"]())
+            values[name]["breakdown_ms"] = (torch_breakdown(calls[name], torch) if name == "torch"
+                                            else breakdown(calls[name], held[name]["hlo"]()))
     return values

@@ -339,9 +339,11 @@ def _breakdown(models) -> str:
     if not profiled:
         return ""
     lines = ["", "### Where the training step's time goes", "",
-             "One profiled run of the step (`jax.profiler`, three steps): each XLA op's time, "
-             "sorted by the named scope it carries (experiments/bench/breakdown.py). "
-             "Milliseconds per step, and the share of the ops' total.", "",
+             "One profiled run of the step (three steps): for jconv each XLA op's time "
+             "(`jax.profiler`), sorted by the named scope it carries; for PyTorch (`torch`) each "
+             "op's own CPU time (`torch.profiler`), sorted by its name and the ops it runs "
+             "inside (experiments/bench/breakdown.py). Milliseconds per step, and the share of "
+             "the ops' total.", "",
              "| model | impl | " + " | ".join(CATEGORIES) + " | total |",
              "|" + "---|" * (len(CATEGORIES) + 3)]
     for r, impl, ms in profiled:
