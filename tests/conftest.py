@@ -23,6 +23,8 @@ import jax  # noqa: E402  (after XLA_FLAGS: the CPU backend reads it when it sta
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.shared import built_once, killed_and_resumed_quadratic_smoke
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 _COMMON = dict(
@@ -43,3 +45,10 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.name in SLOW_DOCTESTS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def quadratic_smoke(tmp_path_factory):
+    """The quadratic-cost job's smoke run, killed part-way and resumed, once per test run
+    (:func:`tests.shared.killed_and_resumed_quadratic_smoke`)."""
+    return built_once(tmp_path_factory, "quadratic_smoke", killed_and_resumed_quadratic_smoke)

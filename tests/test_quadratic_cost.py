@@ -3,6 +3,7 @@ batch per point, the timed network against the vmapped one, and a smoke run's ou
 
 import csv
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -151,10 +152,11 @@ def test_timed_network_equals_the_vmapped_network(smoke_config, variant):
 
 
 @pytest.mark.slow
-def test_smoke_run_gives_every_row_a_verdict_and_every_point(smoke_config, tmp_path):
-    """The config file's smoke run as the command line makes it, then a rerun of the finished
-    work directory: it measures nothing again and gives the rows."""
-    assert runner.run("configs/quadratic_cost.py:smoke", workdir=tmp_path) == tmp_path
+def test_smoke_run_gives_every_row_a_verdict_and_every_point(smoke_config, quadratic_smoke, tmp_path):
+    """The config file's smoke run as the command line makes it (killed part-way and run again:
+    ``tests/shared.py``), then a rerun of the finished work directory: it measures nothing again
+    and gives the rows."""
+    shutil.copytree(quadratic_smoke / "run", tmp_path, dirs_exist_ok=True)
     assert (tmp_path / "config.json").exists()
     before = (tmp_path / "measurements.jsonl").read_text()
     result = quadratic_cost.run(smoke_config, tmp_path)
