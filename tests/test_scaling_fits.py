@@ -128,6 +128,37 @@ def test_bootstrap_is_deterministic_and_groups_resample_whole_runs():
     assert bnd["high"][1] / bnd["low"][1] > bnd["high"][0] / bnd["low"][0]  # wider far away
 
 
+def test_bootstrap_of_seeds_widens_the_interval_by_their_spread():
+    e = frontier(c[::3])  # 9 points on the law, each the mean of 3 seeds
+    x = C[::3]
+    alone = fits.bootstrap("frontier", x, e, n_resamples=40, seed=3)
+    # Runs that agree (or one run a point) leave every resample as it was.
+    for runs in ([[v] for v in e], [[v, v, v] for v in e]):
+        same = fits.bootstrap("frontier", x, e, runs=runs, n_resamples=40, seed=3)
+        assert np.array_equal(same["samples"], alone["samples"])
+    # Seeds spread ±20% about each point: the resampled means move, and b's interval widens.
+    spread = [v * np.array([0.8, 1.0, 1.2]) for v in e]
+    wide = fits.bootstrap("frontier", x, e, runs=spread, n_resamples=40, seed=3)
+    width = {k: np.subtract(*b["params"]["b"][::-1]) for k, b in (("alone", alone), ("wide", wide))}
+    assert width["wide"] > 10 * width["alone"] + 0.01, width
+    assert np.array_equal(wide["samples"], fits.bootstrap("frontier", x, e, runs=spread, n_resamples=40,
+                                                          seed=3)["samples"])
+
+
+def test_frontier_bootstrap_fits_only_each_resamples_frontier():
+    x, e = C[::3], noisy(frontier(c[::3]), 11, sigma=0.01)
+    # Beside each frontier point, runs that no compute saves: twice the error at the same compute.
+    xs, es = np.concatenate([x, x]), np.concatenate([e, 2 * e])
+    assert fits.pareto(np.stack([xs, es], 1)) == [True] * x.size + [False] * x.size
+    front = fits.bootstrap("frontier", xs, es, frontier=True, n_resamples=60, seed=5)
+    assert front["fit"]["n"] == x.size and abs(front["fit"]["params"]["b"] - 0.4) < 0.05
+    low, high = front["params"]["b"]
+    assert low <= 0.4 <= high and high - low < 0.2, (low, high)
+    # Fitting every point instead finds a different law.
+    every = fits.fit("frontier", xs, es)
+    assert every["rmse_log"] > 0.2
+
+
 def test_extrapolation_of_a_true_power_law_is_tight():
     out = cmp.extrapolation("power", C, noisy(0.6 * c ** -0.3, 5, 0.01), n_resamples=100)
     assert (out["n_fit"], out["n_held_out"]) == (21, 6)
@@ -208,6 +239,9 @@ def test_converged_share():
     (lambda: fits.fit("power", -C, np.full(C.size, 0.3)), "x"),
     (lambda: fits.fit("power", C, np.full(C.size, 0.3), starts=np.ones((3, 3))), "starts"),
     (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), groups=[0, 1]), "groups"),
+    (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), runs=[[0.3]]), "runs"),
+    (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), runs=[[0.3, 0.5]] * C.size), "runs"),
+    (lambda: fits.bootstrap("joint", (C, C), np.full(C.size, 0.3), frontier=True), "frontier"),
     (lambda: cmp.isoflop(C, C[:-1], np.full(C.size, 0.3)), "size"),
     (lambda: cmp.compare("power", "b", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 99)]),
      "pairs"),

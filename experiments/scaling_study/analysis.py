@@ -32,6 +32,7 @@ from collections import defaultdict
 import numpy as np
 
 from experiments.scaling_study import compare, fits
+from experiments.scaling_study.fits import pareto
 from experiments.scaling_study.laws import JOINT_FORMS
 
 FRONTIER_FORMS = ("power", "frontier", "m4")
@@ -50,14 +51,6 @@ def group(records: list[dict], part: str, by: tuple[str, ...]) -> dict[tuple, li
         if r["key"]["part"] == part:
             groups[tuple(r["key"][k] for k in by)].append(r)
     return dict(sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))))
-
-
-def pareto(points: list[tuple[float, float]]) -> list[bool]:
-    """Which ``(cost, error)`` points no other point beats (both ≤, one strictly less)."""
-    def beaten(c, e):
-        return any(c2 <= c and e2 <= e and (c2 < c or e2 < e) for c2, e2 in points)
-
-    return [not beaten(c, e) for c, e in points]
 
 
 def _choose(sweep: list[dict]) -> float | None:
@@ -129,8 +122,8 @@ def points(rows: list[dict]) -> list[dict]:
 
     What the laws, IsoFLOP profiles, comparisons and plots fit (:func:`runs` lists every run).
     A point keeps the first run's fields, with ``error`` the mean of its finished runs,
-    ``error_sd`` their standard deviation, ``seeds`` their count and ``trunk`` the (model,
-    variant, width) its runs share; a point with no finished run has ``error`` None.
+    ``errors`` theirs, ``error_sd`` their standard deviation, ``seeds`` their count and ``trunk``
+    the (model, variant, width) its runs share; a point with no finished run has ``error`` None.
 
     >>> rows = [{"model": "m", "variant": "v", "width": 1, "horizon": 8, "seed": s, "error": e, "trunk": "t"}
     ...         for s, e in ((0, 0.2), (1, 0.3), (2, None))]
@@ -143,7 +136,7 @@ def points(rows: list[dict]) -> list[dict]:
     out = []
     for key, mine in by.items():
         errors = [r["error"] for r in mine if r["error"] is not None]
-        out.append({**mine[0], "error": statistics.fmean(errors) if errors else None,
+        out.append({**mine[0], "error": statistics.fmean(errors) if errors else None, "errors": errors,
                     "error_sd": statistics.stdev(errors) if len(errors) > 1 else None, "seeds": len(errors),
                     "trunk": "/".join(map(str, key[:3]))})
     return out
@@ -157,24 +150,30 @@ def _arrays(rows: list[dict]) -> dict[str, np.ndarray]:
             "D": np.array([r["samples"] for r in done], np.float64),
             "e": np.clip(np.array([r["error"] for r in done], np.float64), 1e-6, 1 - 1e-6),
             "trunk": np.array([trunks[r["trunk"]] for r in done]),
+            "runs": [np.array(r.get("errors") or [r["error"]], np.float64) for r in done],
             "key": [(r["width"], r["horizon"]) for r in done]}
 
 
 def _frontier(a: dict[str, np.ndarray]) -> np.ndarray:
-    return np.flatnonzero(pareto(list(zip(a["C"], a["e"]))))
+    return np.flatnonzero(pareto(np.stack([a["C"], a["e"]], 1)))
 
 
 STARTS = 24  # L-BFGS-B runs from the grid points of lowest objective (of 9–162 per form)
 
 
-def _score(form, x, e, *, eps0, fraction, n_resamples, seed, groups=None, compute=None) -> dict:
-    """Full fit, bootstrap intervals and the extrapolation check of one form."""
+def _score(form, x, e, *, eps0, fraction, n_resamples, seed, groups=None, compute=None, runs=None,
+           frontier=False) -> dict:
+    """Full fit, bootstrap intervals (over points and their seeds) and the extrapolation check
+    of one form; with ``frontier``, of the compute frontier of ``(x, e)``."""
+    front = np.flatnonzero(pareto(np.stack([x, e], 1))) if frontier else slice(None)
+    xf, ef = fits._take(form, x, front), e[front]
     try:
-        full = fits.fit(form, x, e, eps0=eps0, starts=STARTS)
-        boot = fits.bootstrap(form, x, e, groups=groups, n_resamples=n_resamples, seed=seed, eps0=eps0,
-                              fit_result=full)
-        held = compare.extrapolation(form, x, e, fraction=fraction, groups=groups, n_resamples=n_resamples,
-                                     seed=seed, eps0=eps0, compute=compute, starts=STARTS)
+        full = fits.fit(form, xf, ef, eps0=eps0, starts=STARTS)
+        boot = fits.bootstrap(form, x, e, groups=groups, runs=runs, frontier=frontier, n_resamples=n_resamples,
+                              seed=seed, eps0=eps0, fit_result=full)
+        held = compare.extrapolation(form, xf, ef, fraction=fraction, groups=None if frontier else groups,
+                                     n_resamples=n_resamples, seed=seed, eps0=eps0, compute=compute,
+                                     starts=STARTS)
     except (ValueError, RuntimeError) as err:
         return {"form": form, "skipped": str(err)}
     held = {k: v for k, v in held.items() if k not in ("fit",)}
@@ -214,10 +213,11 @@ def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: 
         common = {"eps0": eps0, "fraction": fraction, "n_resamples": n_resamples, "seed": seed}
         for form in FRONTIER_FORMS:
             if form in forms and len(front) >= 4:
-                calls.append(((form, a["C"][front], a["e"][front]), common))
+                calls.append(((form, a["C"], a["e"]), {**common, "runs": a["runs"], "frontier": True}))
         for form in JOINT_FORMS:
             if form in forms:
-                calls.append(((form, (a["N"], a["D"]), a["e"]), {**common, "groups": a["trunk"], "compute": a["C"]}))
+                calls.append(((form, (a["N"], a["D"]), a["e"]),
+                              {**common, "groups": a["trunk"], "compute": a["C"], "runs": a["runs"]}))
     scores = iter(_map(_score, calls, workers))
     out = {}
     for (model, variant), (a, front) in found.items():
@@ -249,7 +249,7 @@ def isoflops(rows: list[dict]) -> dict[str, dict]:
 
 
 def _frontier_exponent(form, C, e, eps0, start):
-    front = np.flatnonzero(pareto(list(zip(C, e))))
+    front = np.flatnonzero(pareto(np.stack([C, e], 1)))
     if len(np.unique(C[front])) < len(fits.FORMS[form].params):
         return None
     try:
@@ -262,13 +262,14 @@ def _frontier_exponent(form, C, e, eps0, start):
 def _paired_wins(form, a, b, pairs, starts, eps0, n_resamples, seed) -> tuple[int, int]:
     """Of ``n_resamples`` resamples of matched pairs, how many fitted both exponents, and in how
     many ``a``'s was the larger."""
-    rng = np.random.default_rng(seed)
+    rng, run_rng = np.random.default_rng(seed), np.random.default_rng((seed, 1))  # pairs, seeds
     wins, n = 0, 0
     for _ in range(n_resamples):
         pick = [pairs[j] for j in rng.integers(0, len(pairs), len(pairs))]
         ia, ib = np.array([p[0] for p in pick]), np.array([p[1] for p in pick])
-        ta = _frontier_exponent(form, a["C"][ia], a["e"][ia], eps0, starts[0])
-        tb = _frontier_exponent(form, b["C"][ib], b["e"][ib], eps0, starts[1])
+        ea, eb = fits._redraw(run_rng, a["runs"], a["e"], ia), fits._redraw(run_rng, b["runs"], b["e"], ib)
+        ta = _frontier_exponent(form, a["C"][ia], ea, eps0, starts[0])
+        tb = _frontier_exponent(form, b["C"][ib], eb, eps0, starts[1])
         if ta is None or tb is None:
             continue
         n += 1
@@ -282,7 +283,8 @@ def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "fron
     """Each variant's frontier exponent against ``reference``'s, by a paired bootstrap.
 
     The points of both are matched by (width, horizon); a resample draws matched pairs with
-    replacement, takes each variant's frontier of the drawn runs and refits ``form``. A variant
+    replacement and each drawn point's seeds (as :func:`.fits.bootstrap`), takes each variant's
+    frontier of the drawn points and refits ``form``. A variant
     "scales better" (a larger exponent) only if at least 95% of the resamples say so, and worse
     only if at most 5% do; otherwise the two are not distinguishable. The variants' bootstraps
     run in ``workers`` processes.

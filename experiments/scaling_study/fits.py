@@ -17,9 +17,11 @@ with bounds where a parameter must be bounded, from every point of a grid of sta
 (``itertools.product`` of a few values per parameter); the best optimum is the estimate, and
 ``converged_share`` the share of starts that ended within ``10⁻⁶`` (relative) of it.
 
-**Uncertainty.** :func:`bootstrap` resamples runs (or whole groups of points, e.g. every horizon
-of one trained trunk) with replacement, refits each resample from the full-sample optimum in the
-full sample's units, and gives percentile intervals (10–90% by default) of every parameter;
+**Uncertainty.** :func:`bootstrap` resamples points (or whole groups of points, e.g. every
+horizon of one trained trunk) with replacement and, where a point is the mean of several runs
+(seeds), that point's runs as well; for a law of the compute frontier it takes each resample's
+frontier again (:func:`pareto`). Each resample is refitted from the full-sample optimum in the
+full sample's units, giving percentile intervals (10–90% by default) of every parameter;
 :func:`band` turns the resampled parameters into a pointwise prediction band.
 
 >>> c = np.geomspace(1e9, 1e12, 12)
@@ -269,6 +271,42 @@ def _distinct(form, x) -> int:
     return len(set(zip(x[0], x[1]))) if form in JOINT_FORMS else np.unique(x).size
 
 
+def pareto(points) -> list[bool]:
+    """Which ``(cost, error)`` points no other point beats (both ≤, one strictly less).
+
+    >>> pareto([(1, 0.5), (2, 0.4), (2, 0.6), (4, 0.4)])
+    [True, True, False, False]
+    """
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    c, e = p[:, :1], p[:, 1:]
+    beats = (c.T <= c) & (e.T <= e) & ((c.T < c) | (e.T < e))  # [i, j]: point j beats point i
+    return (~beats.any(axis=1)).tolist()
+
+
+def _runs(runs, e: np.ndarray) -> list[np.ndarray] | None:
+    """Validated per-point run errors, each point's mean its ``e``."""
+    if runs is None:
+        return None
+    if len(runs) != e.size:
+        raise ValueError(f"runs: {len(runs)} entries; expected one sequence of run errors per point ({e.size})")
+    out = []
+    for i, r in enumerate(runs):
+        r = np.asarray(r, np.float64).ravel()
+        if r.size == 0 or not np.all((r >= 0) & (r <= 1)) or not np.isclose(r.mean(), e[i], rtol=0, atol=1e-6):
+            raise ValueError(f"runs[{i}]: {r.tolist()}; expected the point's run errors in [0, 1], "
+                             f"whose mean is its e = {e[i]:.6g}")
+        out.append(r)
+    return out
+
+
+def _redraw(rng, runs: list[np.ndarray] | None, e: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The drawn points' errors: each the mean of its runs drawn again with replacement."""
+    if runs is None:
+        return e[idx]
+    means = np.array([runs[i][rng.integers(0, runs[i].size, runs[i].size)].mean() for i in idx])
+    return np.clip(means, 1e-6, 1 - 1e-6)
+
+
 def _groups(groups, n: int, per: str = "point") -> np.ndarray:
     if groups is None:
         return np.arange(n)
@@ -279,21 +317,30 @@ def _groups(groups, n: int, per: str = "point") -> np.ndarray:
 
 
 @one_blas_thread
-def bootstrap(form: str, x, e, *, groups=None, n_resamples: int = 1000, seed: int = 0, eps0=None,
-              levels=(0.1, 0.9), fit_result: dict | None = None) -> dict:
-    """Percentile intervals of every parameter, by resampling runs (or groups) with replacement.
+def bootstrap(form: str, x, e, *, groups=None, runs=None, frontier: bool = False, n_resamples: int = 1000,
+              seed: int = 0, eps0=None, levels=(0.1, 0.9), fit_result: dict | None = None) -> dict:
+    """Percentile intervals of every parameter, by resampling points (or groups) with replacement,
+    and each point's runs.
 
     Each resample draws as many groups as there are (all points of a drawn group enter, as often
-    as it is drawn) and is refitted from the full-sample optimum, in the full sample's units. A
-    resample with fewer distinct inputs than parameters counts as failed.
+    as it is drawn); with ``runs``, each drawn point's error is the mean of its runs drawn again
+    with replacement (a point of one run keeps its error); with ``frontier``, only the resample's
+    compute frontier is fitted. It is refitted from the full-sample optimum, in the full sample's
+    units. A resample with fewer distinct inputs than parameters counts as failed.
 
     Args:
         form, x, e, eps0: as :func:`fit`.
         groups: an int label per point (e.g. the trained trunk of each horizon); ``None``: each
             point alone.
+        runs: per point, the errors of the runs (seeds) whose mean is its ``e``; ``None``: each
+            point one run. Seeds differ most where a law is fitted to few points, so an interval
+            without them is too narrow.
+        frontier: fit the points no other point beats in compute and error (:func:`pareto`), of
+            the full sample and of each resample (laws of compute only).
         n_resamples: resamples drawn; ``seed``: for ``np.random.default_rng``.
         levels: the interval's lower and upper quantiles.
-        fit_result: the full-sample :func:`fit` (fitted here when ``None``).
+        fit_result: the full-sample :func:`fit` (fitted here when ``None``, to the frontier
+            with ``frontier``).
 
     Returns:
         ``params`` (name → ``(low, high)``), ``n_resamples``, ``failed``, ``samples`` (array of
@@ -302,15 +349,25 @@ def bootstrap(form: str, x, e, *, groups=None, n_resamples: int = 1000, seed: in
     """
     spec, x, e, eps0 = _check(form, x, e, eps0)
     members = _members(_groups(groups, e.size))
+    runs = _runs(runs, e)
+    if frontier and form in JOINT_FORMS:
+        raise ValueError(f"frontier: True; the {form} law is fitted to every run, not to a compute frontier")
     if fit_result is not None and fit_result["form"] != form:
         raise ValueError(f"fit_result: a {fit_result['form']!r} fit; expected a {form!r} fit")
-    full = fit_result if fit_result is not None else fit(form, x, e, eps0=eps0)
-    rng = np.random.default_rng(seed)
+    if fit_result is None:
+        front = np.flatnonzero(pareto(np.stack([x, e], 1))) if frontier else slice(None)
+        fit_result = fit(form, _take(form, x, front), e[front], eps0=eps0)
+    full = fit_result
+    rng, run_rng = np.random.default_rng(seed), np.random.default_rng((seed, 1))  # points, seeds
     samples, failed = [], 0
     for _ in range(int(n_resamples)):
         idx = _resample(rng, members)
+        es = _redraw(run_rng, runs, e, idx)
+        if frontier:
+            keep = np.flatnonzero(pareto(np.stack([x[idx], es], 1)))
+            idx, es = idx[keep], es[keep]
         xs = _take(form, x, idx)
-        p = None if _distinct(form, xs) < len(spec.params) else _refit(form, full, xs, e[idx])
+        p = None if _distinct(form, xs) < len(spec.params) else _refit(form, full, xs, es)
         if p is None:
             failed += 1
         else:
