@@ -159,6 +159,28 @@ def test_frontier_bootstrap_fits_only_each_resamples_frontier():
     assert every["rmse_log"] > 0.2
 
 
+def _seeded(e, sigma, k=3):
+    """k runs per point whose mean is e and whose log errors have sample deviation sigma."""
+    z = np.linspace(-1, 1, k) * np.sqrt((k - 1) / np.sum(np.linspace(-1, 1, k) ** 2))
+    return [v * np.exp(sigma * z) / np.exp(sigma * z).mean() for v in e]
+
+
+def test_reruns_spread_with_the_seeds_and_pool_them_per_stratum():
+    x, e = C[::3], frontier(c[::3])
+    strata = np.repeat([100, 200, 400], 3)
+    quiet = cmp.reruns("frontier", x, _seeded(e, 1e-4), strata, n_resamples=40, starts=8)
+    loud = cmp.reruns("frontier", x, _seeded(e, 0.05), strata, n_resamples=40, starts=8)
+    assert set(loud["sigma"]) == {100.0, 200.0, 400.0} and np.allclose(list(loud["sigma"].values()), 0.05)
+    low, median, high = quiet["params"]["b"]
+    assert abs(median - 0.4) < 1e-3 and high - low < 1e-2
+    low, median, high = loud["params"]["b"]
+    assert high - low > 0.05 and low < 0.4 < high, (low, median, high)
+    # A stratum whose points ran once takes the nearest stratum's spread.
+    runs = _seeded(e, 0.05)[:6] + [[v] for v in e[6:]]
+    assert cmp.reruns("frontier", x, runs, strata, n_resamples=2, starts=8)["sigma"][400.0] == pytest.approx(0.05)
+    assert "skipped" in cmp.reruns("frontier", x, [[v] for v in e], strata, n_resamples=2)
+
+
 def test_extrapolation_of_a_true_power_law_is_tight():
     out = cmp.extrapolation("power", C, noisy(0.6 * c ** -0.3, 5, 0.01), n_resamples=100)
     assert (out["n_fit"], out["n_held_out"]) == (21, 6)
@@ -242,6 +264,9 @@ def test_converged_share():
     (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), runs=[[0.3]]), "runs"),
     (lambda: fits.bootstrap("power", C, np.full(C.size, 0.3), runs=[[0.3, 0.5]] * C.size), "runs"),
     (lambda: fits.bootstrap("joint", (C, C), np.full(C.size, 0.3), frontier=True), "frontier"),
+    (lambda: cmp.reruns("power", C, [[]] * C.size, C), "runs"),
+    (lambda: cmp.reruns("power", C, [[0.3, 0.3]] * C.size, C[:-1]), "strata"),
+    (lambda: cmp.reruns("joint", (C, C), [[0.3, 0.3]] * C.size, C), "form"),
     (lambda: cmp.isoflop(C, C[:-1], np.full(C.size, 0.3)), "size"),
     (lambda: cmp.compare("power", "b", C, np.full(C.size, 0.3), C, np.full(C.size, 0.3), pairs=[(0, 99)]),
      "pairs"),

@@ -156,11 +156,13 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
     workers = config.fit_workers
     laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n, workers=workers)
     control_rows = analysis.runs(records, "controls")
+    reruns = analysis.reruns(points, model=config.models[0], eps0=eps0, n_resamples=n)
     results = {"runs": rows, "points": points, "sweep": analysis.sweep(records), "laws": laws,
                "isoflop": analysis.isoflops(points),
                "comparisons": analysis.comparisons(points, laws, eps0=eps0, n_resamples=n, workers=workers),
                "targets": analysis.targets(rows, analysis.runs(records, "reference"), laws,
-                                           model=config.models[0]),
+                                           model=config.models[0], reruns_=reruns),
+               "reruns": reruns,
                "controls": analysis.controls(control_rows), "num_classes": num_classes,
                "holdout_fraction": fraction,
                "render_s": {r["key"]["model"]: r["render_s"] for r in records if r["key"]["part"] == "data"}}

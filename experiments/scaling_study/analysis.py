@@ -231,6 +231,21 @@ def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: 
     return out
 
 
+def reruns(rows: list[dict], *, model: str, eps0: float, variant: str = "standard", form: str = "frontier",
+           n_resamples: int = 1000, seed: int = 0) -> dict:
+    """``form``'s parameters of ``model/variant`` over simulated reruns with new seeds
+    (:func:`.compare.reruns`, one seed spread per horizon), without the resampled values."""
+    a = _arrays([r for r in rows if r["model"] == model and r["variant"] == variant])
+    if len(a["e"]) < 5:
+        return {}
+    try:
+        out = compare.reruns(form, a["C"], a["runs"], [h for _, h in a["key"]], eps0=eps0, n_resamples=n_resamples,
+                             seed=seed, starts=STARTS)
+    except (ValueError, RuntimeError) as err:
+        return {"form": form, "skipped": str(err)}
+    return {"form": form, **{k: v for k, v in out.items() if k != "samples"}}
+
+
 def _by_variant(rows):
     by = defaultdict(list)
     for r in rows:
@@ -317,7 +332,7 @@ def comparisons(rows: list[dict], laws_: dict, *, eps0: float, form: str = "fron
 
 
 def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model: str,
-            variant: str = "standard") -> dict:
+            variant: str = "standard", reruns_: dict | None = None) -> dict:
     """The study's targets, measured: regime, training length, extrapolation, fit, precision."""
     mine = [r for r in rows if r["model"] == model and r["variant"] == variant and r["error"] is not None]
     if not mine:
@@ -349,6 +364,8 @@ def targets(rows: list[dict], reference_rows: list[dict], laws_: dict, *, model:
         out.update(frontier_rmse_log=zhai["fit"]["rmse_log"], frontier_spearman=zhai["fit"]["spearman"])
         value, (low, high) = zhai["fit"]["params"]["b"], zhai["intervals"]["b"]
         out.update(exponent_name="b (frontier law)", exponent=value, exponent_low=low, exponent_high=high)
+    if (reruns_ or {}).get("form") == "frontier" and "params" in reruns_:  # beside it, b over new seeds
+        out.update(zip(("rerun_low", "rerun_median", "rerun_high"), reruns_["params"]["b"]))
     checks = {
         "regime": (out["largest_at_longest"] is not None and 0.10 <= out["largest_at_longest"] <= 0.40
                    and out["smallest_at_shortest"] is not None and out["smallest_at_shortest"] < 0.75),

@@ -10,6 +10,9 @@ Pure NumPy and SciPy, on top of :mod:`.fits`.
   in ``log N``; its vertex is the compute-optimal size ``N_opt(C)``, and the slope of
   ``log N_opt`` against ``log C`` the exponent of ``N_opt ∝ C^a``. For
   ``e = E + A/N^α + B/D^β`` with ``D = C / (6N)``, ``a = β / (α + β)``.
+* :func:`reruns`: how far a law's parameters move when the whole study is run again with new
+  seeds, simulated from the seeds' own spread (a parametric bootstrap: each point's runs drawn
+  again around its mean, log-normal with the spread of its stratum's seeds).
 * :func:`compare`: a paired bootstrap of the difference of one parameter between two variants
   trained on matching runs (same width, horizon, seed): pairs are resampled together, both laws
   refitted, and a variant is said to scale better only when at least 95% of the resamples agree.
@@ -27,7 +30,7 @@ import numpy as np
 
 from experiments.scaling_study.laws import JOINT_FORMS
 from experiments.scaling_study.fits import (_check, _distinct, _groups, _logpred, _members, _refit, _resample,
-                                            _take, band, bootstrap, fit, one_blas_thread, predict)
+                                            _runs, _take, band, bootstrap, fit, one_blas_thread, pareto, predict)
 
 
 @one_blas_thread
@@ -170,6 +173,84 @@ def isoflop(compute, size, e, *, bins=None) -> dict:
                 a, b = np.polyfit(lc, ln, 1)
             out["slope"], out["intercept"] = float(a), float(b)
     return out
+
+
+def _stratum_spread(runs: list[np.ndarray], strata: np.ndarray) -> dict:
+    """Per stratum, the root mean square over its points of several runs of the sample standard
+    deviation of their log errors; a stratum with none takes the nearest stratum's (in log)."""
+    var = {}
+    for s in np.unique(strata):
+        v = [np.var(np.log(r), ddof=1) for r, t in zip(runs, strata) if t == s and r.size > 1]
+        if v:
+            var[s] = float(np.sqrt(np.mean(v)))
+    if not var:
+        return {}
+    known = np.array(sorted(var))
+    return {s: var[known[np.argmin(np.abs(np.log(known) - np.log(s)))]] for s in np.unique(strata)}
+
+
+@one_blas_thread
+def reruns(form: str, x, runs, strata, *, frontier: bool = True, n_resamples: int = 1000, seed: int = 0,
+           eps0=None, levels=(0.1, 0.9), starts=None) -> dict:
+    """Each parameter's spread over simulated reruns of the study with new seeds.
+
+    The points' means are taken as the truth. A rerun draws, for every point, as many runs as it
+    had, ``e · exp(σ z)`` with ``z`` standard normal and ``σ`` the seeds' spread of log error in
+    the point's stratum (e.g. its horizon: root mean square over the stratum's points of several
+    runs; a stratum without any takes the nearest one's, in log); takes the mean, the compute
+    frontier with ``frontier``, and refits from the fit to the means. Where :func:`.fits.bootstrap`
+    asks how well these points pin a law, this asks what a second run of the same design would
+    give.
+
+    Args:
+        form, x, eps0: as :func:`.fits.fit` (a law of compute).
+        runs: per point, its runs' errors (their mean is the point's error).
+        strata: a label per point (> 0, e.g. the horizon), whose points share one spread.
+        frontier: fit each rerun's compute frontier.
+        n_resamples, seed: reruns drawn (``np.random.default_rng(seed)``); ``levels``: quantiles.
+        starts: of the fit to the means, as :func:`.fits.fit`.
+
+    Returns:
+        ``fit`` (to the means' frontier), ``params`` (name → ``(low, median, high)`` over the
+        reruns), ``samples``, ``failed``, ``sigma`` (stratum → spread) and ``n_resamples``;
+        ``{"skipped": reason}`` when no point has two runs.
+    """
+    if form in JOINT_FORMS:
+        raise ValueError(f"form: {form!r}; reruns are drawn for a law of compute, one of power, frontier, m4")
+    runs = [np.asarray(r, np.float64).ravel() for r in runs]
+    for i, r in enumerate(runs):
+        if r.size == 0 or not np.all((r > 0) & (r < 1)):
+            raise ValueError(f"runs[{i}]: {r.tolist()}; expected one or more run errors in (0, 1)")
+    e = np.array([r.mean() for r in runs])
+    spec, x, e, eps0 = _check(form, x, e, eps0)
+    runs, strata = _runs(runs, e), np.asarray(strata, np.float64)
+    if strata.shape != e.shape or not np.all(strata > 0):
+        raise ValueError(f"strata: shape {strata.shape}; expected a label > 0 per point {e.shape}")
+    sigma = _stratum_spread(runs, strata)
+    if not sigma:
+        return {"skipped": "no point has two runs", "n_resamples": int(n_resamples)}
+    sd = np.array([sigma[s] for s in strata])
+    counts = np.array([r.size for r in runs])
+    front = np.flatnonzero(pareto(np.stack([x, e], 1))) if frontier else slice(None)
+    full = fit(form, x[front], e[front], eps0=eps0, starts=starts)
+    rng = np.random.default_rng(seed)
+    samples, failed = [], 0
+    for _ in range(int(n_resamples)):
+        es = np.array([m * np.exp(rng.normal(0.0, s, k)).mean() for m, s, k in zip(e, sd, counts)])
+        es = np.clip(es, 1e-6, 1 - 1e-6)
+        keep = np.flatnonzero(pareto(np.stack([x, es], 1))) if frontier else np.arange(e.size)
+        ok = np.unique(x[keep]).size >= len(spec.params) and (eps0 is None or es[keep].max() < eps0)
+        p = _refit(form, full, x[keep], es[keep]) if ok else None
+        if p is None:
+            failed += 1
+        else:
+            samples.append(p)
+    samples = np.array(samples, np.float64).reshape(-1, len(spec.params))
+    q = (np.quantile(samples, [levels[0], 0.5, levels[1]], axis=0) if len(samples)
+         else np.full((3, len(spec.params)), np.nan))
+    return {"fit": full, "params": {k: tuple(float(v) for v in q[:, j]) for j, k in enumerate(spec.params)},
+            "samples": samples, "failed": failed, "sigma": {float(k): v for k, v in sigma.items()},
+            "n_resamples": int(n_resamples), "levels": tuple(levels)}
 
 
 @one_blas_thread
