@@ -107,11 +107,36 @@ __attribute__((always_inline)) inline void Store(typename Vectors<L>::Floats v, 
                                          typename Vectors<L>::Halves);
   std::memcpy(y, &h, sizeof h);
 }
-template <int L, typename Index>
-__attribute__((always_inline)) inline void StoreIndices(typename Vectors<L>::Ints v, Index* ws) {
-  typedef Index Indices __attribute__((vector_size(sizeof(Index) * L)));
-  const Indices w = __builtin_convertvector(v, Indices);
-  std::memcpy(ws, &w, sizeof w);
+template <int L>
+using Lanes = std::integral_constant<int, L>;
+
+// L int32 lanes, each below 256, stored as L bytes by the width's own instructions (GCC's
+// generic conversion stores them byte by byte). Not always_inline: the functions of each
+// width inline them (flatten), and their target is a subset of the width's.
+__attribute__((target("avx512f"))) inline void StoreBytes(Lanes<16>, Vectors<16>::Ints v,
+                                                         uint8_t* ws) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(ws),
+                   _mm512_cvtepi32_epi8(reinterpret_cast<__m512i>(v)));
+}
+__attribute__((target("avx2"))) inline void StoreBytes(Lanes<8>, Vectors<8>::Ints v,
+                                                      uint8_t* ws) {
+  const __m256i lanes = reinterpret_cast<__m256i>(v);
+  const __m128i words =
+      _mm_packus_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(ws), _mm_packus_epi16(words, words));
+}
+inline void StoreBytes(Lanes<4>, Vectors<4>::Ints v, uint8_t* ws) {
+  const __m128i words = _mm_packs_epi32(reinterpret_cast<__m128i>(v), _mm_setzero_si128());
+  const int32_t four = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
+  std::memcpy(ws, &four, sizeof four);
+}
+template <int L>
+inline void StoreIndices(typename Vectors<L>::Ints v, uint8_t* ws) {
+  StoreBytes(Lanes<L>{}, v, ws);
+}
+template <int L>
+__attribute__((always_inline)) inline void StoreIndices(typename Vectors<L>::Ints v, int32_t* ws) {
+  std::memcpy(ws, &v, sizeof v);
 }
 
 // Selection state of one vector of maps: the selected value, its tap, whether a NaN came.
@@ -170,16 +195,16 @@ int WidestLanes() {
 
 // SelectWindowOf: SelectWindow at the widest vectors allowed (WidestLanes, chosen once).
 #define JCONV_SELECT_WINDOW(T, Index)                                                       \
-  __attribute__((target("avx512f"))) void SelectWindowOf512(                               \
+  __attribute__((target("avx512f"), flatten)) void SelectWindowOf512(                      \
       const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) {      \
     SelectWindow<16>(x, steps, taps, width, y, ws);                                         \
   }                                                                                         \
-  __attribute__((target("avx2"))) void SelectWindowOf256(                                  \
+  __attribute__((target("avx2"), flatten)) void SelectWindowOf256(                         \
       const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) {      \
     SelectWindow<8>(x, steps, taps, width, y, ws);                                          \
   }                                                                                         \
-  void SelectWindowOf128(const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, \
-                         Index* ws) {                                                       \
+  __attribute__((flatten)) void SelectWindowOf128(                                          \
+      const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y, Index* ws) {      \
     SelectWindow<4>(x, steps, taps, width, y, ws);                                          \
   }                                                                                         \
   void SelectWindowOf(const T* x, const int64_t* steps, int64_t taps, int64_t width, T* y,   \
@@ -267,8 +292,6 @@ void Select(const T* x, T* y, Index* ws, const Window& g) {
 
 // L maps' recorded taps as int32 lanes: uint8 widened by one instruction of the width's
 // own set (GCC's generic conversion of 4 or 8 bytes goes byte by byte), int32 as stored.
-template <int L>
-using Lanes = std::integral_constant<int, L>;
 __attribute__((target("avx512f"), always_inline)) inline Vectors<16>::Ints Taps(
     Lanes<16>, const uint8_t* ws) {
   return reinterpret_cast<Vectors<16>::Ints>(
