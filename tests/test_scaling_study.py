@@ -60,9 +60,10 @@ def test_branch_points_and_rejected_horizons():
                             ("--config.label_noise=1.0", "label_noise=1.0")):
         with pytest.raises(runner.ConfigError, match=match):
             runs.check(runner.load("configs/scaling_study.py:smoke", [override])[0])
-    for workers in ("0", "1.5", "True"):
-        with pytest.raises(runner.ConfigError, match="fit_workers"):
-            check_study(runner.load("configs/scaling_study.py:smoke", [f"--config.fit_workers={workers}"])[0])
+    for flag in ("fit_workers", "fit_starts"):
+        for value in ("0", "1.5", "True"):
+            with pytest.raises(runner.ConfigError, match=flag):
+                check_study(runner.load("configs/scaling_study.py:smoke", [f"--config.{flag}={value}"])[0])
 
 
 @pytest.mark.parametrize("arg, decades", [(None, 1.5), pytest.param("gpu", 3.0, marks=pytest.mark.slow)])

@@ -108,15 +108,19 @@ def _rate(store: Store, how: tuple, key: dict, config) -> float | None:
     return live[how[1]] if how[1] < len(live) else None
 
 
+STEPS = train.StepCache()
+"""The compiled steps of this process's studies: every trunk and branch of a (model, variant,
+width) runs one compiled step (compiling it for each was a quarter of the default's time), and a
+study run again in the same process (resumed, or another work directory) runs them too. The
+steps hold a host callback, so JAX's cache on disk does not keep them."""
+
+
 def run(config, workdir: Path) -> dict:
     workdir = Path(workdir)
     _compilation_cache(workdir)
     store = Store(workdir)
     todo = plan(config)
     study_data: dict[str, runs.StudyData] = {}
-    # Every trunk and branch of a (model, variant, width) runs one compiled step: compiling it
-    # for each was a quarter of the default's time.
-    steps_cache = train.StepCache()
     with progress(len(todo), 0, "scaling study") as bar:
         for how, key in todo:
             if key["part"] != "cost":
@@ -137,7 +141,7 @@ def run(config, workdir: Path) -> dict:
             if key["part"] == "cost":
                 result = runs.cost(config, key, mine)
             else:
-                result = runs.branch(config, key, mine, workdir, steps_cache)
+                result = runs.branch(config, key, mine, workdir, STEPS)
                 result["num_classes"] = mine.num_classes
             store.add(key, {**result, "wall_s": time.perf_counter() - start})
             if key["part"] != "cost":
@@ -153,10 +157,10 @@ def summarize(config, records: list[dict], workdir: Path) -> dict:
     num_classes = next((r["num_classes"] for r in records if "num_classes" in r), None)
     eps0 = 1 - 1 / num_classes if num_classes else 0.9
     fraction, n = config.holdout_fraction, config.bootstrap
-    workers = config.fit_workers
-    laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n, workers=workers)
+    workers, starts = config.fit_workers, config.fit_starts
+    laws = analysis.laws(points, eps0=eps0, fraction=fraction, n_resamples=n, workers=workers, starts=starts)
     control_rows = analysis.runs(records, "controls")
-    reruns = analysis.reruns(points, model=config.models[0], eps0=eps0, n_resamples=n)
+    reruns = analysis.reruns(points, model=config.models[0], eps0=eps0, n_resamples=n, starts=starts)
     results = {"runs": rows, "points": points, "sweep": analysis.sweep(records), "laws": laws,
                "isoflop": analysis.isoflops(points),
                "comparisons": analysis.comparisons(points, laws, eps0=eps0, n_resamples=n, workers=workers),
@@ -204,6 +208,9 @@ def check(config) -> None:
     workers = config.fit_workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--config.fit_workers={workers!r}; expected an int ≥ 1")
+    starts = config.fit_starts
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ConfigError(f"--config.fit_starts={starts!r}; expected an int ≥ 1")
     words = {k: k for k in ("batch_size", "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing",
                             "ema_decay", "warmup_steps", "cooldown_fraction", "log_every", "checkpoint_every",
                             "data_workers", "dtype")} | {"learning_rate": "learning_rates", "steps": "horizons"}

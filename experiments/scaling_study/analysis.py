@@ -162,18 +162,18 @@ STARTS = 24  # L-BFGS-B runs from the grid points of lowest objective (of 9–16
 
 
 def _score(form, x, e, *, eps0, fraction, n_resamples, seed, groups=None, compute=None, runs=None,
-           frontier=False) -> dict:
+           frontier=False, starts=STARTS) -> dict:
     """Full fit, bootstrap intervals (over points and their seeds) and the extrapolation check
     of one form; with ``frontier``, of the compute frontier of ``(x, e)``."""
     front = np.flatnonzero(pareto(np.stack([x, e], 1))) if frontier else slice(None)
     xf, ef = fits._take(form, x, front), e[front]
     try:
-        full = fits.fit(form, xf, ef, eps0=eps0, starts=STARTS)
+        full = fits.fit(form, xf, ef, eps0=eps0, starts=starts)
         boot = fits.bootstrap(form, x, e, groups=groups, runs=runs, frontier=frontier, n_resamples=n_resamples,
                               seed=seed, eps0=eps0, fit_result=full)
         held = compare.extrapolation(form, xf, ef, fraction=fraction, groups=None if frontier else groups,
                                      n_resamples=n_resamples, seed=seed, eps0=eps0, compute=compute,
-                                     starts=STARTS)
+                                     starts=starts)
     except (ValueError, RuntimeError) as err:
         return {"form": form, "skipped": str(err)}
     held = {k: v for k, v in held.items() if k not in ("fit",)}
@@ -200,9 +200,10 @@ def _map(fn, calls: list[tuple[tuple, dict]], workers: int) -> list:
 
 
 def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: int = 1000,
-         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, *JOINT_FORMS), workers: int = 1) -> dict[str, dict]:
+         seed: int = 0, forms: tuple[str, ...] = (*FRONTIER_FORMS, *JOINT_FORMS), workers: int = 1,
+         starts: int = STARTS) -> dict[str, dict]:
     """Per ``model/variant``: every form's fit, intervals and extrapolation, and the chosen form
-    (the fits in ``workers`` processes)."""
+    (the fits in ``workers`` processes, each law's full fits from ``starts`` grid points)."""
     calls, found = [], {}
     for (model, variant), mine in _by_variant(rows).items():
         a = _arrays(mine)
@@ -210,7 +211,7 @@ def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: 
             continue
         front = _frontier(a)
         found[model, variant] = (a, front)
-        common = {"eps0": eps0, "fraction": fraction, "n_resamples": n_resamples, "seed": seed}
+        common = {"eps0": eps0, "fraction": fraction, "n_resamples": n_resamples, "seed": seed, "starts": starts}
         for form in FRONTIER_FORMS:
             if form in forms and len(front) >= 4:
                 calls.append(((form, a["C"], a["e"]), {**common, "runs": a["runs"], "frontier": True}))
@@ -232,7 +233,7 @@ def laws(rows: list[dict], *, eps0: float, fraction: float = 0.25, n_resamples: 
 
 
 def reruns(rows: list[dict], *, model: str, eps0: float, variant: str = "standard", form: str = "frontier",
-           n_resamples: int = 1000, seed: int = 0) -> dict:
+           n_resamples: int = 1000, seed: int = 0, starts: int = STARTS) -> dict:
     """``form``'s parameters of ``model/variant`` over simulated reruns with new seeds
     (:func:`.compare.reruns`, one seed spread per horizon), without the resampled values."""
     a = _arrays([r for r in rows if r["model"] == model and r["variant"] == variant])
@@ -240,7 +241,7 @@ def reruns(rows: list[dict], *, model: str, eps0: float, variant: str = "standar
         return {}
     try:
         out = compare.reruns(form, a["C"], a["runs"], [h for _, h in a["key"]], eps0=eps0, n_resamples=n_resamples,
-                             seed=seed, starts=STARTS)
+                             seed=seed, starts=starts)
     except (ValueError, RuntimeError) as err:
         return {"form": form, "skipped": str(err)}
     return {"form": form, **{k: v for k, v in out.items() if k != "samples"}}

@@ -225,6 +225,11 @@ def build(config, key: dict, study_data: StudyData) -> nnx.Module:
     return model
 
 
+_STEP_FLOPS: dict = {}
+"""XLA's count of one train step per model structure, step recipe and data shape, in this process:
+the controls' treatments change the weights, not the program, and each count is a compile."""
+
+
 def cost(config, key: dict, study_data: StudyData) -> dict:
     """Params, MACs per image (cost model) and XLA's FLOPs of one train step, oneDNN off."""
     norm = norm_of(config, key.get("treatment"))
@@ -233,8 +238,16 @@ def cost(config, key: dict, study_data: StudyData) -> dict:
                                  in_channels=study_data.image_shape[-1], num_classes=study_data.num_classes,
                                  norm=norm)
     step = recipe(config, seed=0, learning_rate=1.0, steps=horizons(config)[0], cooldown=True)
-    flops = train.step_flops(build(config, {**key, "seed": 0}, study_data), step, study_data.image_shape,
-                             study_data.num_classes)
+    model = build(config, {**key, "seed": 0}, study_data)
+    memo = (nnx.graphdef(model), step, study_data.image_shape, study_data.num_classes)
+    try:
+        flops = _STEP_FLOPS.get(memo)
+    except TypeError:  # a layer with an attribute that does not hash: counted every time
+        memo = flops = None
+    if flops is None:
+        flops = train.step_flops(model, step, study_data.image_shape, study_data.num_classes)
+        if memo is not None:
+            _STEP_FLOPS[memo] = flops
     return {"params": total["params"], "macs": total["macs"], "step_flops": flops,
             "cost_model_step_flops": 6 * total["macs"] * config.batch_size}
 
