@@ -45,12 +45,14 @@ def build_abstract(settings):
     from flax import nnx
 
     from jconv import models
+    from jconv.nn.layers import shapes_only
 
     options = {"aux_classifiers": True} if settings.aux_classifiers else {}
-    return nnx.eval_shape(lambda: models.build(
-        settings.model, variant=settings.variant, width=settings.width,
-        input_size=settings.input_size or None, in_channels=settings.in_channels,
-        num_classes=settings.num_classes, norm=settings.norm, rngs=nnx.Rngs(0), **options))
+    with shapes_only():
+        return nnx.eval_shape(lambda: models.build(
+            settings.model, variant=settings.variant, width=settings.width,
+            input_size=settings.input_size or None, in_channels=settings.in_channels,
+            num_classes=settings.num_classes, norm=settings.norm, rngs=nnx.Rngs(0), **options))
 
 
 def summarize(model: str, **overrides: Any) -> tuple[list[dict], dict]:

@@ -12,11 +12,13 @@ from flax import nnx
 
 from jconv import models
 from jconv.nn import VARIANTS, count_params
+from jconv.nn.layers import shapes_only
 
 
 @functools.cache
 def abstract(name, **kw):
-    return nnx.eval_shape(lambda: models.build(name, rngs=nnx.Rngs(0), **kw))
+    with shapes_only():
+        return nnx.eval_shape(lambda: models.build(name, rngs=nnx.Rngs(0), **kw))
 
 
 def out_shape(model, x_shape):

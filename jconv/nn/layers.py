@@ -13,6 +13,8 @@ their tables with these at build time, and the cost model reads them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -45,6 +47,32 @@ def he_normal(fan_in: int) -> Initializer:
         # compile for its shape (a GoogLeNet: 150 compilations, 6 of its 10 s to build).
         return jax.device_put(np.asarray(flat)[:size].reshape(shape) * np.float32(std))
     return init
+
+
+_SHAPES_ONLY = contextvars.ContextVar("jconv_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Layers made inside draw no random keys: each parameter is zeros of its shape and dtype.
+
+    For models built under ``nnx.eval_shape`` (:func:`jconv.summary.build_abstract`), where
+    only the shapes are kept. There every key a layer draws is traced, and flax checks the
+    traced count of keys each time with a scan of everything traced so far (a GoogLeNet built
+    abstractly: 1.5 s, most of it in that check).
+    """
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def param(init, shape, rngs: nnx.Rngs, dtype) -> nnx.Param:
+    """``nnx.Param(init(rngs.params(), shape, dtype))``; zeros inside :func:`shapes_only`."""
+    if _SHAPES_ONLY.get():
+        return nnx.Param(jnp.zeros(shape, dtype))
+    return nnx.Param(init(rngs.params(), shape, dtype))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -92,7 +120,7 @@ class _Layer(nnx.Module):
         return registry.get(self.op).plan(tuple(x_shape), *args, **kwargs).out_shape
 
     def _param(self, init, shape, rngs, dtype):
-        return nnx.Param(init(rngs.params(), shape, dtype))
+        return param(init, shape, rngs, dtype)
 
 
 class _ConvLayer(_Layer):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jconv import onednn
+from jconv.nn.layers import param
 from jconv.onednn import matmul
 
 IMPLS = ("auto", "lax", "onednn")
@@ -50,10 +51,8 @@ class Linear(nnx.Module):
         if impl not in IMPLS:
             raise ValueError(f"Linear: impl={impl!r}; expected one of {IMPLS}")
         self.in_features, self.out_features, self.impl = in_features, out_features, impl
-        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features),
-                                            param_dtype))
-        self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype))
-                     if use_bias else None)
+        self.kernel = param(kernel_init, (in_features, out_features), rngs, param_dtype)
+        self.bias = param(bias_init, (out_features,), rngs, param_dtype) if use_bias else None
 
     def __call__(self, x):
         if x.ndim != 2 or x.shape[1] != self.in_features:
