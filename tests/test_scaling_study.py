@@ -189,7 +189,7 @@ def test_paired_comparison_tells_a_steeper_variant_and_not_a_twin():
     records += _records(flat, variant="twin", noise=0.01, seed=2)
     rows = analysis.runs(records)
     laws = analysis.laws(rows, eps0=0.9, n_resamples=10, forms=("frontier",))
-    by = {c["variant"]: c for c in analysis.comparisons(rows, laws, eps0=0.9, n_resamples=200)}
+    by = {c["variant"]: c for c in analysis.comparisons(rows, laws, eps0=0.9, n_resamples=100)}
     assert by["steep"]["verdict"] == "steep scales better" and by["steep"]["p_better"] >= 0.95
     assert by["twin"]["verdict"] == "not distinguishable"
     # In two processes (the pool the comparisons share): the same numbers.
