@@ -13,11 +13,13 @@
 
 import os
 
-# XLA:CPU's code for the suite's many small programs compiles at LLVM's lowest optimisation
-# level (the same values, a fifth less time for the suite); processes the tests start inherit it.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = " ".join([*os.environ.get("XLA_FLAGS", "").split(),
-                                        "--xla_backend_optimization_level=0"])
+# XLA:CPU compiles the suite's many small programs at LLVM's lowest optimisation level and
+# with its older fusion emitters (same values; compiling is most of the suite's time, and
+# these two flags took a third of it off). Processes the tests start inherit them.
+_SUITE_XLA_FLAGS = {"--xla_backend_optimization_level": "0", "--xla_cpu_use_fusion_emitters": "false"}
+_flags = os.environ.get("XLA_FLAGS", "").split()
+os.environ["XLA_FLAGS"] = " ".join(
+    [*_flags, *(f"{k}={v}" for k, v in _SUITE_XLA_FLAGS.items() if not any(f.startswith(k) for f in _flags))])
 
 import jax  # noqa: E402  (after XLA_FLAGS: the CPU backend reads it when it starts)
 import pytest

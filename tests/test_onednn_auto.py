@@ -30,7 +30,9 @@ pytestmark = pytest.mark.skipif(not STATUS.available,
 def _run(code: str, devices: int = 1, **env) -> str:
     """``code`` in a fresh CPU process with ``devices`` devices; its stdout."""
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", **env)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = " ".join([*(f for f in env.get("XLA_FLAGS", "").split()
+                                   if "force_host_platform_device_count" not in f),
+                                 f"--xla_force_host_platform_device_count={devices}"])
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-4000:]
