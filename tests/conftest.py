@@ -12,6 +12,8 @@
 """
 
 import os
+import shutil
+import tempfile
 
 # XLA:CPU compiles the suite's many small programs at LLVM's lowest optimisation level and
 # with its older fusion emitters (same values; compiling is most of the suite's time, and
@@ -20,6 +22,15 @@ _SUITE_XLA_FLAGS = {"--xla_backend_optimization_level": "0", "--xla_cpu_use_fusi
 _flags = os.environ.get("XLA_FLAGS", "").split()
 os.environ["XLA_FLAGS"] = " ".join(
     [*_flags, *(f"{k}={v}" for k, v in _SUITE_XLA_FLAGS.items() if not any(f.startswith(k) for f in _flags))])
+
+# One persistent compilation cache for the test run, shared by the workers and by the processes
+# the tests start (command-line runs compile many programs that the in-process tests compiled).
+# The process that made it (xdist's controller, or the one process) removes it at the end.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=tempfile.mkdtemp(prefix="jconv-tests-compilation-cache-"),
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.05")
 
 import jax  # noqa: E402  (after XLA_FLAGS: the CPU backend reads it when it starts)
 import pytest
@@ -41,6 +52,11 @@ settings.register_profile("quick", max_examples=4, **_COMMON)
 settings.load_profile("full")  # --hypothesis-profile=quick (hypothesis' own option) overrides
 
 SLOW_DOCTESTS = {"jconv.models"}  # runs a MobileNet eagerly, op by op: tens of seconds
+
+
+def pytest_sessionfinish(session):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
