@@ -55,7 +55,11 @@ def _assert_close(name, actual, expected, tol):
 
 
 def hlo_scopes(fn, *args) -> set[tuple[str, str]]:
-    """The ``(op, impl)`` pairs of the ``op[impl]`` scopes in ``jit(fn)``'s compiled HLO.
+    """The ``(op, impl)`` pairs of the ``op[impl]`` scopes in the HLO that ``jit(fn)`` hands XLA.
+
+    The HLO is the lowered program's, with its metadata: an executable that JAX's persistent
+    compilation cache returns may carry the names of another program that compiled to the same
+    code (the cache's key leaves the metadata out).
 
     >>> import jax.numpy as jnp, jconv
     >>> x, w = jnp.ones((1, 14, 14, 96)), jnp.ones((3, 3, 96, 96))
@@ -63,7 +67,7 @@ def hlo_scopes(fn, *args) -> set[tuple[str, str]]:
     >>> ran == {("conv", jconv.which_impl("conv", x.shape, w.shape).impl)}
     True
     """
-    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    hlo = jax.jit(fn).lower(*args).as_text(dialect="hlo", debug_info=True)
     names = "|".join(re.escape(op) for op in sorted(registry.REGISTRY, key=len, reverse=True))
     return set(re.findall(rf'op_name="[^"]*?\b({names})\[([a-z_]+)\]', hlo))
 
