@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests: set up .venv (pinned) and run the suite (test paths come from pyproject.toml).
-#   bash scripts/test.sh            the full suite, as CI runs it (11-23 min on 2 cores)
+#   bash scripts/test.sh            the full suite, as CI runs it (about 12 min on 2 cores)
 #   bash scripts/test.sh --quick    the quick tier (about 3 min): no test marked slow, and
 #                                   hypothesis profile "quick" (4 examples per sweep)
 # Any other argument goes to pytest: bash scripts/test.sh --quick tests/test_cost.py -x
