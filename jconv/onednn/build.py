@@ -2,8 +2,9 @@
 
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
 ``csrc/onednn_pool.cc`` (pooling and LRN), ``csrc/max_pool_scatter.cc`` (max pooling's
-float32 backward) and ``csrc/sgd_update.cc`` (SGD's one-pass update), with the headers
-beside them, into one library with ``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
+float32 backward), ``csrc/sgd_update.cc`` (SGD's one-pass update) and ``csrc/batch_norm.cc``
+(BatchNorm's one-pass sums), with the headers beside them, into one library with
+``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
@@ -52,7 +53,8 @@ STAMP = BUILD_DIR / "build.json"
 LOG = BUILD_DIR / "build.log"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SOURCES = tuple(CSRC / name for name in ("onednn_conv.cc", "onednn_pool.cc", "onednn_matmul.cc",
-                                         "max_pool_scatter.cc", "sgd_update.cc"))
+                                         "max_pool_scatter.cc", "sgd_update.cc",
+                                         "batch_norm.cc"))
 SOURCE = SOURCES[0]
 LIBRARY_NAME = "libdnnl.so.3"
 ONEDNN_DIST = "onednn-cpu-gomp"

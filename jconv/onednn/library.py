@@ -10,7 +10,7 @@ convolutions and one for pooling and LRN (:func:`cache_size`, :func:`set_cache_c
 
 >>> from jconv.onednn import library
 >>> sorted(library.TARGETS)[:3]
-['avg_bwd', 'avg_fwd', 'bwd_data']
+['avg_bwd', 'avg_fwd', 'bn_grad_sums']
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ TARGETS = {
     "avg_fwd": "JconvOnednnAvgPoolForward", "avg_bwd": "JconvOnednnAvgPoolBackward",
     "lrn_fwd": "JconvOnednnLrnForward", "lrn_bwd": "JconvOnednnLrnBackward",
     **dict.fromkeys(("mm_fwd", "mm_bwd_data", "mm_bwd_weights"), "JconvOnednnMatmul"),
-    "sgd_update": "JconvSgdUpdate"}
+    "sgd_update": "JconvSgdUpdate", "bn_sums": "JconvBnSums", "bn_grad_sums": "JconvBnGradSums"}
 """Every pass in the library: the FFI target ``jconv_onednn_<name>`` and its C symbol."""
 
 _FAMILIES = ("conv", "pool")  # the C functions of csrc/onednn_conv.cc, csrc/onednn_pool.cc
