@@ -3,8 +3,8 @@
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
 ``csrc/onednn_pool.cc`` (pooling and LRN), ``csrc/max_pool_scatter.cc`` (max pooling's
 float32 backward), ``csrc/sgd_update.cc`` (SGD's one-pass update) and ``csrc/batch_norm.cc``
-(BatchNorm's one-pass sums), with the headers beside them, into one library with
-``g++ -O3 -std=c++17 -shared -fPIC -fopenmp`` against
+(BatchNorm's one-pass sums), with the headers beside them, into one library with ``g++ -O3 -std=c++17 -fPIC -fopenmp`` (a compiler per
+core at a time, one object per source, then ``-shared`` to link them) against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
@@ -35,6 +35,7 @@ as a script or load it by path.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -44,6 +45,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 BUILD_DIR = Path(__file__).resolve().parent / "_build"
@@ -162,6 +164,34 @@ def _write_stamp(build_dir: Path, ok: bool, inputs: dict, message: str, by: str)
         json.dumps(dict(inputs, ok=ok, message=message, built_by=by), indent=1) + "\n")
 
 
+def _run(command: list[str]) -> tuple[bool, str]:
+    """Runs one compiler command: whether it succeeded, and the command with its output."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        output, ok = result.stdout + result.stderr, result.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as e:
+        output, ok = str(e), False
+    return ok, " ".join(command) + "\n\n" + output
+
+
+def _compile(cxx: str, compile_flags, link_flags, target: Path, build_dir: Path) -> tuple[bool, str]:
+    """Compiles every source to an object, one compiler per core at a time, and links them
+    into ``target``: whether that worked, and the commands with their output (the log)."""
+    objects = Path(tempfile.mkdtemp(prefix=".objects-", dir=build_dir))
+    try:
+        compiles = [[cxx, *compile_flags, "-c", str(source), "-o", str(objects / f"{source.stem}.o")]
+                    for source in SOURCES]
+        workers = max(1, min(len(compiles), os.cpu_count() or 1))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(_run, compiles))
+        if all(ok for ok, _ in results):
+            results.append(_run([cxx, "-shared", "-fopenmp", *(c[-1] for c in compiles),
+                                 "-o", str(target), *link_flags]))
+        return all(ok for ok, _ in results), "\n\n".join(out for _, out in results)
+    finally:
+        shutil.rmtree(objects, ignore_errors=True)
+
+
 def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUILD_DIR,
           by: str = "python -m jconv.onednn.build") -> tuple[bool, str]:
     """Compiles the extension into ``build_dir``; returns ``(built, one line saying what
@@ -201,18 +231,13 @@ def build(*, if_needed: bool = False, force: bool = False, build_dir: Path = BUI
             return False, f"not built: failed before with the same inputs (see {log}); --force"
     build_dir.mkdir(parents=True, exist_ok=True)
     partial = extension.with_suffix(f".{os.getpid()}.tmp")
-    command = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-fopenmp",
-               # no path of the build in the library (__FILE__ of asserts): reproducible
-               f"-ffile-prefix-map={ffi}=jaxlib/include", f"-ffile-prefix-map={include}=include",
-               f"-ffile-prefix-map={CSRC}=csrc",
-               "-I", str(ffi), "-I", str(include), *map(str, SOURCES), "-o", str(partial),
-               "-L", str(library.parent), f"-l:{library.name}", f"-Wl,-rpath,{RPATH}"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        output, ok = result.stdout + result.stderr, result.returncode == 0
-    except (OSError, subprocess.TimeoutExpired) as e:
-        output, ok = str(e), False
-    log.write_text(" ".join(command) + "\n\n" + output)
+    compile_flags = ["-O3", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-fopenmp",
+                     # no path of the build in the library (__FILE__ of asserts): reproducible
+                     f"-ffile-prefix-map={ffi}=jaxlib/include", f"-ffile-prefix-map={include}=include",
+                     f"-ffile-prefix-map={CSRC}=csrc", "-I", str(ffi), "-I", str(include)]
+    link_flags = ["-L", str(library.parent), f"-l:{library.name}", f"-Wl,-rpath,{RPATH}"]
+    ok, output = _compile(cxx, compile_flags, link_flags, partial, build_dir)
+    log.write_text(output)
     if not ok:
         partial.unlink(missing_ok=True)
         message = f"not built: {Path(cxx).name} failed (see {log})"
