@@ -2,7 +2,8 @@
 
 :class:`BatchNorm` holds what ``flax.nnx.BatchNorm`` holds, under the same names
 (``scale``, ``bias`` and the running ``mean`` and ``var``), and computes the same values;
-it runs its training-mode pass through :mod:`jconv.kernels.batch_norm`.
+it runs its training-mode pass through :mod:`jconv.kernels.batch_norm`, its sums in the
+native library where that runs (:mod:`jconv.onednn.batch_norm`).
 """
 
 from __future__ import annotations
