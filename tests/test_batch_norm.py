@@ -110,8 +110,8 @@ def test_native_sums_equal_the_reference_and_the_fused_form_in_float32(shape, re
         for g, w in zip(got, want):
             assert_close(g, w, err_msg=f"{name} value")
         out[name] = vjp(cts)
-    assert _uses_native_sums(lambda x: jax.vjp(lambda x: NB.native(x, scale, bias, EPS, relu), x)[1](cts),
-                             x)
+    backward = lambda x: jax.vjp(lambda x: NB.native(x, scale, bias, EPS, relu), x)[1](cts)
+    assert _uses_native_sums(backward, x)
     for g, w in zip(out["native"], out["fused"]):
         assert_close(g, w, err_msg="native VJP against fused")
     # The sums alone, against float64 NumPy.

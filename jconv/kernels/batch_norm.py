@@ -12,7 +12,8 @@ the two sums, as ``flax.nnx.BatchNorm`` computes it, clamped at 0). Both forms r
 * :func:`textbook`: the formula in jnp, its derivatives by JAX's autodiff.
 * :func:`fused`: the same values, its reverse mode written by hand (``custom_vjp``) so that
   each direction is one reduction over ``x`` and one elementwise pass, with nothing else
-  materialised. With ``g = dy·[y > 0]`` (ReLU; ``y > 0`` recomputed from ``x``) and ``x̂ = (x - μ)/σ``:
+  materialised. With ``g = dy·[y > 0]`` (ReLU; ``y > 0`` recomputed from ``x``) and
+  ``x̂ = (x - μ)/σ``:
   ``dβ = Σ g``, ``dγ = (Σ g·x - μ Σ g)/σ``, and
   ``dx = (γ/σ)(g - dβ/n - x̂ dγ/n)``, written ``a·g + x·c₁ + c₂`` with per-map ``a, c₁, c₂``
   (the cotangents of ``mean`` and ``var``, when used, fold into ``c₁`` and ``c₂``).
@@ -144,7 +145,8 @@ def make_fused(sums, grad_sums):
 
 
 fused = make_fused(sums, grad_sums)
-fused.__doc__ = """``(y, mean, var)``, equal to :func:`textbook`, with the hand-written reverse mode."""
+fused.__doc__ = """``(y, mean, var)``, equal to :func:`textbook`, with the hand-written reverse
+mode."""
 
 FORMS = {"lax": textbook, "fused": fused}
 """The training-mode forms by implementation name."""

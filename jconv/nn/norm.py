@@ -39,7 +39,8 @@ def which(impl: str, dtype=jnp.float32) -> str:
         raise ValueError(f"BatchNorm: impl={impl!r}; expected one of {IMPLS}")
     cpu = jax.default_backend() == "cpu"
     if impl == "native" or (impl == "auto" and cpu):
-        runs = np.dtype(dtype) == np.float32 and onednn.unavailable(jax.default_backend(), dtype) is None
+        runs = (np.dtype(dtype) == np.float32
+                and onednn.unavailable(jax.default_backend(), dtype) is None)
         return "native" if runs else "fused"
     return "lax" if impl == "auto" else impl
 

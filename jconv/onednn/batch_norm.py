@@ -21,7 +21,8 @@ so second derivatives work. float32 only: other dtypes take :func:`fused`'s jnp 
 
 >>> import jax.numpy as jnp
 >>> from jconv.onednn import batch_norm
->>> y, mean, var = batch_norm.native(jnp.array([[1.0], [3.0]]), jnp.ones(1), jnp.zeros(1), 0.0, False)
+>>> x = jnp.array([[1.0], [3.0]])
+>>> y, mean, var = batch_norm.native(x, jnp.ones(1), jnp.zeros(1), 0.0, False)
 >>> y.ravel().tolist(), mean.tolist(), var.tolist()
 ([-1.0, 1.0], [2.0], [1.0])
 """
@@ -69,7 +70,8 @@ def _grad_sums_jvp(primals, tangents, *, relu):
     dy, x, a, b = primals
     tdy, tx = (_dense(t, p) for t, p in zip(tangents[:2], primals[:2]))
     out = grad_sums_p.bind(dy, x, a, b, relu=relu)
-    keep = (x * K._map(a, x) + K._map(b, x) > 0) if relu else jnp.ones((), bool)  # its derivative: 0
+    # The mask's own derivative is 0.
+    keep = (x * K._map(a, x) + K._map(b, x) > 0) if relu else jnp.ones((), bool)
     g, tg = jnp.where(keep, dy, 0.0), jnp.where(keep, tdy, 0.0)
     return out, [jnp.sum(tg, _axes(x)), jnp.sum(tg * x + g * tx, _axes(x))]
 

@@ -3,8 +3,9 @@
 Compiles ``csrc/onednn_conv.cc`` (convolutions), ``csrc/onednn_matmul.cc`` (matmuls),
 ``csrc/onednn_pool.cc`` (pooling and LRN), ``csrc/max_pool_scatter.cc`` (max pooling's
 float32 backward), ``csrc/sgd_update.cc`` (SGD's one-pass update) and ``csrc/batch_norm.cc``
-(BatchNorm's one-pass sums), with the headers beside them, into one library with ``g++ -O3 -std=c++17 -fPIC -fopenmp`` (a compiler per
-core at a time, one object per source, then ``-shared`` to link them) against
+(BatchNorm's one-pass sums), with the headers beside them, into one library with
+``g++ -O3 -std=c++17 -fPIC -fopenmp`` (a compiler per core at a time, one object per source,
+then ``-shared`` to link them) against
 
 * the XLA FFI headers of the installed jaxlib (``jax.ffi.include_dir()``);
 * the oneDNN 3.2 headers (``include/oneapi/dnnl/``) of the ``onednn-devel-cpu-gomp`` wheel;
